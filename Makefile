@@ -1,0 +1,39 @@
+# Parley: `make demo` runs the demo, `make test` runs the tests. See README.md.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-fast lint format services definitions migrate clean
+
+install: $(STAMP)  ## create .venv and install shared, gateway and agent-service (editable) with the dev tools
+
+$(STAMP): requirements-dev.txt shared/pyproject.toml gateway/pyproject.toml agent-service/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e shared -e gateway -e agent-service
+	touch $@
+
+services:  ## make sure PostgreSQL and RabbitMQ are running locally
+	bash deploy/scripts/ensure-services.sh
+
+test: install services  ## the whole suite against the real PostgreSQL and RabbitMQ
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check shared gateway agent-service tests
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format shared gateway agent-service tests
+
+definitions: install  ## regenerate deploy/rabbitmq/definitions.json from the code
+	$(BIN)/python -m parley_shared.topology > deploy/rabbitmq/definitions.json
+
+migrate: install  ## apply both services' migrations to the configured databases
+	$(BIN)/python -m gateway migrate
+	$(BIN)/python -m agent_service migrate
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .hypothesis

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import sys
+
+from agent_service.db import MIGRATIONS
+from agent_service.settings import AgentSettings
+from parley_shared import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agent_service.app import create_app
+
+    return cli.run(
+        service="agent-service",
+        load_settings=AgentSettings,
+        database_url=lambda s: s.database_url,
+        http_port=lambda s: s.http_port,
+        create_app=create_app,
+        migrations=MIGRATIONS,
+        argv=argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

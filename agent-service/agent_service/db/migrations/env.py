@@ -1,0 +1,4 @@
+from agent_service.db.tables import metadata
+from parley_shared.db import run_alembic_env
+
+run_alembic_env(metadata)

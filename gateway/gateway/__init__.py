@@ -1,0 +1,1 @@
+"""Parley gateway: speaks WhatsApp, publishes to and consumes from RabbitMQ."""

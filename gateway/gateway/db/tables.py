@@ -1,0 +1,47 @@
+"""The gateway's own database. Every change here comes with a migration in ``db/migrations``."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, UniqueConstraint
+
+from parley_shared.db import UtcDateTime, new_metadata
+from parley_shared.outbox import inbox_table, outbox_table
+
+metadata = new_metadata()
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+# One row per message that crossed the gateway, either way. The unique key on
+# (direction, provider, provider_message_id) is what makes a provider message seen twice
+# (webhook retry, overlapping polls) publish once.
+message_logs = Table(
+    "message_logs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("direction", String(10), nullable=False),  # inbound | outbound
+    Column("provider", String(20), nullable=False),
+    Column("provider_message_id", String(200), nullable=True),
+    Column("message_id", String(200), nullable=False),  # our id (the queue idempotency key)
+    Column("correlation_id", String(200), nullable=True),
+    Column("phone", String(20), nullable=False),  # E.164, used for routing; masked in logs and API
+    Column("phone_masked", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("direction", "message_id", name="uq_message_logs_direction_message_id"),
+    Index("ix_message_logs_provider_msg", "provider", "provider_message_id"),
+    Index("ix_message_logs_created_at", "created_at"),
+)
+
+# The ignore list (the seed system called it "whitelist"): numbers whose messages are dropped.
+ignored_numbers = Table(
+    "ignored_numbers",
+    metadata,
+    Column("phone", String(20), primary_key=True),
+    Column("note", String(200), nullable=True),
+    Column("source", String(20), nullable=False),  # config | api
+    Column("created_at", UtcDateTime, nullable=False),
+)

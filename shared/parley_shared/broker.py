@@ -1,0 +1,397 @@
+"""AMQP plumbing: one connection, confirmed persistent publishing, consumers with clear ack rules.
+
+Guarantees (see ``docs/architecture.md``):
+
+* Publishing: publisher confirms, ``delivery_mode=PERSISTENT``, ``mandatory=True`` with
+  ``on_return_raises`` -- a message no queue accepted raises :class:`PublishError`; so does a
+  nack or a broker that is down. Nothing is buffered silently: callers publish from an outbox.
+* Consuming: a message is acknowledged only after its handler returned, i.e. after the
+  handler's transaction committed and whatever it had to publish was confirmed.
+  - A body that is not a valid contract is dead-lettered at once with the reason in
+    ``x-parley-error`` (it can never succeed).
+  - A handler failure caused by infrastructure (database or broker unreachable) is retried in
+    place with backoff and does not burn the delivery limit.
+  - Any other handler failure is requeued; on the last allowed attempt the message is
+    dead-lettered with the exception as its reason. A consumer killed mid-message is covered by
+    the queue's own ``x-delivery-limit`` (reason ``delivery_limit``).
+* Start-up waits for the broker (``startup_timeout_s``); after that ``connect_robust``
+  reconnects, reopens channels and re-consumes. ``health()`` says whether each consumer is
+  attached right now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from parley_shared.contracts import Contract, ContractError, decode
+from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, WORK_QUEUES, WorkQueue
+
+log = structlog.get_logger("parley.broker")
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class PublishError(RuntimeError):
+    """The broker did not confirm a message (down, nacked, or unroutable)."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached within the start-up timeout."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble worth retrying in place (not the message's fault)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError, PoolTimeout, PublishError)):
+        return True
+    if isinstance(exc, (aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError)):
+        return True
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, DBAPIError) and cause is not None:
+        name = type(cause).__name__
+        return "Connection" in name or "CannotConnectNow" in name or "AdminShutdown" in name
+    return False
+
+
+@dataclass
+class ConsumerState:
+    queue: WorkQueue
+    prefetch: int
+    consumer_tag: str | None = None
+    channel: AbstractChannel | None = None
+    amqp_queue: AbstractQueue | None = None
+    in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
+    handled: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+    def attached(self, connected: bool) -> bool:
+        return bool(connected and self.consumer_tag and self.channel is not None and not self.channel.is_closed)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a consumer treats failures. Tests shrink the delays."""
+
+    requeue_delay_s: float = 1.0
+    transient_backoff_s: float = 0.5
+    transient_backoff_max_s: float = 15.0
+    transient_give_up_s: float = 300.0
+
+
+class Broker:
+    """One service's connection to RabbitMQ."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        service: str,
+        startup_timeout_s: float = 60.0,
+        publish_timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.url = url
+        self.service = service
+        self.startup_timeout_s = startup_timeout_s
+        self.publish_timeout_s = publish_timeout_s
+        self.retry = retry or RetryPolicy()
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._consumers: dict[str, ConsumerState] = {}
+        self._publish_lock = asyncio.Lock()
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> None:
+        """Connect (waiting for the broker up to ``startup_timeout_s``) and declare the topology."""
+        deadline = time.monotonic() + self.startup_timeout_s
+        delay = 0.25
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.url, client_properties={"connection_name": self.service}
+                )
+                break
+            except (ConnectionError, OSError, aiormq.exceptions.AMQPError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BrokerUnavailable(f"RabbitMQ unreachable: {type(exc).__name__}") from exc
+                log.warning("broker.connect_retry", error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        await declare_topology(self._publish_channel)
+        self._exchange = await self._publish_channel.get_exchange(EXCHANGE, ensure=False)
+        self._dlx = await self._publish_channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
+        log.info("broker.connected")
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._connection is not None and self._connection.connected.is_set())
+
+    async def stop_consuming(self, drain_timeout_s: float = 30.0) -> None:
+        """Cancel every consumer, then wait for in-flight handlers to finish."""
+        for state in self._consumers.values():
+            if state.amqp_queue is not None and state.consumer_tag:
+                with contextlib.suppress(Exception):
+                    await state.amqp_queue.cancel(state.consumer_tag)
+            state.consumer_tag = None
+        pending = [t for s in self._consumers.values() for t in s.in_flight]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=drain_timeout_s)
+            for task in still:
+                task.cancel()
+
+    async def close(self) -> None:
+        self._closing = True
+        await self.stop_consuming()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        self._connection = None
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, queue: WorkQueue, payload: Contract, *, headers: dict[str, Any] | None = None) -> None:
+        """Publish ``payload`` to ``queue`` and wait for the broker's confirm."""
+        if not isinstance(payload, queue.contract):
+            raise TypeError(f"{queue.name} carries {queue.contract.__name__}, not {type(payload).__name__}")
+        await self._publish(self._exchange, queue.routing_key, payload.encode(), payload, headers or {})
+
+    async def publish_raw(
+        self,
+        queue: WorkQueue,
+        body: bytes,
+        *,
+        message_id: str,
+        correlation_id: str,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish an already-encoded body (the outbox relay stores encoded payloads)."""
+        message = _message(body, message_id, correlation_id, queue.contract.schema_name, headers or {})
+        await self._send(self._exchange, queue.routing_key, message)
+
+    async def _publish(
+        self, exchange: AbstractExchange | None, key: str, body: bytes, payload: Contract, headers: dict[str, Any]
+    ) -> None:
+        message = _message(body, payload.message_id, payload.correlation_id, payload.schema_name, headers)
+        await self._send(exchange, key, message)
+
+    async def _send(self, exchange: AbstractExchange | None, key: str, message: aio_pika.Message) -> None:
+        if exchange is None or not self.connected:
+            raise PublishError("not connected to RabbitMQ")
+        try:
+            confirmation = await exchange.publish(
+                message, routing_key=key, mandatory=True, timeout=self.publish_timeout_s
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            raise PublishError(f"broker refused message for {key!r}: {exc}") from exc
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as exc:
+            raise PublishError(f"publish to {key!r} failed: {type(exc).__name__}") from exc
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+            raise PublishError(f"broker did not confirm message for {key!r}: {type(confirmation).__name__}")
+
+    async def dead_letter(self, queue: WorkQueue, message: AbstractIncomingMessage, reason: str) -> None:
+        """Move a message to ``queue``'s dead-letter queue with a readable reason."""
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-parley-error": reason[:1000],
+                "x-parley-queue": queue.name,
+                "x-parley-service": self.service,
+                "x-parley-dead-lettered-at": int(time.time()),
+            }
+        )
+        dead = aio_pika.Message(
+            body=message.body,
+            headers=headers,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            content_type=message.content_type,
+            type=message.type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._send(self._dlx, queue.dead_letter_queue, dead)
+
+    # ------------------------------------------------------------------ consuming
+    async def consume(self, queue: WorkQueue, handler: Handler, *, prefetch: int = 32) -> ConsumerState:
+        """Start consuming ``queue``: each body is decoded to its contract and given to ``handler``."""
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        state = ConsumerState(queue=queue, prefetch=prefetch)
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=prefetch)
+        amqp_queue = await channel.get_queue(queue.name, ensure=True)
+        state.channel = channel
+        state.amqp_queue = amqp_queue
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                state.in_flight.add(task)
+            try:
+                await self._handle(state, handler, message)
+            finally:
+                if task is not None:
+                    state.in_flight.discard(task)
+
+        state.consumer_tag = await amqp_queue.consume(on_message)
+        self._consumers[queue.name] = state
+        log.info("broker.consuming", queue=queue.name, prefetch=prefetch)
+        return state
+
+    async def _handle(self, state: ConsumerState, handler: Handler, message: AbstractIncomingMessage) -> None:
+        queue = state.queue
+        structlog.contextvars.bind_contextvars(
+            correlation_id=message.correlation_id, message_id=message.message_id, queue=queue.name
+        )
+        try:
+            try:
+                payload = decode(queue.contract, message.body)
+            except ContractError as exc:
+                log.warning("broker.malformed_message", reason=str(exc))
+                await self._dead_letter_and_ack(state, message, f"malformed: {exc}")
+                return
+            started = time.monotonic()
+            retries = 0
+            while True:
+                try:
+                    await handler(payload)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if self._closing:
+                        raise
+                    if is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s:
+                        delay = min(
+                            self.retry.transient_backoff_s * 2 ** min(retries, 10), self.retry.transient_backoff_max_s
+                        )
+                        retries += 1
+                        log.warning("broker.handler_transient_error", error=type(exc).__name__, retry_in_s=delay)
+                        await asyncio.sleep(delay)
+                        continue
+                    await self._on_handler_failure(state, message, exc)
+                    return
+            await message.ack()
+            state.handled += 1
+        except asyncio.CancelledError:
+            # Shutdown or lost channel: the broker redelivers the unacknowledged message.
+            raise
+        except Exception as exc:
+            # Ack on a dead channel, a dead letter that could not be published, shutdown: hand
+            # the message back (if the channel is gone the broker redelivers it anyway).
+            log.warning("broker.settle_failed", error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id", "message_id", "queue")
+
+    async def _on_handler_failure(self, state: ConsumerState, message: AbstractIncomingMessage, exc: Exception) -> None:
+        state.failed += 1
+        attempts = _delivery_count(message) + 1
+        reason = f"handler failed {attempts} time(s): {type(exc).__name__}: {str(exc)[:300]}"
+        if attempts >= state.queue.delivery_limit:
+            log.error("broker.handler_failed_final", attempts=attempts, error=type(exc).__name__)
+            await self._dead_letter_and_ack(state, message, reason)
+            return
+        log.warning("broker.handler_failed", attempts=attempts, error=type(exc).__name__, exc_info=exc)
+        await asyncio.sleep(self.retry.requeue_delay_s)
+        await message.nack(requeue=True)
+
+    async def _dead_letter_and_ack(self, state: ConsumerState, message: AbstractIncomingMessage, reason: str) -> None:
+        await self.dead_letter(state.queue, message, reason)
+        await message.ack()
+        state.dead_lettered += 1
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict[str, Any]:
+        connected = self.connected
+        consumers = {
+            name: {
+                "attached": s.attached(connected),
+                "prefetch": s.prefetch,
+                "in_flight": len(s.in_flight),
+                "handled": s.handled,
+                "failed": s.failed,
+                "dead_lettered": s.dead_lettered,
+            }
+            for name, s in self._consumers.items()
+        }
+        ok = connected and all(c["attached"] for c in consumers.values())
+        return {"ok": ok, "connected": connected, "consumers": consumers}
+
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Messages waiting and consumers attached per queue (passive declares)."""
+        if self._connection is None or not self.connected:
+            return {}
+        result: dict[str, dict[str, int]] = {}
+        channel = await self._connection.channel()
+        try:
+            for q in WORK_QUEUES:
+                for name in (q.name, q.dead_letter_queue):
+                    declared = await channel.declare_queue(name, passive=True)
+                    result[name] = {
+                        "messages": declared.declaration_result.message_count,
+                        "consumers": declared.declaration_result.consumer_count,
+                    }
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return result
+
+
+def _message(
+    body: bytes, message_id: str, correlation_id: str, schema: str, headers: dict[str, Any]
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=body,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        content_type="application/json",
+        type=schema,
+        headers=headers,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """How many times the broker delivered this message before (quorum queues count it)."""
+    value = (message.headers or {}).get("x-delivery-count")
+    if isinstance(value, int):
+        return value
+    return 1 if message.redelivered else 0
+
+
+async def declare_topology(channel: AbstractChannel) -> None:
+    """Declare exchanges, work queues, dead-letter queues and bindings (idempotent)."""
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    for q in WORK_QUEUES:
+        dlq = await channel.declare_queue(q.dead_letter_queue, durable=True, arguments=q.dead_letter_arguments())
+        await dlq.bind(dlx, routing_key=q.dead_letter_queue)
+        work = await channel.declare_queue(q.name, durable=True, arguments=q.arguments())
+        await work.bind(exchange, routing_key=q.routing_key)

@@ -1,0 +1,68 @@
+"""``python -m gateway`` / ``python -m agent_service``: serve (default), migrate, makemigration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from parley_shared.db import create_engine, make_revision, migrate
+from parley_shared.logging import configure_logging
+from parley_shared.settings import CommonSettings, ConfigurationError
+
+
+def run(
+    *,
+    service: str,
+    load_settings: Callable[[], CommonSettings],
+    database_url: Callable[[CommonSettings], str],
+    http_port: Callable[[CommonSettings], int],
+    create_app: Callable[[CommonSettings], web.Application],
+    migrations: Path,
+    argv: list[str] | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {service}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    rev = sub.add_parser("makemigration", help="autogenerate a migration from the table definitions")
+    rev.add_argument("message")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except (ValidationError, ConfigurationError) as exc:
+        print(f"{service}: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        production=settings.production,
+        log_content=settings.log_message_content,
+        service=service,
+    )
+    command = args.command or "serve"
+    if command in ("migrate", "makemigration"):
+
+        async def _db() -> None:
+            engine = create_engine(database_url(settings))
+            try:
+                await migrate(engine, migrations)
+                if command == "makemigration":
+                    await make_revision(engine, migrations, args.message)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(_db())
+        print(f"{service}: database at head")
+        return 0
+    app = create_app(settings)
+    web.run_app(
+        app, host=settings.http_host, port=http_port(settings), print=None, shutdown_timeout=settings.shutdown_timeout_s
+    )
+    return 0

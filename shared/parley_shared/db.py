@@ -1,0 +1,166 @@
+"""Database helpers shared by both services (each service has its own database and schema).
+
+* ``create_engine(url)``: SQLite (embedded default, a file under ``./data/``) or PostgreSQL
+  (asyncpg), chosen by URL. SQLite gets WAL, a busy timeout and foreign keys.
+* ``migrate(engine, script_location)``: Alembic to head from inside the running loop; on
+  PostgreSQL an advisory lock makes concurrent replicas migrate one at a time.
+* ``insert_ignore``: ``INSERT ... ON CONFLICT DO NOTHING`` for either dialect -- the primitive
+  every idempotent write stands on.
+* ``as_utc``: SQLite returns naive datetimes; everything leaving the database is UTC-aware.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import DateTime, TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back as UTC, on SQLite too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def insert_ignore(
+    dialect_name: str, table: Table, values: dict[str, Any] | Sequence[dict[str, Any]], index_elements: Sequence[str]
+) -> Any:
+    """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for PostgreSQL or SQLite."""
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    return module.insert(table).values(values).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
+async def ping(engine: AsyncEngine) -> float:
+    """Round-trip the database; returns the latency in milliseconds."""
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+def alembic_config(script_location: Path, connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+async def migrate(engine: AsyncEngine, script_location: Path, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic), safely from several replicas at once."""
+    lock_key = zlib.crc32(str(script_location.name).encode()) & 0x7FFFFFFF
+
+    def _upgrade(connection: Connection) -> None:
+        command.upgrade(alembic_config(script_location, connection), revision)
+
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+        await conn.run_sync(_upgrade)
+
+
+def run_alembic_env(metadata: MetaData) -> None:
+    """Body of each service's ``migrations/env.py``: run against the connection handed in."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `python -m <service> migrate` (online, async engine)")
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def make_revision(engine: AsyncEngine, script_location: Path, message: str) -> None:
+    """Autogenerate a new revision by comparing the models with the migrated database."""
+
+    versions = script_location / "versions"
+    rev_id = f"{len(list(versions.glob('[0-9][0-9][0-9][0-9]_*.py'))) + 1:04d}"
+
+    def _revision(connection: Connection) -> None:
+        cfg = alembic_config(script_location, connection)
+        cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+        command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_revision)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    def _rev(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(_rev)

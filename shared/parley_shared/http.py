@@ -1,0 +1,149 @@
+"""aiohttp pieces both services use: JSON errors, request correlation ids, bearer auth, health.
+
+* Every error leaves as ``{"error": {"status": 4xx/5xx, "message": ...}}``; an unhandled
+  exception is logged and becomes a 500 without internals.
+* ``X-Correlation-ID`` (or a fresh one) is bound to the log context for the request and echoed.
+* Management routes need ``Authorization: Bearer <API_TOKEN>`` (constant-time compare). Routes
+  marked with :func:`public` (health, metrics, provider webhooks, the OpenAPI document) stay open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+log = structlog.get_logger("parley.http")
+HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_ATTR = "__parley_public__"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def public(handler: HandlerT) -> HandlerT:
+    """Mark a route handler as open (no bearer token)."""
+    setattr(handler, PUBLIC_ATTR, True)
+    return handler
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"status": status, "message": message, **extra}}, status=status)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    if isinstance(data, BaseModel):
+        return web.Response(text=data.model_dump_json(), status=status, content_type="application/json")
+    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse the request body as ``model``; a bad body is a 400 with the reasons (never a 500)."""
+    try:
+        raw = await request.read()
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)[:10]
+        ]
+        raise HTTPError(400, "invalid request body", problems=problems) from None
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer with a JSON error."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HTTPError as exc:
+        return json_error(exc.status, exc.message, **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.status != 413 else "request body too large"
+        return json_error(exc.status, message)
+    except Exception:
+        log.exception("http.unhandled_error", path=request.path, method=request.method)
+        return json_error(500, "internal error")
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+    incoming = request.headers.get(CORRELATION_HEADER, "")
+    correlation_id = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+        response.headers[CORRELATION_HEADER] = correlation_id
+        return response
+    finally:
+        log.debug(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        structlog.contextvars.unbind_contextvars("correlation_id")
+
+
+def bearer_auth_middleware(token: str | None) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+        route_handler = getattr(request.match_info, "handler", None)
+        if expected is None or getattr(route_handler, PUBLIC_ATTR, False) or request.match_info.http_exception:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            reason = "missing bearer token" if not given else "invalid bearer token"
+            return json_error(401, reason, hint="send Authorization: Bearer <API_TOKEN>")
+        return await handler(request)
+
+    return middleware
+
+
+def base_app(*, token: str | None, max_body_bytes: int) -> web.Application:
+    """An application with the shared middlewares (outermost first)."""
+    return web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[correlation_middleware, error_middleware, bearer_auth_middleware(token)],
+    )
+
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def health_handler(checks: dict[str, HealthCheck]) -> HandlerT:
+    """``GET /health``: 200 when every check says ok, 503 otherwise, with each check's detail."""
+
+    @public
+    async def handler(_request: web.Request) -> web.Response:
+        results: dict[str, Any] = {}
+        for name, check in checks.items():
+            try:
+                results[name] = await check()
+            except Exception as exc:
+                results[name] = {"ok": False, "error": type(exc).__name__}
+        ok = all(bool(r.get("ok")) for r in results.values())
+        return json_response({"status": "ok" if ok else "degraded", "checks": results}, status=200 if ok else 503)
+
+    return handler

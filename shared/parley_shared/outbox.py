@@ -1,0 +1,223 @@
+"""Transactional outbox and inbox: the two tables that make at-least-once delivery exactly-once in effect.
+
+* **Inbox** (``inbox``): one row per consumed ``message_id`` (primary key). A handler claims the
+  id inside its own transaction; a redelivered message finds it taken and has no second effect.
+* **Outbox** (``outbox``): a message to publish is written in the same transaction as the state
+  change that causes it. After the commit the producer publishes it at once
+  (:meth:`Outbox.publish_caused_by` / :meth:`Outbox.publish_ids`); whatever was not confirmed
+  (crash, broker down) is published by the relay loop (:meth:`Outbox.run`). Rows are claimed
+  with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so replicas share the work. A message can be
+  published twice (crash after the confirm, before the mark): consumers dedupe on ``message_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from parley_shared.broker import Broker, PublishError
+from parley_shared.clock import Clock, SystemClock
+from parley_shared.contracts import Contract
+from parley_shared.db import UtcDateTime, dialect_name, insert_ignore
+from parley_shared.topology import BY_NAME, WorkQueue
+
+log = structlog.get_logger("parley.outbox")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("message_id", String(200), nullable=False, unique=True),
+        Column("correlation_id", String(200), nullable=False),
+        Column("queue", String(100), nullable=False),
+        Column("cause_id", String(200), nullable=True, index=True),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("published_at", UtcDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", String(500), nullable=True),
+        Index(
+            "ix_outbox_pending",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("message_id", String(200), primary_key=True),
+        Column("queue", String(100), nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False),
+    )
+
+
+class Inbox:
+    """Claims consumed message ids so that a redelivery has no second effect."""
+
+    def __init__(self, table: Table, clock: Clock | None = None) -> None:
+        self.table = table
+        self.clock = clock or SystemClock()
+
+    async def claim(self, session: AsyncSession, queue: str, message_id: str) -> bool:
+        """True the first time ``message_id`` is claimed (in the caller's transaction), else False."""
+        stmt = insert_ignore(
+            dialect_name(session),
+            self.table,
+            {"message_id": message_id, "queue": queue, "processed_at": self.clock.now()},
+            ["message_id"],
+        )
+        result = await session.execute(stmt)
+        return bool(result.rowcount)
+
+
+class Outbox:
+    def __init__(
+        self,
+        table: Table,
+        sessions: async_sessionmaker[AsyncSession],
+        broker: Broker,
+        *,
+        clock: Clock | None = None,
+        batch_size: int = 200,
+    ) -> None:
+        self.table = table
+        self.sessions = sessions
+        self.broker = broker
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    # ---------------------------------------------------------------- writing (in the caller's tx)
+    async def add(
+        self, session: AsyncSession, queue: WorkQueue, payload: Contract, *, cause_id: str | None = None
+    ) -> bool:
+        """Stage ``payload`` for ``queue`` in the caller's transaction. False if already staged."""
+        if not isinstance(payload, queue.contract):
+            raise TypeError(f"{queue.name} carries {queue.contract.__name__}, not {type(payload).__name__}")
+        stmt = insert_ignore(
+            dialect_name(session),
+            self.table,
+            {
+                "message_id": payload.message_id,
+                "correlation_id": payload.correlation_id,
+                "queue": queue.name,
+                "cause_id": cause_id,
+                "body": payload.encode(),
+                "created_at": self.clock.now(),
+            },
+            ["message_id"],
+        )
+        result = await session.execute(stmt)
+        return bool(result.rowcount)
+
+    # ---------------------------------------------------------------- publishing (after commit)
+    async def publish_caused_by(self, cause_id: str) -> int:
+        """Publish what the handling of ``cause_id`` staged (call after the commit)."""
+        return await self._publish_where(self.table.c.cause_id == cause_id)
+
+    async def publish_ids(self, message_ids: Sequence[str]) -> int:
+        if not message_ids:
+            return 0
+        return await self._publish_where(self.table.c.message_id.in_(list(message_ids)))
+
+    async def relay_once(self) -> int:
+        """Publish the oldest pending rows (a batch); returns how many were confirmed."""
+        return await self._publish_where(None, skip_locked=True)
+
+    async def _publish_where(self, condition: Any, *, skip_locked: bool = False) -> int:
+        t = self.table
+        query = select(t.c.id, t.c.message_id, t.c.correlation_id, t.c.queue, t.c.body).where(
+            t.c.published_at.is_(None)
+        )
+        if condition is not None:
+            query = query.where(condition)
+        query = query.order_by(t.c.id).limit(self.batch_size).with_for_update(skip_locked=skip_locked)
+        count = 0
+        async with self.sessions() as session, session.begin():
+            rows = (await session.execute(query)).all()
+            # Confirms are pipelined on one channel: publish the batch together, then mark.
+            results = await asyncio.gather(
+                *(
+                    self.broker.publish_raw(
+                        BY_NAME[row.queue], row.body, message_id=row.message_id, correlation_id=row.correlation_id
+                    )
+                    for row in rows
+                ),
+                return_exceptions=True,
+            )
+            done = [row.id for row, res in zip(rows, results, strict=True) if res is None]
+            failed = [(row.id, res) for row, res in zip(rows, results, strict=True) if res is not None]
+            failure: BaseException | None = failed[0][1] if failed else None
+            if failed:
+                await session.execute(
+                    update(t)
+                    .where(t.c.id.in_([i for i, _ in failed]))
+                    .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
+                )
+            if done:
+                await session.execute(update(t).where(t.c.id.in_(done)).values(published_at=self.clock.now()))
+            count = len(done)
+        self.published += count
+        if failure is not None:
+            raise failure if isinstance(failure, PublishError) else PublishError(repr(failure))
+        return count
+
+    # ---------------------------------------------------------------- relay loop
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Relay loop: drains pending rows every ``interval_s`` (or when woken) until cancelled."""
+        while True:
+            try:
+                while await self.relay_once() >= self.batch_size:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: try again next round
+                log.warning("outbox.relay_failed", error=type(exc).__name__)
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+
+    async def pending(self) -> int:
+        async with self.sessions() as session:
+            return int(
+                await session.scalar(
+                    select(func.count()).select_from(self.table).where(self.table.c.published_at.is_(None))
+                )
+                or 0
+            )
+
+    async def oldest_pending_at(self) -> datetime | None:
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(func.min(self.table.c.created_at)).where(self.table.c.published_at.is_(None))
+            )

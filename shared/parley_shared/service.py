@@ -1,0 +1,180 @@
+"""The runtime every Parley service stands on: database, broker, outbox relay, workers, health.
+
+A service's composition root (``gateway/app.py``, ``agent_service/app.py``) builds one
+:class:`Runtime`, registers its consumers and background workers, and hands
+:meth:`Runtime.cleanup_ctx` to aiohttp. Start-up order: database (waiting for it, then
+migrations), broker (waiting for it, topology declared), outbox relay, consumers and workers.
+Shutdown runs in reverse: stop consuming and let in-flight handlers finish, stop workers,
+drain the outbox once more, close the broker, dispose of the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from parley_shared.broker import Broker, BrokerUnavailable, Handler, RetryPolicy
+from parley_shared.clock import Clock, SystemClock
+from parley_shared.db import create_engine, migrate, ping, session_factory
+from parley_shared.outbox import Inbox, Outbox
+from parley_shared.settings import CommonSettings
+from parley_shared.topology import WorkQueue
+
+log = structlog.get_logger("parley.service")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    queue: WorkQueue
+    handler: Handler
+    prefetch: int
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: CommonSettings,
+        database_url: str,
+        migrations: Path,
+        outbox_table: Table,
+        inbox_table: Table,
+        clock: Clock | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.database_url = database_url
+        self.migrations = migrations
+        self.clock: Clock = clock or SystemClock()
+        self.engine: AsyncEngine = create_engine(database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.broker = Broker(
+            settings.amqp_url.get_secret_value(),
+            service=service,
+            startup_timeout_s=settings.startup_timeout_s,
+            retry=RetryPolicy(requeue_delay_s=settings.requeue_delay_s),
+        )
+        self.outbox = Outbox(outbox_table, self.sessions, self.broker, clock=self.clock)
+        self.inbox = Inbox(inbox_table, clock=self.clock)
+        self._consumers: list[ConsumerSpec] = []
+        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.started = False
+
+    # ---------------------------------------------------------------- registration
+    def add_consumer(self, queue: WorkQueue, handler: Handler, *, prefetch: int | None = None) -> None:
+        self._consumers.append(ConsumerSpec(queue, handler, prefetch or self.settings.amqp_prefetch))
+
+    def add_worker(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A long-running background coroutine (a poller, a scheduler); restarted if it crashes."""
+        self._workers.append((name, factory))
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._on_stop.append(callback)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        await self._wait_for_database()
+        if self.settings.db_auto_migrate:
+            await migrate(self.engine, self.migrations)
+        try:
+            await self.broker.connect()
+        except BrokerUnavailable:
+            await self.engine.dispose()
+            raise
+        self._spawn("outbox-relay", lambda: self.outbox.run(self.settings.outbox_interval_s))
+        for name, factory in self._workers:
+            self._spawn(name, factory)
+        for spec in self._consumers:
+            await self.broker.consume(spec.queue, spec.handler, prefetch=spec.prefetch)
+        self.started = True
+        log.info("service.started", service=self.service)
+
+    async def stop(self) -> None:
+        log.info("service.stopping", service=self.service)
+        await self.broker.stop_consuming(self.settings.shutdown_timeout_s)
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for callback in reversed(self._on_stop):
+            with contextlib.suppress(Exception):
+                await callback()
+        with contextlib.suppress(Exception):
+            await self.outbox.relay_once()
+        await self.broker.close()
+        await self.engine.dispose()
+        self.started = False
+        log.info("service.stopped", service=self.service)
+
+    async def cleanup_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _spawn(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        async def supervised() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("service.worker_crashed", worker=name, restart_in_s=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+        self._tasks[name] = asyncio.create_task(supervised(), name=f"{self.service}:{name}")
+
+    async def _wait_for_database(self) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        delay = 0.25
+        while True:
+            try:
+                await ping(self.engine)
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise RuntimeError(f"database unreachable: {type(exc).__name__}") from exc
+                log.warning("service.database_retry", error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ---------------------------------------------------------------- health
+    async def database_health(self) -> dict[str, Any]:
+        try:
+            latency = await asyncio.wait_for(ping(self.engine), timeout=5)
+        except Exception as exc:
+            return {"ok": False, "error": type(exc).__name__}
+        return {"ok": True, "latency_ms": round(latency, 2), "dialect": self.engine.dialect.name}
+
+    async def broker_health(self) -> dict[str, Any]:
+        return self.broker.health()
+
+    async def outbox_health(self) -> dict[str, Any]:
+        pending = await self.outbox.pending()
+        oldest = await self.outbox.oldest_pending_at()
+        age = (self.clock.now() - oldest).total_seconds() if oldest else 0.0
+        # Pending rows are normal for a moment; a backlog older than a minute means the relay is stuck.
+        return {"ok": age < 60, "pending": pending, "oldest_pending_age_s": round(age, 1)}
+
+    def workers_health(self) -> dict[str, Any]:
+        return {name: not task.done() for name, task in self._tasks.items()}

@@ -1,0 +1,60 @@
+"""Settings common to both services (pydantic-settings, read from the environment and ``.env``).
+
+Every field of every settings class is documented in ``docs/configuration.md`` and
+``.env.example``; a test fails when one is missing there. Secrets come from the environment only.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AppEnv(enum.StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class ConfigurationError(RuntimeError):
+    """The service refuses to start with this configuration."""
+
+
+def env(name: str) -> AliasChoices:
+    """The environment variable a field is read from (the field name works in code too)."""
+    return AliasChoices(name, name.lower())
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", validate_by_name=True, validate_by_alias=True, frozen=True
+    )
+
+    app_env: AppEnv = Field(AppEnv.DEVELOPMENT, validation_alias=env("APP_ENV"))
+    log_level: str = Field("INFO", validation_alias=env("LOG_LEVEL"))
+    log_format: str = Field("auto", validation_alias=env("LOG_FORMAT"), pattern="^(auto|json|console)$")
+    log_message_content: bool = Field(False, validation_alias=env("LOG_MESSAGE_CONTENT"))
+    api_token: SecretStr | None = Field(None, validation_alias=env("API_TOKEN"))
+    amqp_url: SecretStr = Field(SecretStr("amqp://guest:guest@127.0.0.1:5672/"), validation_alias=env("AMQP_URL"))
+    amqp_prefetch: int = Field(64, ge=1, le=5000, validation_alias=env("AMQP_PREFETCH"))
+    startup_timeout_s: float = Field(60.0, gt=0, validation_alias=env("STARTUP_TIMEOUT_S"))
+    shutdown_timeout_s: float = Field(20.0, gt=0, validation_alias=env("SHUTDOWN_TIMEOUT_S"))
+    requeue_delay_s: float = Field(1.0, ge=0, validation_alias=env("REQUEUE_DELAY_S"))
+    outbox_interval_s: float = Field(1.0, gt=0, validation_alias=env("OUTBOX_INTERVAL_S"))
+    db_auto_migrate: bool = Field(True, validation_alias=env("DB_AUTO_MIGRATE"))
+    http_host: str = Field("127.0.0.1", validation_alias=env("HTTP_HOST"))
+    max_body_bytes: int = Field(3 * 1024 * 1024, ge=1024, validation_alias=env("MAX_BODY_BYTES"))
+
+    @property
+    def production(self) -> bool:
+        return self.app_env is AppEnv.PRODUCTION
+
+    @model_validator(mode="after")
+    def _production_needs_token(self) -> CommonSettings:
+        if self.production and (self.api_token is None or len(self.api_token.get_secret_value()) < 16):
+            raise ConfigurationError(
+                "APP_ENV=production requires API_TOKEN (at least 16 characters) for the management API"
+            )
+        return self

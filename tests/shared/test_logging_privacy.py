@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from parley_shared.logging import configure_logging
+
+
+@pytest.fixture
+def capture(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    def run(log_content: bool) -> list[dict]:  # type: ignore[type-arg]
+        configure_logging(fmt="json", log_content=log_content, service="test")
+        log = structlog.get_logger("t")
+        structlog.contextvars.bind_contextvars(correlation_id="corr-1")
+        log.info("inbound", phone="+77010000001", text="my card is 4111", note="call me at +7 701 000 00 01")
+        logging.getLogger("aio_pika").warning("connection to 77010000001@c.us lost")
+        try:
+            raise ValueError("bad number 77010000001")
+        except ValueError:
+            log.exception("failed", api_token="secret-token")
+        structlog.contextvars.clear_contextvars()
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+
+    return run
+
+
+def test_phones_masked_bodies_hidden_secrets_dropped(capture) -> None:  # type: ignore[no-untyped-def]
+    lines = capture(False)
+    raw = json.dumps(lines)
+    assert "77010000001" not in raw and "701 000 00 01" not in raw
+    assert "my card is" not in raw and "secret-token" not in raw
+    assert lines[0]["phone"] == "+770******01" and lines[0]["text"] == "[15 chars]"
+    assert lines[0]["correlation_id"] == "corr-1" and lines[0]["service"] == "test"
+    assert any(line.get("logger") == "aio_pika" for line in lines)
+
+
+def test_bodies_only_when_switched_on(capture) -> None:  # type: ignore[no-untyped-def]
+    lines = capture(True)
+    assert lines[0]["text"] == "my card is 4111"
+    assert "77010000001" not in json.dumps(lines)

@@ -1,0 +1,49 @@
+"""Both services start on the real engines, report health, refuse bad configuration, and stop cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent_service.app import create_app as create_agent
+from agent_service.settings import AgentSettings
+from gateway.app import create_app as create_gateway
+from gateway.settings import GatewaySettings
+from parley_shared.settings import ConfigurationError
+
+
+@pytest.mark.parametrize("service", ["gateway", "agent"])
+async def test_service_starts_reports_health_and_stops(service: str, amqp_url: str, database_url: str) -> None:
+    if service == "gateway":
+        app = create_gateway(GatewaySettings(amqp_url=amqp_url, database_url=database_url, api_token="t" * 20))
+    else:
+        app = create_agent(AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token="t" * 20))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/health")
+        body = await response.json()
+        assert response.status == 200, body
+        assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["connected"]
+        assert all(c["attached"] for c in body["checks"]["broker"]["consumers"].values())
+        metrics = await client.get("/metrics")
+        assert metrics.status == 200
+        missing = await client.get("/no-such-route")
+        assert missing.status in (401, 404)
+
+
+def test_production_refuses_to_start_without_a_token() -> None:
+    with pytest.raises(ConfigurationError, match="API_TOKEN"):
+        GatewaySettings(app_env="production")
+    with pytest.raises(ConfigurationError, match="API_TOKEN"):
+        AgentSettings(app_env="production", api_token="short")
+    assert AgentSettings(app_env="production", api_token="x" * 32).production
+
+
+def test_cli_exits_2_with_a_clear_message_on_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.__main__ import main
+
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    assert main(["migrate"]) == 2
+    assert "API_TOKEN" in capsys.readouterr().err
