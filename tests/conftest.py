@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -10,9 +11,17 @@ from tests.support import infra
 
 
 @pytest.fixture(scope="session")
-def amqp_vhost() -> str:
+def amqp_vhost() -> Iterator[str]:
+    """This run's own RabbitMQ vhost (created for the run, deleted after it)."""
     infra.ensure_vhost()
-    return infra.amqp_url()
+    yield infra.amqp_url()
+    infra.delete_vhost()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    asyncio.run(infra.drop_created_databases())
 
 
 @pytest.fixture
@@ -28,11 +37,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/test.db"
     else:
-        name = "parley_test_" + request.node.name.split("[")[0][-40:].lower()
-        yield await infra.recreate_database(name)
+        yield await infra.recreate_database(request.node.name.split("[")[0][-40:])
 
 
 @pytest.fixture
 async def pg_database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = "parley_test_pg_" + request.node.name.split("[")[0][-40:].lower()
-    yield await infra.recreate_database(name)
+    yield await infra.recreate_database("pg_" + request.node.name.split("[")[0][-40:])

@@ -7,18 +7,13 @@ from aiohttp import web
 from agent_service.db import MIGRATIONS, tables
 from agent_service.settings import AgentSettings
 from parley_shared.clock import Clock
-from parley_shared.http import base_app, health_handler
-from parley_shared.metrics import metrics_handler
-from parley_shared.service import Runtime
+from parley_shared.service import service_app
 
-RUNTIME = web.AppKey("runtime", Runtime)
 SETTINGS = web.AppKey("settings", AgentSettings)
 
 
 def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Application:
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    app = base_app(token=token, max_body_bytes=settings.max_body_bytes)
-    runtime = Runtime(
+    app, _runtime = service_app(
         service="agent-service",
         settings=settings,
         database_url=settings.database_url,
@@ -27,19 +22,5 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Ap
         inbox_table=tables.inbox,
         clock=clock,
     )
-    app[RUNTIME] = runtime
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(runtime.cleanup_ctx)
-    app.router.add_get(
-        "/health",
-        health_handler(
-            {
-                "database": runtime.database_health,
-                "broker": runtime.broker_health,
-                "outbox": runtime.outbox_health,
-            }
-        ),
-        name="health",
-    )
-    app.router.add_get("/metrics", metrics_handler, name="metrics")
     return app

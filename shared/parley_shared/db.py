@@ -116,8 +116,8 @@ def alembic_config(script_location: Path, connection: Connection | None = None) 
     return cfg
 
 
-async def migrate(engine: AsyncEngine, script_location: Path, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (Alembic), safely from several replicas at once."""
+async def migrate(engine: AsyncEngine, script_location: Path, revision: str = "heads") -> None:
+    """Bring the schema to ``revision`` (every branch head by default); replicas migrate one at a time."""
     lock_key = zlib.crc32(str(script_location.name).encode()) & 0x7FFFFFFF
 
     def _upgrade(connection: Connection) -> None:
@@ -156,11 +156,12 @@ async def make_revision(engine: AsyncEngine, script_location: Path, message: str
         await conn.run_sync(_revision)
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_revision(engine: AsyncEngine) -> tuple[str, ...]:
+    """The applied head revision(s) (empty for an unmigrated database)."""
     from alembic.runtime.migration import MigrationContext
 
-    def _rev(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+    def _rev(connection: Connection) -> tuple[str, ...]:
+        return tuple(MigrationContext.configure(connection).get_current_heads())
 
     async with engine.connect() as conn:
         return await conn.run_sync(_rev)

@@ -178,3 +178,48 @@ class Runtime:
 
     def workers_health(self) -> dict[str, Any]:
         return {name: not task.done() for name, task in self._tasks.items()}
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def service_app(
+    *,
+    service: str,
+    settings: CommonSettings,
+    database_url: str,
+    migrations: Path,
+    outbox_table: Table,
+    inbox_table: Table,
+    clock: Clock | None = None,
+    health_checks: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
+) -> tuple[web.Application, Runtime]:
+    """An aiohttp application wired to a fresh :class:`Runtime`, with ``/health`` and ``/metrics``.
+
+    The service adds its own routes, consumers and workers to what this returns.
+    """
+    from parley_shared.http import base_app, health_handler
+    from parley_shared.metrics import metrics_handler
+
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    app = base_app(token=token, max_body_bytes=settings.max_body_bytes)
+    runtime = Runtime(
+        service=service,
+        settings=settings,
+        database_url=database_url,
+        migrations=migrations,
+        outbox_table=outbox_table,
+        inbox_table=inbox_table,
+        clock=clock,
+    )
+    app[RUNTIME] = runtime
+    app.cleanup_ctx.append(runtime.cleanup_ctx)
+    checks = {
+        "database": runtime.database_health,
+        "broker": runtime.broker_health,
+        "outbox": runtime.outbox_health,
+        **(health_checks or {}),
+    }
+    app.router.add_get("/health", health_handler(checks), name="health")
+    app.router.add_get("/metrics", metrics_handler, name="metrics")
+    return app, runtime

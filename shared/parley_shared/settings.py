@@ -46,6 +46,9 @@ class CommonSettings(BaseSettings):
     db_auto_migrate: bool = Field(True, validation_alias=env("DB_AUTO_MIGRATE"))
     http_host: str = Field("127.0.0.1", validation_alias=env("HTTP_HOST"))
     max_body_bytes: int = Field(3 * 1024 * 1024, ge=1024, validation_alias=env("MAX_BODY_BYTES"))
+    gemini_api_key: SecretStr | None = Field(None, validation_alias=env("GEMINI_API_KEY"))
+    gemini_base_url: str = Field("", validation_alias=env("GEMINI_BASE_URL"))
+    gemini_api_version: str = Field("v1beta", validation_alias=env("GEMINI_API_VERSION"))
 
     @property
     def production(self) -> bool:

@@ -186,9 +186,7 @@ async def test_broker_enforces_the_delivery_limit_when_consumers_die(amqp_url: s
 async def test_crash_after_commit_before_ack_has_one_effect(
     amqp_url: str, publisher: Broker, tmp_path, db: str
 ) -> None:  # type: ignore[no-untyped-def]
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("parley_test_crash")
-    )
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("crash")
 
     def crash_once(_m: IncomingMessage, n: int) -> None:
         if n == 1:
@@ -219,11 +217,7 @@ async def _outgoing_count(url: str, n: int) -> bool:
 async def test_force_closed_connection_mid_stream_loses_nothing_and_doubles_nothing(
     amqp_url: str, publisher: Broker, tmp_path, db: str
 ) -> None:  # type: ignore[no-untyped-def]
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path}/t.db"
-        if db == "sqlite"
-        else await infra.recreate_database("parley_test_force_close")
-    )
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("force_close")
     total = 400
     service = EchoService(url, amqp_url)
     await service.start()
@@ -260,9 +254,7 @@ async def _no_pending(service: EchoService) -> bool:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 async def test_outbox_relay_publishes_what_a_crash_left_behind(amqp_url: str, tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("parley_test_relay")
-    )
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("relay")
     md, outbox_t, _inbox_t, _effects = _metadata()
     engine = create_engine(url)
     async with engine.begin() as conn:

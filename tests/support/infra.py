@@ -21,7 +21,10 @@ from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, WORK_QUEUES
 
 PG_SERVER = os.environ.get("PARLEY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP_SERVER = os.environ.get("PARLEY_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
-VHOST = os.environ.get("PARLEY_TEST_VHOST", "parley_test")
+# Each pytest process gets its own vhost and database names, so parallel runs never collide.
+RUN_ID = os.environ.get("PARLEY_TEST_RUN_ID", str(os.getpid()))
+VHOST = os.environ.get("PARLEY_TEST_VHOST", f"parley_test_{RUN_ID}")
+_created_databases: set[str] = set()
 
 
 def amqp_url(vhost: str = VHOST) -> str:
@@ -36,18 +39,40 @@ def _asyncpg_dsn(database: str) -> str:
     return pg_url(database).replace("postgresql+asyncpg://", "postgresql://")
 
 
-async def recreate_database(name: str) -> str:
+def database_name(label: str) -> str:
+    """A PostgreSQL database name unique to this test run (63 bytes at most)."""
+    clean = "".join(ch if ch.isalnum() else "_" for ch in label.lower())
+    return f"pt{RUN_ID}_{clean}"[:63]
+
+
+async def recreate_database(label: str) -> str:
+    """An empty PostgreSQL database for this run (dropped again at the end of the run)."""
+    name = database_name(label)
     conn = await asyncpg.connect(_asyncpg_dsn("postgres"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    _created_databases.add(name)
     return pg_url(name)
 
 
-async def terminate_connections(database: str) -> int:
-    """Kill every server connection to ``database`` (a PostgreSQL fault)."""
+async def drop_created_databases() -> None:
+    if not _created_databases:
+        return
+    conn = await asyncpg.connect(_asyncpg_dsn("postgres"))
+    try:
+        for name in sorted(_created_databases):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    _created_databases.clear()
+
+
+async def terminate_connections(database_url: str) -> int:
+    """Kill every server connection to the database of ``database_url`` (a PostgreSQL fault)."""
+    database = database_url.rsplit("/", 1)[-1]
     conn = await asyncpg.connect(_asyncpg_dsn("postgres"))
     try:
         rows = await conn.fetch(
@@ -74,6 +99,11 @@ def ensure_vhost(vhost: str = VHOST) -> None:
     rabbitmqctl("add_vhost", vhost)
     user = urllib.parse.urlparse(AMQP_SERVER).username or "guest"
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+def delete_vhost(vhost: str = VHOST) -> None:
+    if vhost != "/" and vhost.startswith("parley_test_"):
+        rabbitmqctl("delete_vhost", vhost)
 
 
 async def close_all_connections(vhost: str = VHOST) -> None:

@@ -1,11 +1,152 @@
-"""The agent service's own database. Every change here comes with a migration in ``db/migrations``."""
+"""The agent service's own database. Every change here comes with a migration in ``db/migrations``.
+
+Vocabulary (string columns, validated in the domain layer):
+
+* ``contacts.client_status``: ``unknown`` | ``client`` | ``non_client``; ``client_category``:
+  ``prospect`` | ``spam`` | ``personal`` | ``supplier`` | ``job_seeker`` | ``wrong_number`` | ``other``;
+  ``classified_by``: ``moderator`` | ``manager``.
+* ``contacts.spin_stage``: ``situation`` | ``problem`` | ``implication`` | ``need_payoff``.
+* ``contacts.outcome``: ``open`` | ``agreed`` | ``declined`` | ``uncertain``.
+* ``contacts.owner``: ``ai`` | ``human``.
+* ``messages.direction``: ``in`` | ``out``; ``kind`` (in): ``text`` | ``voice`` | ``image`` | ... ;
+  ``kind`` (out): ``reply`` | ``follow_up`` | ``operator``; ``status`` (in): ``pending`` |
+  ``handled`` | ``silent`` (recorded, no AI turn); (out): ``queued`` | ``sent`` | ``delivered`` |
+  ``read`` | ``failed`` | ``suppressed``.
+* ``follow_ups.status``: ``pending`` | ``sent`` | ``cancelled`` | ``skipped``.
+* ``scheduled_calls.status``: ``pending`` | ``confirmed`` | ``cancelled`` | ``done``.
+"""
 
 from __future__ import annotations
 
-from parley_shared.db import new_metadata
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from parley_shared.db import UtcDateTime, new_metadata
 from parley_shared.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+_pk = BigInteger().with_variant(Integer, "sqlite")
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("phone", String(20), nullable=False, unique=True),  # E.164
+    Column("name", String(200), nullable=True),
+    Column("client_status", String(20), nullable=False, server_default="unknown"),
+    Column("client_category", String(20), nullable=True),
+    Column("classification_reason", String(500), nullable=True),
+    Column("classification_confidence", Float, nullable=True),
+    Column("classified_by", String(20), nullable=True),
+    Column("classified_turns", Integer, nullable=False, server_default="0"),
+    Column("spin_stage", String(20), nullable=False, server_default="situation"),
+    Column("outcome", String(20), nullable=False, server_default="open"),
+    Column("owner", String(10), nullable=False, server_default="ai"),
+    Column("owner_name", String(100), nullable=True),
+    Column("needs_human", Boolean, nullable=False, server_default=text("false")),
+    Column("needs_human_reason", String(500), nullable=True),
+    Column("language", String(10), nullable=True),
+    Column("provider", String(20), nullable=True),  # provider of the last inbound message (Meta's 24 h window)
+    Column("notes", Text, nullable=True),
+    Column("follow_ups_stopped", Boolean, nullable=False, server_default=text("false")),
+    Column("follow_ups_stop_reason", String(200), nullable=True),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_inbound_at", UtcDateTime, nullable=True),
+    Column("last_outbound_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_contacts_updated_at", "updated_at"),
+    Index("ix_contacts_client_status", "client_status"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("contact_id", _pk, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("text", Text, nullable=True),
+    Column("message_id", String(200), nullable=False, unique=True),  # queue idempotency key
+    Column("provider_message_id", String(200), nullable=True),
+    Column("correlation_id", String(200), nullable=True),
+    Column("turn_id", String(200), nullable=True),
+    Column("transcribed", Boolean, nullable=False, server_default=text("false")),
+    Column("knowledge_refs", JSON, nullable=True),  # passages used: [{"doc", "page", "chunk"}]
+    Column("model", String(100), nullable=True),
+    Column("tokens_in", Integer, nullable=True),
+    Column("tokens_out", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),  # provider time (in) / delivery time (out)
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_messages_contact_created", "contact_id", "created_at"),
+    Index(
+        "ix_messages_pending",
+        "contact_id",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index("ix_messages_created_at", "created_at"),
+)
+
+follow_ups = Table(
+    "follow_ups",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("contact_id", _pk, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("sequence_no", Integer, nullable=False),  # which sequence of this contact (1, 2, ...)
+    Column("touch", Integer, nullable=False),  # 1..N within the sequence
+    Column("strategy", String(30), nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("message_id", String(200), nullable=True),  # the outgoing message once sent
+    Column("replied", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    UniqueConstraint("contact_id", "sequence_no", "touch", name="uq_follow_ups_contact_sequence_touch"),
+    Index(
+        "ix_follow_ups_due",
+        "due_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index("ix_follow_ups_contact", "contact_id", "status"),
+)
+
+scheduled_calls = Table(
+    "scheduled_calls",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("contact_id", _pk, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("scheduled_at", UtcDateTime, nullable=False),  # stored UTC; shown in the business timezone
+    Column("timezone", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("notes", Text, nullable=True),
+    Column("source_turn_id", String(200), nullable=True, unique=True),  # a redelivered turn books once
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_scheduled_calls_at", "scheduled_at"),
+    Index("ix_scheduled_calls_contact", "contact_id"),
+)

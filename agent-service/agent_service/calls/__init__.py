@@ -1,0 +1,1 @@
+"""Scheduled calls: booking inside working hours, proposing slots otherwise."""

@@ -1,0 +1,1 @@
+"""Follow-up sequences: timing (pure, in ``agent_service.domain``), rows and the periodic scheduler."""
