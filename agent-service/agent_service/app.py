@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent_service.db import MIGRATIONS, tables
+from agent_service.followups import wiring as followups_wiring
 from agent_service.settings import AgentSettings
 from parley_shared.clock import Clock
 from parley_shared.service import service_app
@@ -13,7 +14,7 @@ SETTINGS = web.AppKey("settings", AgentSettings)
 
 
 def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Application:
-    app, _runtime = service_app(
+    app, runtime = service_app(
         service="agent-service",
         settings=settings,
         database_url=settings.database_url,
@@ -23,4 +24,5 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Ap
         clock=clock,
     )
     app[SETTINGS] = settings
+    followups_wiring.install(app, runtime, settings)  # the turn code reads FOLLOW_UPS, CALL_BOOKER
     return app
