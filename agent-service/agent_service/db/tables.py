@@ -8,6 +8,8 @@ Vocabulary (string columns, validated in the domain layer):
 * ``contacts.spin_stage``: ``situation`` | ``problem`` | ``implication`` | ``need_payoff``.
 * ``contacts.outcome``: ``open`` | ``agreed`` | ``declined`` | ``uncertain``.
 * ``contacts.owner``: ``ai`` | ``human``.
+* ``contacts.turn_due_at``: set while inbound messages wait for a turn (newest + buffer window);
+  ``turn_lease_owner``/``turn_lease_until``: the worker running the contact's turn right now.
 * ``messages.direction``: ``in`` | ``out``; ``kind`` (in): ``text`` | ``voice`` | ``image`` | ... ;
   ``kind`` (out): ``reply`` | ``follow_up`` | ``operator``; ``status`` (in): ``pending`` |
   ``handled`` | ``silent`` (recorded, no AI turn); (out): ``queued`` | ``sent`` | ``delivered`` |
@@ -72,8 +74,19 @@ contacts = Table(
     Column("last_outbound_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Turn scheduling (migration 0003): when the buffered messages become due, and the short lease
+    # that lets exactly one worker (of any replica) run this contact's turn.
+    Column("turn_due_at", UtcDateTime, nullable=True),
+    Column("turn_lease_owner", String(100), nullable=True),
+    Column("turn_lease_until", UtcDateTime, nullable=True),
     Index("ix_contacts_updated_at", "updated_at"),
     Index("ix_contacts_client_status", "client_status"),
+    Index(
+        "ix_contacts_turn_due_at",
+        "turn_due_at",
+        postgresql_where=text("turn_due_at IS NOT NULL"),
+        sqlite_where=text("turn_due_at IS NOT NULL"),
+    ),
 )
 
 messages = Table(
