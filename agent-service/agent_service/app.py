@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from agent_service.api import analytics as analytics_api
+from agent_service.api import contacts as contacts_api
+from agent_service.api import stats as stats_api
 from agent_service.db import MIGRATIONS, tables
 from agent_service.followups import wiring as followups_wiring
 from agent_service.settings import AgentSettings
@@ -24,5 +27,8 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Ap
         clock=clock,
     )
     app[SETTINGS] = settings
+    contacts_api.add_routes(app)  # before any /contacts/{phone} route: it adds /contacts/export.csv
+    analytics_api.add_routes(app, working_tz=settings.working_tz)
+    stats_api.add_routes(app)
     followups_wiring.install(app, runtime, settings)  # the turn code reads FOLLOW_UPS, CALL_BOOKER
     return app

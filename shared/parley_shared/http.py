@@ -51,11 +51,23 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raw = await request.read()
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-            for e in exc.errors(include_input=False, include_url=False)[:10]
-        ]
-        raise HTTPError(400, "invalid request body", problems=problems) from None
+        raise HTTPError(400, "invalid request body", problems=_problems(exc, "body")) from None
+
+
+async def read_query(request: web.Request, model: type[M]) -> M:
+    """Parse the query string as ``model`` (declare ``extra="forbid"`` to refuse unknown parameters);
+    a bad value is a 400 naming the parameter (never a 500). A repeated parameter keeps its last value."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise HTTPError(400, "invalid query parameters", problems=_problems(exc, "query")) from None
+
+
+def _problems(exc: ValidationError, where: str) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or where, "problem": e["msg"]}
+        for e in exc.errors(include_input=False, include_url=False)[:10]
+    ]
 
 
 class HTTPError(Exception):

@@ -200,6 +200,18 @@ def service_app(
     """
     from parley_shared.http import base_app, health_handler
     from parley_shared.metrics import metrics_handler
+    from parley_shared.openapi import Response, describe, openapi_handler
+
+    describe_health = describe(
+        "Health of the database, the broker, the outbox and the service's own checks",
+        tags=("operations",),
+        responses={200: "Every check is ok", 503: "At least one check failed (each check's detail in the body)"},
+    )
+    describe_metrics = describe(
+        "Prometheus metrics",
+        tags=("operations",),
+        responses={200: Response("Prometheus text exposition format", media_type="text/plain")},
+    )
 
     token = settings.api_token.get_secret_value() if settings.api_token else None
     app = base_app(token=token, max_body_bytes=settings.max_body_bytes)
@@ -220,6 +232,7 @@ def service_app(
         "outbox": runtime.outbox_health,
         **(health_checks or {}),
     }
-    app.router.add_get("/health", health_handler(checks), name="health")
-    app.router.add_get("/metrics", metrics_handler, name="metrics")
+    app.router.add_get("/health", describe_health(health_handler(checks)), name="health")
+    app.router.add_get("/metrics", describe_metrics(metrics_handler), name="metrics")
+    app.router.add_get("/openapi.json", openapi_handler(title=f"Parley {service}"), name="openapi")
     return app, runtime
