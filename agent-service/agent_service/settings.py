@@ -11,3 +11,38 @@ from parley_shared.settings import CommonSettings, env
 class AgentSettings(CommonSettings, BusinessHoursSettings):
     database_url: str = Field("sqlite+aiosqlite:///./data/agent.db", validation_alias=env("AGENT_DATABASE_URL"))
     http_port: int = Field(8081, ge=1, le=65535, validation_alias=env("AGENT_HTTP_PORT"))
+
+    # --- conversation turns
+    buffer_window_s: float = Field(3.0, ge=0, le=60, validation_alias=env("BUFFER_WINDOW_S"))
+    max_concurrent_turns: int = Field(500, ge=1, le=10000, validation_alias=env("MAX_CONCURRENT_TURNS"))
+    turn_lease_s: float = Field(120.0, ge=1, validation_alias=env("TURN_LEASE_S"))
+    turn_sweep_interval_s: float = Field(2.0, gt=0, validation_alias=env("TURN_SWEEP_INTERVAL_S"))
+    history_messages: int = Field(12, ge=0, le=200, validation_alias=env("HISTORY_MESSAGES"))
+
+    # --- language model
+    llm_engine: str = Field("auto", pattern="^(auto|gemini|offline)$", validation_alias=env("LLM_ENGINE"))
+    gemini_model: str = Field("gemini-2.5-flash", min_length=1, validation_alias=env("GEMINI_MODEL"))
+    gemini_embedding_model: str = Field(
+        "gemini-embedding-001", min_length=1, validation_alias=env("GEMINI_EMBEDDING_MODEL")
+    )
+    llm_timeout_s: float = Field(20.0, gt=0, validation_alias=env("LLM_TIMEOUT_S"))
+    llm_attempts: int = Field(3, ge=1, le=10, validation_alias=env("LLM_ATTEMPTS"))
+    llm_retry_backoff_s: float = Field(0.5, ge=0, validation_alias=env("LLM_RETRY_BACKOFF_S"))
+
+    # --- moderator
+    moderator_min_confidence: float = Field(0.7, ge=0, le=1, validation_alias=env("MODERATOR_MIN_CONFIDENCE"))
+    moderator_max_turns: int = Field(3, ge=1, le=20, validation_alias=env("MODERATOR_MAX_TURNS"))
+
+    # --- knowledge base and prompts
+    knowledge_dir: str = Field("knowledge_base", validation_alias=env("KNOWLEDGE_DIR"))
+    knowledge_top_k: int = Field(4, ge=1, le=20, validation_alias=env("KNOWLEDGE_TOP_K"))
+    knowledge_embeddings: bool = Field(True, validation_alias=env("KNOWLEDGE_EMBEDDINGS"))
+    prompts_dir: str = Field("prompts", validation_alias=env("PROMPTS_DIR"))
+
+    # --- business profile (the agent may state these facts; everything else comes from the documents)
+    business_name: str = Field("KomfortOffice", min_length=1, max_length=200, validation_alias=env("BUSINESS_NAME"))
+    business_description: str = Field(
+        "office furniture shop and showroom in Almaty, Kazakhstan",
+        max_length=1000,
+        validation_alias=env("BUSINESS_DESCRIPTION"),
+    )
