@@ -258,10 +258,11 @@ def _override_values(patch: ContactPatch, now: datetime) -> dict[str, Any]:
 
 
 def _follow_up_stop_reason(patch: ContactPatch) -> str | None:
+    """Why a manager's override ends the contact's follow-ups for good (None: it does not)."""
     if patch.client_status == "non_client":
-        return "manager: non-client"
+        return "non_client"
     if patch.outcome in ("agreed", "declined"):
-        return f"manager: outcome {patch.outcome}"
+        return patch.outcome
     return None
 
 
@@ -287,7 +288,7 @@ async def patch_contact(request: web.Request) -> web.Response:
         await session.execute(update(tables.contacts).where(c.id == contact_id).values(_override_values(patch, now)))
         stop_reason = _follow_up_stop_reason(patch)
         if stop_reason is not None:
-            await request.app[FOLLOW_UPS].stop(session, contact_id, stop_reason, now)
+            await request.app[FOLLOW_UPS].stop(session, contact_id, stop_reason, now, permanent=True)
         row = (await session.execute(select(tables.contacts).where(c.id == contact_id))).mappings().one()
     log.info("contacts.overridden", contact_id=contact_id, fields=sorted(patch.model_fields_set))
     return json_response(ContactOut.model_validate(dict(row)))
@@ -321,7 +322,7 @@ def csv_cell(column: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.isoformat().replace("+00:00", "Z")  # as in the JSON API
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
