@@ -4,15 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format services definitions migrate clean
+.PHONY: install demo test lint format services definitions migrate clean
 
-install: $(STAMP)  ## create .venv and install shared, gateway and agent-service (editable) with the dev tools
+install: $(STAMP)  ## create .venv and install shared, gateway, agent-service and the demo (editable) with the dev tools
 
-$(STAMP): requirements-dev.txt shared/pyproject.toml gateway/pyproject.toml agent-service/pyproject.toml
+$(STAMP): requirements-dev.txt shared/pyproject.toml gateway/pyproject.toml agent-service/pyproject.toml deploy/demo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e shared -e gateway -e agent-service
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e shared -e gateway -e agent-service -e deploy/demo
 	touch $@
+
+demo: install  ## both services on the sandbox + a terminal chat in which you play the prospect
+	bash deploy/scripts/ensure-services.sh rabbitmq
+	$(BIN)/python -m parley_demo $(DEMO_ARGS)
 
 services:  ## make sure PostgreSQL and RabbitMQ are running locally
 	bash deploy/scripts/ensure-services.sh

@@ -17,6 +17,10 @@ apt_install() {
 
 ensure_rabbitmq() {
   port_open 5672 && return 0
+  if ! command -v rabbitmq-server >/dev/null && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    echo "starting RabbitMQ with docker compose" >&2
+    docker compose up -d rabbitmq && wait_port 5672 120 && return 0
+  fi
   if ! command -v rabbitmq-server >/dev/null; then
     apt_install rabbitmq-server || { echo "RabbitMQ is missing and cannot be installed here" >&2; return 1; }
   fi

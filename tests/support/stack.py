@@ -7,97 +7,13 @@ HTTP like a user, kill them with SIGKILL, restart them, and read their logs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import socket
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
+from parley_demo.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class ServiceProcess:
-    name: str  # "gateway" | "agent"
-    module: str  # "gateway" | "agent_service"
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    process: asyncio.subprocess.Process | None = None
-    starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, *, wait: bool = True, timeout: float = 60.0) -> None:
-        self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"\n----- start #{self.starts} -----\n".encode())
-        log.flush()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            cwd=str(ROOT),
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
-        if wait:
-            await self.wait_healthy(timeout=timeout)
-
-    async def wait_healthy(self, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.returncode is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-                try:
-                    async with session.get(f"{self.url}/health", timeout=aiohttp.ClientTimeout(total=3)) as r:
-                        last = await r.json()
-                        if r.status == 200:
-                            return dict(last)
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    last = repr(exc)
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"{self.name} not healthy after {timeout}s: {last}; see {self.log_path}")
-
-    async def stop(self, timeout: float = 30.0) -> int | None:
-        """Graceful stop (SIGTERM), then SIGKILL if it hangs."""
-        if self.process is None or self.process.returncode is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            return await self.kill()
-
-    async def kill(self) -> int | None:
-        """SIGKILL: no shutdown hooks, in-flight work is lost to the process (not to the system)."""
-        if self.process is None or self.process.returncode is not None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        return await self.process.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass
@@ -140,6 +56,7 @@ class Stack:
             {**base, "GATEWAY_DATABASE_URL": self.gateway_db, "GATEWAY_HTTP_PORT": str(gw_port), **self.gateway_env},
             gw_port,
             self.workdir / "gateway.log",
+            cwd=ROOT,
         )
         self.agent = ServiceProcess(
             "agent",
@@ -147,6 +64,7 @@ class Stack:
             {**base, "AGENT_DATABASE_URL": self.agent_db, "AGENT_HTTP_PORT": str(agent_port), **self.agent_env},
             agent_port,
             self.workdir / "agent.log",
+            cwd=ROOT,
         )
 
     @property
