@@ -1,19 +1,66 @@
-"""Composition root of the gateway: settings in, a wired aiohttp application out."""
+"""Composition root of the gateway: settings in, a wired aiohttp application out.
+
+Wiring: the provider chosen by ``WHATSAPP_PROVIDER`` -> one :class:`Ingestor` for every inbound
+path (Wappi poller, Meta webhook, sandbox route) -> outbox -> ``incoming_messages`` /
+``voice_transcription``; the transcriber consumes ``voice_transcription``; the sender consumes
+``outgoing_messages`` and ``outgoing_campaign`` through one paced, prioritised account.
+
+``clock`` and ``sleep`` are injectable so tests drive pacing and backoff without waiting.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
 from aiohttp import web
 
+from gateway.api import ignore_list as ignore_list_api
+from gateway.api import sandbox as sandbox_api
+from gateway.api import stats as stats_api
+from gateway.api import webhooks as webhooks_api
+from gateway.context import GATEWAY, Gateway
 from gateway.db import MIGRATIONS, tables
-from gateway.settings import GatewaySettings
+from gateway.ignore_list import IgnoreList
+from gateway.ingest import Ingestor
+from gateway.outbound import OutboundLog
+from gateway.providers import build_provider
+from gateway.providers.wappi import WappiProvider
+from gateway.settings import GatewaySettings, ProviderName
+from gateway.workers.poller import WappiPoller
+from gateway.workers.sender import AccountPacer, Sender
+from gateway.workers.transcriber import Transcriber
 from parley_shared.clock import Clock
 from parley_shared.service import service_app
+from parley_shared.topology import CAMPAIGN, OUTGOING, VOICE
 
+log = structlog.get_logger(__name__)
 SETTINGS = web.AppKey("settings", GatewaySettings)
+TRANSCRIBER_PREFETCH = 8
 
 
-def create_app(settings: GatewaySettings, *, clock: Clock | None = None) -> web.Application:
-    app, _runtime = service_app(
+def create_app(
+    settings: GatewaySettings,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> web.Application:
+    holder: dict[str, Gateway] = {}
+
+    async def provider_health() -> dict[str, Any]:
+        gateway = holder["gateway"]
+        missing = settings.missing_credentials()
+        result: dict[str, Any] = {"provider": gateway.provider.name.value, "missing": missing}
+        result.update(await gateway.provider.health())
+        if gateway.poller is not None:
+            result["poller"] = await gateway.poller.health()
+            result["ok"] = result["ok"] and result["poller"]["ok"]
+        result["ok"] = result["ok"] and not missing
+        return result
+
+    app, runtime = service_app(
         service="gateway",
         settings=settings,
         database_url=settings.database_url,
@@ -21,6 +68,76 @@ def create_app(settings: GatewaySettings, *, clock: Clock | None = None) -> web.
         outbox_table=tables.outbox,
         inbox_table=tables.inbox,
         clock=clock,
+        health_checks={"provider": provider_health},
     )
     app[SETTINGS] = settings
+    pace_sleep = sleep or asyncio.sleep
+    provider = build_provider(settings, runtime.sessions, runtime.clock)
+    ignore_list = IgnoreList(runtime.sessions, runtime.clock, settings.ignored_phones())
+    outbound = OutboundLog(runtime, provider.name)
+    ingestor = Ingestor(runtime, ignore_list, outbound)
+    pacer = AccountPacer(
+        rate_per_min=settings.send_rate_per_min, clock=runtime.clock, sleep=pace_sleep, provider=provider.name.value
+    )
+    sender = Sender(
+        runtime=runtime, provider=provider, outbound=outbound, pacer=pacer, settings=settings, sleep=pace_sleep
+    )
+    transcriber = Transcriber(runtime=runtime, provider=provider, settings=settings, sleep=pace_sleep)
+    poller = (
+        WappiPoller(runtime=runtime, provider=provider, ingestor=ingestor, settings=settings)
+        if isinstance(provider, WappiProvider)
+        else None
+    )
+    gateway = Gateway(
+        settings=settings,
+        runtime=runtime,
+        provider=provider,
+        ignore_list=ignore_list,
+        outbound=outbound,
+        ingestor=ingestor,
+        pacer=pacer,
+        sender=sender,
+        transcriber=transcriber,
+        poller=poller,
+    )
+    holder["gateway"] = gateway
+    app[GATEWAY] = gateway
+
+    # Consumers: replies first (their own queue, full prefetch), campaign traffic with a small one.
+    runtime.add_consumer(OUTGOING, sender.handle)
+    runtime.add_consumer(CAMPAIGN, sender.handle, prefetch=settings.campaign_prefetch)
+    runtime.add_consumer(VOICE, transcriber.handle, prefetch=TRANSCRIBER_PREFETCH)
+    runtime.add_worker("sender-pacer", pacer.run)
+    if poller is not None:
+        runtime.add_worker("wappi-poller", poller.run)
+    runtime.on_stop(transcriber.close)
+    runtime.on_stop(ingestor.drain)
+
+    async def provider_ctx(_app: web.Application) -> AsyncIterator[None]:
+        await provider.start()  # before the runtime starts consuming; closed after it stopped
+        try:
+            yield
+        finally:
+            await provider.close()
+
+    async def ignore_list_ctx(_app: web.Application) -> AsyncIterator[None]:
+        await ignore_list.sync_configured()  # the database is migrated by now
+        yield
+
+    async def stop_sending(_app: web.Application) -> None:
+        pacer.close()  # messages still waiting for a turn go back to RabbitMQ
+
+    app.cleanup_ctx.insert(0, provider_ctx)
+    app.cleanup_ctx.append(ignore_list_ctx)
+    app.on_shutdown.append(stop_sending)
+
+    ignore_list_api.setup(app)
+    stats_api.setup(app)
+    if settings.provider is ProviderName.SANDBOX:
+        sandbox_api.setup(app)
+    if settings.provider is ProviderName.META:
+        webhooks_api.setup(app)
+    missing = settings.missing_credentials()
+    if missing:
+        log.warning("gateway.provider_credentials_missing", provider=settings.provider.value, missing=missing)
     return app

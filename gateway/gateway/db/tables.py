@@ -45,3 +45,31 @@ ignored_numbers = Table(
     Column("source", String(20), nullable=False),  # config | api
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Where a polling provider stopped reading: the newest provider timestamp ingested and the ids
+# seen at exactly that timestamp, so that equal timestamps neither replay nor skip. Advanced in
+# the same transaction as the messages it covers.
+provider_cursors = Table(
+    "provider_cursors",
+    metadata,
+    Column("provider", String(20), primary_key=True),
+    Column("account", String(200), primary_key=True),
+    Column("cursor_time", BigInteger, nullable=False),  # provider time, Unix seconds
+    Column("cursor_ids", Text, nullable=False),  # JSON list of provider message ids at cursor_time
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# What the sandbox provider "delivered": read back over GET /sandbox/outbox (demo chat, tests).
+sandbox_outbox = Table(
+    "sandbox_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("correlation_id", String(200), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("in_reply_to", Text, nullable=False),  # JSON list of inbound message ids
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_sandbox_outbox_phone_id", "phone", "id"),
+)

@@ -1,0 +1,221 @@
+"""Outbound rows of ``message_logs``: one per outgoing message id, the sender's memory.
+
+Status life cycle::
+
+    queued -> sending -> sent -> delivered -> read
+                 |  \\-> retry_wait -> sending ...      (transient failure, certainly not sent)
+                 |-> failed                            (permanent, or retries exhausted)
+                 \\-> unknown                           (interrupted mid-call: never re-sent)
+
+``sending`` is committed before the provider call, so a crash during the call leaves a row that
+a redelivery reports as ``unknown`` instead of sending again. Every terminal outcome stages a
+:class:`DeliveryStatus` for ``delivery_status`` in the same transaction (outbox).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import metrics
+from gateway.db import tables
+from gateway.domain.events import StatusEvent
+from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
+from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.phone import mask_phone
+from parley_shared.service import Runtime
+from parley_shared.topology import STATUS
+
+log = structlog.get_logger(__name__)
+
+OUTBOUND = "outbound"
+
+
+class OutStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RETRY_WAIT = "retry_wait"
+    SENDING = "sending"
+    UNKNOWN = "unknown"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+DONE = frozenset({OutStatus.SENT, OutStatus.DELIVERED, OutStatus.READ, OutStatus.FAILED, OutStatus.UNKNOWN})
+# How far along a message is; a provider status only ever moves it forward.
+_RANK = {
+    OutStatus.QUEUED: 0,
+    OutStatus.RETRY_WAIT: 0,
+    OutStatus.SENDING: 1,
+    OutStatus.UNKNOWN: 1,
+    OutStatus.SENT: 2,
+    OutStatus.DELIVERED: 3,
+    OutStatus.READ: 4,
+}
+
+
+def status_applies(current: OutStatus, new: DeliveryState) -> bool:
+    """Does a provider-reported state move the row on? (Webhooks arrive late and out of order.)"""
+    if current is OutStatus.FAILED:
+        return False
+    if new is DeliveryState.FAILED:
+        return current in (OutStatus.SENDING, OutStatus.UNKNOWN, OutStatus.SENT)
+    return _RANK[OutStatus(new.value)] > _RANK[current]
+
+
+def status_message_id(outgoing_message_id: str, state: DeliveryState) -> str:
+    """One status message per (message, state): the sender and a webhook never report it twice."""
+    return stable_id("status", outgoing_message_id, state.value)
+
+
+@dataclass(frozen=True)
+class OutboundRow:
+    message_id: str
+    correlation_id: str | None
+    phone: str
+    provider: str
+    status: OutStatus
+    provider_message_id: str | None
+
+
+class OutboundLog:
+    def __init__(self, runtime: Runtime, provider: Provider) -> None:
+        self.runtime = runtime
+        self.provider = provider
+
+    async def claim(self, message: OutgoingMessage) -> OutboundRow:
+        """The row for ``message`` (created as ``queued`` the first time)."""
+        t = tables.message_logs
+        now = self.runtime.clock.now()
+        async with self.runtime.sessions() as session, session.begin():
+            values = {
+                "direction": OUTBOUND,
+                "provider": self.provider.value,
+                "provider_message_id": None,
+                "message_id": message.message_id,
+                "correlation_id": message.correlation_id,
+                "phone": message.phone,
+                "phone_masked": mask_phone(message.phone),
+                "kind": message.kind.value,
+                "status": OutStatus.QUEUED.value,
+                "created_at": now,
+                "updated_at": now,
+            }
+            await session.execute(insert_ignore(dialect_name(session), t, values, ["direction", "message_id"]))
+            row = (
+                await session.execute(select(t).where(t.c.direction == OUTBOUND, t.c.message_id == message.message_id))
+            ).one()
+        return _row(row)
+
+    async def set_status(self, message_id: str, status: OutStatus, *, error: str | None = None) -> None:
+        """Record progress in its own committed transaction (``sending`` must be durable before the call)."""
+        t = tables.message_logs
+        async with self.runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(t)
+                .where(t.c.direction == OUTBOUND, t.c.message_id == message_id)
+                .values(status=status.value, error=error, updated_at=self.runtime.clock.now())
+            )
+
+    async def finish(
+        self,
+        message: OutgoingMessage,
+        status: OutStatus,
+        *,
+        provider_message_id: str | None = None,
+        error_code: str | None = None,
+        error_reason: str | None = None,
+    ) -> str:
+        """Terminal outcome + its DeliveryStatus, in one transaction; returns the status message id."""
+        state = DeliveryState.SENT if status is OutStatus.SENT else DeliveryState.FAILED
+        t = tables.message_logs
+        now = self.runtime.clock.now()
+        payload = DeliveryStatus(
+            message_id=status_message_id(message.message_id, state),
+            correlation_id=message.correlation_id,
+            outgoing_message_id=message.message_id,
+            phone=message.phone,
+            status=state,
+            provider=self.provider,
+            provider_message_id=provider_message_id,
+            error_code=error_code,
+            error_reason=error_reason,
+            occurred_at=now,
+        )
+        error = f"{error_code}: {error_reason}" if error_code or error_reason else None
+        async with self.runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(t)
+                .where(t.c.direction == OUTBOUND, t.c.message_id == message.message_id)
+                .values(
+                    status=status.value,
+                    provider_message_id=provider_message_id,
+                    error=error,
+                    updated_at=now,
+                )
+            )
+            await self.runtime.outbox.add(session, STATUS, payload, cause_id=message.message_id)
+        metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
+        return payload.message_id
+
+    async def apply_provider_statuses(self, session: AsyncSession, events: Sequence[StatusEvent]) -> list[str]:
+        """Delivery statuses a provider reported (Meta webhook), in the caller's transaction."""
+        t = tables.message_logs
+        staged = []
+        for event in events:
+            found = (
+                await session.execute(
+                    select(t).where(
+                        t.c.direction == OUTBOUND,
+                        t.c.provider == event.provider.value,
+                        t.c.provider_message_id == event.provider_message_id,
+                    )
+                )
+            ).first()
+            if found is None:
+                log.info("status.unknown_message", provider=event.provider.value, state=event.state.value)
+                continue
+            row = _row(found)
+            if not status_applies(row.status, event.state):
+                continue
+            error = f"{event.error_code}: {event.error_reason}" if event.error_code or event.error_reason else None
+            await session.execute(
+                update(t)
+                .where(t.c.id == found.id)
+                .values(status=event.state.value, error=error, updated_at=self.runtime.clock.now())
+            )
+            payload = DeliveryStatus(
+                message_id=status_message_id(row.message_id, event.state),
+                correlation_id=row.correlation_id or row.message_id,
+                outgoing_message_id=row.message_id,
+                phone=row.phone,
+                status=event.state,
+                provider=event.provider,
+                provider_message_id=event.provider_message_id,
+                error_code=event.error_code,
+                error_reason=event.error_reason,
+                occurred_at=event.occurred_at,
+            )
+            if await self.runtime.outbox.add(session, STATUS, payload, cause_id=row.message_id):
+                staged.append(payload.message_id)
+                metrics.DELIVERY_STATUSES.labels(event.provider.value, event.state.value).inc()
+        return staged
+
+
+def _row(row: Row[Any]) -> OutboundRow:
+    return OutboundRow(
+        message_id=row.message_id,
+        correlation_id=row.correlation_id,
+        phone=row.phone,
+        provider=row.provider,
+        status=OutStatus(row.status),
+        provider_message_id=row.provider_message_id,
+    )

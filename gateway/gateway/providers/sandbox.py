@@ -1,0 +1,113 @@
+"""The sandbox provider: no WhatsApp at all. Inbound messages are POSTed to ``/sandbox/inbound``;
+"sending" stores the message in ``sandbox_outbox``, read back over ``GET /sandbox/outbox``.
+
+It powers the demo's terminal chat, the chat simulator and black-box tests, and it goes through
+the same ingest path, queues, sender, pacing and logs as the real providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db import tables
+from gateway.providers.base import Media, MediaError, SendResult, WhatsAppProvider, inline_media
+from parley_shared.clock import Clock
+from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
+from parley_shared.db import dialect_name, insert_ignore
+
+
+@dataclass(frozen=True)
+class Delivered:
+    cursor: int
+    message_id: str
+    correlation_id: str
+    to: str
+    text: str
+    kind: str
+    in_reply_to: list[str]
+    sent_at: datetime
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "cursor": self.cursor,
+            "message_id": self.message_id,
+            "provider_message_id": f"sandbox-{self.cursor}",
+            "correlation_id": self.correlation_id,
+            "to": self.to,
+            "text": self.text,
+            "kind": self.kind,
+            "in_reply_to": self.in_reply_to,
+            "sent_at": self.sent_at.isoformat(),
+        }
+
+
+class SandboxProvider(WhatsAppProvider):
+    name = Provider.SANDBOX
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, max_media_bytes: int) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.max_media_bytes = max_media_bytes
+        self._delivered = asyncio.Condition()
+        self.version = 0  # bumped on every delivery (long polling compares it)
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Store the message once per message id (a repeat finds the stored one)."""
+        t = tables.sandbox_outbox
+        async with self.sessions() as session, session.begin():
+            values = {
+                "message_id": message.message_id,
+                "correlation_id": message.correlation_id,
+                "phone": message.phone,
+                "text": message.text,
+                "kind": message.kind.value,
+                "in_reply_to": json.dumps(list(message.in_reply_to)),
+                "created_at": self.clock.now(),
+            }
+            await session.execute(insert_ignore(dialect_name(session), t, values, ["message_id"]))
+            cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
+        async with self._delivered:
+            self.version += 1
+            self._delivered.notify_all()
+        return SendResult(f"sandbox-{cursor}")
+
+    async def download_media(self, media: MediaRef) -> Media:
+        inline = inline_media(media, self.max_media_bytes)
+        if inline is None:
+            raise MediaError("the sandbox only has inline media", transient=False)
+        return inline
+
+    async def outbox(self, *, to: str | None, after: int, limit: int) -> list[Delivered]:
+        t = tables.sandbox_outbox
+        query = select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)
+        if to is not None:
+            query = query.where(t.c.phone == to)
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            Delivered(
+                cursor=r.id,
+                message_id=r.message_id,
+                correlation_id=r.correlation_id,
+                to=r.phone,
+                text=r.text,
+                kind=r.kind,
+                in_reply_to=json.loads(r.in_reply_to),
+                sent_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    async def wait_for_delivery(self, since_version: int, timeout_s: float) -> None:
+        """Return once anything was delivered after ``since_version`` (or after ``timeout_s``)."""
+        async with self._delivered:
+            try:
+                await asyncio.wait_for(self._delivered.wait_for(lambda: self.version != since_version), timeout_s)
+            except TimeoutError:
+                return

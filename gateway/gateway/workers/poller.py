@@ -1,0 +1,170 @@
+"""Wappi poller: every ``POLL_INTERVAL_S`` read the account newest-first down to the cursor.
+
+One poll = page through ``messages/all/get`` until a message older than the persisted cursor
+shows up (or a short page ends the list), then ingest the new messages oldest-first and advance
+the cursor **in the same transaction**. A crash or restart anywhere in a poll therefore leaves
+either nothing or everything committed: the next poll neither replays nor skips. Messages seen
+twice (pages shifting while read, overlapping polls) are deduplicated by id, and again by the
+unique key of ``message_logs``.
+
+On the very first poll (no cursor yet) messages older than ``WAPPI_INITIAL_LOOKBACK_S`` are
+history, not new conversation, and are not forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import metrics
+from gateway.db import tables
+from gateway.domain.events import InboundEvent, PayloadError
+from gateway.domain.wappi import Cursor, PollBatch, to_event
+from gateway.ingest import Ingestor
+from gateway.providers.wappi import WappiProvider
+from gateway.settings import GatewaySettings
+from parley_shared.db import dialect_name
+from parley_shared.service import Runtime
+
+log = structlog.get_logger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
+PROVIDER = "wappi"
+
+
+@dataclass(frozen=True)
+class PollResult:
+    pages: int
+    new: int
+    published: int
+    duplicates: int
+    ignored: int
+    skipped: int
+
+
+class WappiPoller:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        provider: WappiProvider,
+        ingestor: Ingestor,
+        settings: GatewaySettings,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.runtime = runtime
+        self.provider = provider
+        self.ingestor = ingestor
+        self.settings = settings
+        self.sleep = sleep
+        self.last_poll_at: datetime | None = None
+        self.last_error: str | None = None
+        self.polls = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the provider or the database is away: try again next round
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                metrics.POLLS.labels(PROVIDER, "error").inc()
+                log.warning("poller.failed", error=type(exc).__name__, detail=str(exc)[:200])
+            await self.sleep(self.settings.poll_interval_s)
+
+    async def poll_once(self) -> PollResult:
+        cursor = await self._load_cursor()
+        batch = PollBatch(cursor)
+        limit = self.settings.wappi_page_size
+        offset = pages = 0
+        while True:
+            page, count = await self.provider.fetch_page(limit=limit, offset=offset)
+            pages += 1
+            batch.add_page(page)
+            if batch.reached_cursor or count < limit:
+                break
+            if pages >= self.settings.wappi_max_pages:
+                log.warning("poller.max_pages_reached", pages=pages, hint="older unread messages are not fetched")
+                break
+            offset += count
+        events: list[InboundEvent] = []
+        skipped = 0
+        for message in batch.in_order():
+            try:
+                event = to_event(message)
+            except PayloadError:
+                event = None
+            if event is None:
+                skipped += 1
+                metrics.SKIPPED.labels(PROVIDER, "not_a_message").inc()
+            else:
+                events.append(event)
+        next_cursor = batch.next_cursor()
+        published = duplicates = ignored = 0
+        if batch.new:
+
+            async def advance(session: AsyncSession) -> None:
+                await self._save_cursor(session, next_cursor)
+
+            report = await self.ingestor.ingest(events, within=advance)
+            await self.ingestor.publish(report)
+            published, duplicates, ignored = (report.count(s) for s in ("published", "duplicate", "ignored"))
+            skipped += report.count("skipped")
+        self.polls += 1
+        self.last_poll_at = self.runtime.clock.now()
+        self.last_error = None
+        metrics.POLLS.labels(PROVIDER, "ok").inc()
+        result = PollResult(pages, len(batch.new), published, duplicates, ignored, skipped)
+        if batch.new:
+            log.info("poller.polled", **result.__dict__)
+        return result
+
+    # ---------------------------------------------------------------- cursor
+    async def _load_cursor(self) -> Cursor:
+        t = tables.provider_cursors
+        async with self.runtime.sessions() as session:
+            row = (
+                await session.execute(
+                    select(t.c.cursor_time, t.c.cursor_ids).where(
+                        t.c.provider == PROVIDER, t.c.account == self.provider.profile_id
+                    )
+                )
+            ).first()
+        if row is not None:
+            return Cursor.decode(row.cursor_time, row.cursor_ids)
+        start = self.runtime.clock.now().timestamp() - self.settings.wappi_initial_lookback_s
+        return Cursor(int(start))
+
+    async def _save_cursor(self, session: AsyncSession, cursor: Cursor) -> None:
+        t = tables.provider_cursors
+        values: dict[str, Any] = {
+            "provider": PROVIDER,
+            "account": self.provider.profile_id,
+            "cursor_time": cursor.time,
+            "cursor_ids": cursor.encode_ids(),
+            "updated_at": self.runtime.clock.now(),
+        }
+        module = postgresql if dialect_name(session) == "postgresql" else sqlite
+        stmt = module.insert(t).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["provider", "account"],
+            set_={k: stmt.excluded[k] for k in ("cursor_time", "cursor_ids", "updated_at")},
+            where=t.c.cursor_time <= stmt.excluded.cursor_time,  # never backwards (two pollers racing)
+        )
+        await session.execute(stmt)
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "ok": self.last_error is None,
+            "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
+            "polls": self.polls,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,245 @@
+"""The sender: ``outgoing_messages`` (replies, operator) and ``outgoing_campaign`` (follow-ups) -> provider.
+
+Pacing (``domain/pacing.py``): every message waits in one in-process priority buffer for its
+turn; a turn needs a token of the account's bucket (``SEND_RATE_PER_MIN``) and the account
+itself (one provider call at a time). Replies and operator messages always go before follow-ups;
+the campaign consumer has a small prefetch so campaign traffic mostly waits in RabbitMQ.
+Time comes from the injected clock and waits go through an injected ``sleep``.
+
+Once and only once (``outbound.py``): a row per message id; a message already ``sent`` is
+acknowledged without sending; ``sending`` is committed before the provider call, so a message
+interrupted mid-call is reported as failed with ``unknown_outcome`` instead of being sent again.
+
+Failures (``domain/retry.py``): 429, 5xx, provider rate limits and connections that never got
+through are retried with exponential backoff honouring ``Retry-After`` (which also pauses the
+whole account); permanent failures and exhausted retries are reported on ``delivery_status``
+and dead-lettered with the reason (:class:`parley_shared.broker.PermanentFailure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import structlog
+
+from gateway import metrics
+from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
+from gateway.domain.retry import Failure, Outcome, backoff_delay
+from gateway.outbound import DONE, OutboundLog, OutStatus
+from gateway.providers.base import SendError, SendResult, WhatsAppProvider
+from gateway.settings import GatewaySettings
+from parley_shared.broker import PermanentFailure, is_transient
+from parley_shared.clock import Clock
+from parley_shared.contracts import OutgoingMessage
+from parley_shared.phone import mask_phone
+from parley_shared.service import Runtime
+
+log = structlog.get_logger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
+UNKNOWN_OUTCOME = "unknown_outcome"
+
+
+class AccountPacer:
+    """Turns for one provider account: priority order, the token bucket, one call at a time."""
+
+    def __init__(self, *, rate_per_min: float, clock: Clock, sleep: Sleep, provider: str) -> None:
+        self.bucket = TokenBucket(rate_per_min)
+        self.clock = clock
+        self.sleep = sleep
+        self.provider = provider
+        self._waiting: PriorityBuffer[asyncio.Future[None]] = PriorityBuffer()
+        self._busy = False
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def waiting(self) -> dict[str, int]:
+        counts = self._waiting.counts()
+        return {"replies": counts.get(0, 0), "campaign": counts.get(1, 0)}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, priority: int) -> AsyncIterator[None]:
+        """Wait for this message's turn (a token and the account), hold it while sending."""
+        if self._closed:
+            raise asyncio.CancelledError
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.push(priority, future)
+        self._changed.set()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if not self._waiting.remove(future) and future.done() and not future.cancelled():
+                self._release()  # granted at the very moment we were cancelled
+            raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def next_token(self) -> None:
+        """Wait for the next token (the holder of a turn calls this before a retry)."""
+        while True:
+            wait = self.bucket.wait_s(self.clock.now())
+            if wait <= 0 and self.bucket.take(self.clock.now()):
+                return
+            metrics.RATE_LIMIT_WAITS.labels(self.provider).inc()
+            metrics.RATE_LIMIT_WAIT_SECONDS.labels(self.provider).inc(wait)
+            await self.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        self.bucket.pause(self.clock.now(), seconds)
+
+    def _release(self) -> None:
+        self._busy = False
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Grant turns: take a token, THEN pick the most urgent waiter (one that arrived meanwhile wins)."""
+        while True:
+            while self._busy or not len(self._waiting):
+                self._changed.clear()
+                await self._changed.wait()
+            await self.next_token()
+            while len(self._waiting):
+                future = self._waiting.pop()
+                if not future.done():
+                    self._busy = True
+                    future.set_result(None)
+                    break
+            else:
+                self.bucket.give_back()  # everyone left while we waited: keep the token
+
+    def close(self) -> None:
+        """Shutdown: waiting messages give up their turn (unacknowledged, RabbitMQ redelivers them)."""
+        self._closed = True
+        while len(self._waiting):
+            self._waiting.pop().cancel()
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        provider: WhatsAppProvider,
+        outbound: OutboundLog,
+        pacer: AccountPacer,
+        settings: GatewaySettings,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.runtime = runtime
+        self.provider = provider
+        self.outbound = outbound
+        self.pacer = pacer
+        self.settings = settings
+        self.sleep = sleep
+        self.name = provider.name.value
+
+    async def handle(self, message: OutgoingMessage) -> None:
+        row = await self.outbound.claim(message)
+        if row.status in DONE:
+            log.info("sender.already_done", message_id=message.message_id, status=row.status.value)
+            return
+        if row.status is OutStatus.SENDING:
+            # A previous delivery of this message died during the provider call: it may have gone out.
+            await self._give_up(
+                message,
+                OutStatus.UNKNOWN,
+                Failure(Outcome.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
+            )
+        async with self.pacer.turn(PRIORITY[message.kind]):
+            await self._send_with_retries(message)
+
+    async def _send_with_retries(self, message: OutgoingMessage) -> None:
+        failures = 0
+        first_attempt = True
+        while True:
+            if not first_attempt:
+                await self.pacer.next_token()
+            first_attempt = False
+            await self.outbound.set_status(message.message_id, OutStatus.SENDING)
+            started = time.perf_counter()
+            try:
+                result = await self.provider.send(message)
+            except SendError as exc:
+                failure = exc.failure
+            else:
+                metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+                await self._sent(message, result)
+                return
+            metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+            failures += 1
+            if failure.outcome is Outcome.AMBIGUOUS:
+                await self._give_up(message, OutStatus.UNKNOWN, failure)
+            if failure.outcome is Outcome.PERMANENT:
+                await self._give_up(message, OutStatus.FAILED, failure)
+            if failures >= self.settings.send_max_attempts:
+                exhausted = Failure(
+                    Outcome.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
+                )
+                await self._give_up(message, OutStatus.FAILED, exhausted)
+            delay = backoff_delay(
+                failures,
+                base_s=self.settings.send_backoff_base_s,
+                max_s=self.settings.send_backoff_max_s,
+                retry_after_s=failure.retry_after_s,
+            )
+            if failure.retry_after_s is not None:
+                self.pacer.pause(delay)  # the provider asked the account to slow down
+            await self.outbound.set_status(
+                message.message_id, OutStatus.RETRY_WAIT, error=f"{failure.code}: {failure.reason}"[:1000]
+            )
+            metrics.SEND_RETRIES.labels(self.name).inc()
+            log.warning(
+                "sender.retry",
+                message_id=message.message_id,
+                code=failure.code,
+                attempt=failures,
+                retry_in_s=round(delay, 2),
+            )
+            await self.sleep(delay)
+
+    async def _sent(self, message: OutgoingMessage, result: SendResult) -> None:
+        # The message is out: recording it must not fail into a resend. Retry the write while
+        # the database is away (a redelivery would only find "sending" and report unknown).
+        await _until_stored(
+            lambda: self.outbound.finish(message, OutStatus.SENT, provider_message_id=result.provider_message_id)
+        )
+        metrics.SENT.labels(self.name, message.kind.value).inc()
+        log.info("sender.sent", message_id=message.message_id, phone=mask_phone(message.phone), kind=message.kind.value)
+        await self._publish(message.message_id)
+
+    async def _give_up(self, message: OutgoingMessage, status: OutStatus, failure: Failure) -> NoReturn:
+        """Report the failure on ``delivery_status`` and dead-letter the message with the reason."""
+        await _until_stored(
+            lambda: self.outbound.finish(message, status, error_code=failure.code, error_reason=failure.reason)
+        )
+        reason = "unknown" if status is OutStatus.UNKNOWN else failure.outcome.value
+        metrics.FAILED.labels(self.name, reason).inc()
+        log.warning("sender.failed", message_id=message.message_id, code=failure.code, outcome=reason)
+        await self._publish(message.message_id)
+        raise PermanentFailure(f"{failure.code}: {failure.reason}")
+
+    async def _publish(self, cause_id: str) -> None:
+        try:
+            await self.runtime.outbox.publish_caused_by(cause_id)
+        except Exception as exc:  # the relay publishes it
+            log.warning("sender.status_publish_deferred", error=type(exc).__name__)
+
+
+async def _until_stored(write: Callable[[], Awaitable[Any]], *, give_up_s: float = 300.0) -> None:
+    deadline = time.monotonic() + give_up_s
+    delay = 0.2
+    while True:
+        try:
+            await write()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("sender.store_retry", error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

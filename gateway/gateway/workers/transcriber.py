@@ -1,0 +1,170 @@
+"""Voice notes: ``voice_transcription`` -> download -> Gemini -> ``incoming_messages``.
+
+* The audio is downloaded with retries and backoff; every attempt resolves the provider's link
+  anew, so an expired link is simply fetched again.
+* Gemini is called through the real google-genai SDK (``parley_shared.gemini.make_client``)
+  with the audio as an inline part, retried on 408/429/5xx and timeouts.
+* The result goes to ``incoming_messages`` with the id every inbound message of that provider id
+  gets (``stable_id("in", ...)``), marked ``transcribed``. Without a Gemini key, or when download
+  or transcription keep failing, it goes WITHOUT text and with ``transcription_error``: the agent
+  still hears that a voice note arrived and can ask the prospect to type. Never dropped.
+* Idempotent: the voice request id is claimed in the inbox in the same transaction as the
+  outbox row; a redelivery finds it taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from sqlalchemy import select, update
+
+from gateway import metrics
+from gateway.db import tables
+from gateway.domain.events import inbound_message_id, transcribed
+from gateway.domain.retry import backoff_delay
+from gateway.ingest import INBOUND
+from gateway.providers.base import Media, MediaError, WhatsAppProvider
+from gateway.settings import GatewaySettings
+from parley_shared.contracts import VoiceTranscriptionRequest
+from parley_shared.gemini import gemini_configured, make_client
+from parley_shared.service import Runtime
+from parley_shared.topology import INCOMING, VOICE
+
+log = structlog.get_logger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
+
+PROMPT = (
+    "Transcribe this WhatsApp voice message word for word, in the language it is spoken in "
+    "(often Russian, Kazakh or English; do not translate). Answer with the transcript only, "
+    "without quotes, labels or comments. If there is no speech, answer with nothing."
+)
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class TranscriptionFailed(Exception):
+    pass
+
+
+class Transcriber:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        provider: WhatsAppProvider,
+        settings: GatewaySettings,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.runtime = runtime
+        self.provider = provider
+        self.settings = settings
+        self.sleep = sleep
+        self._client: genai.Client | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+            self._client = None
+
+    async def handle(self, request: VoiceTranscriptionRequest) -> None:
+        if await self._already_done(request.message_id):
+            return
+        text, error = await self._transcribe(request)
+        message = transcribed(request, text=text, error=error, received_at=self.runtime.clock.now())
+        async with self.runtime.sessions() as session, session.begin():
+            if not await self.runtime.inbox.claim(session, VOICE.name, request.message_id):
+                return
+            await self.runtime.outbox.add(session, INCOMING, message, cause_id=request.message_id)
+            t = tables.message_logs
+            await session.execute(
+                update(t)
+                .where(
+                    t.c.direction == INBOUND,
+                    t.c.message_id == inbound_message_id(request.provider, request.provider_message_id),
+                )
+                .values(
+                    status="transcribed" if message.transcribed else "untranscribed",
+                    error=message.transcription_error,
+                    updated_at=self.runtime.clock.now(),
+                )
+            )
+        metrics.TRANSCRIPTIONS.labels("transcribed" if message.transcribed else "untranscribed").inc()
+        metrics.PUBLISHED.labels(request.provider.value, INCOMING.name).inc()
+        try:
+            await self.runtime.outbox.publish_ids([message.message_id])
+        except Exception as exc:  # the relay publishes it
+            log.warning("transcriber.publish_deferred", error=type(exc).__name__)
+
+    async def _already_done(self, message_id: str) -> bool:
+        inbox = self.runtime.inbox.table
+        async with self.runtime.sessions() as session:
+            return (
+                await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == message_id))
+            ) is not None
+
+    async def _transcribe(self, request: VoiceTranscriptionRequest) -> tuple[str | None, str | None]:
+        """(transcript, None) or (None, why not)."""
+        if not gemini_configured(self.settings):
+            return None, "transcription is not configured (no GEMINI_API_KEY)"
+        try:
+            media = await self._download(request)
+        except MediaError as exc:
+            log.warning("transcriber.download_failed", reason=str(exc))
+            return None, f"audio download failed: {exc}"[:500]
+        try:
+            return await self._gemini(media), None
+        except TranscriptionFailed as exc:
+            log.warning("transcriber.failed", reason=str(exc))
+            return None, f"transcription failed: {exc}"[:500]
+
+    async def _download(self, request: VoiceTranscriptionRequest) -> Media:
+        attempts = self.settings.media_download_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.provider.download_media(request.media)
+            except MediaError as exc:
+                if not exc.transient or attempt == attempts:
+                    raise
+                delay = backoff_delay(attempt, base_s=self.settings.media_backoff_s, max_s=30.0)
+                log.info("transcriber.download_retry", attempt=attempt, reason=str(exc), retry_in_s=delay)
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _gemini_client(self) -> genai.Client:
+        if self._client is None:
+            self._client = make_client(self.settings, timeout_s=self.settings.transcription_timeout_s)
+        return self._client
+
+    async def _gemini(self, media: Media) -> str:
+        mime = media.mime_type.split(";", 1)[0].strip() or "audio/ogg"
+        contents = [types.Part.from_bytes(data=media.data, mime_type=mime), PROMPT]
+        attempts = self.settings.transcription_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._gemini_client().aio.models.generate_content(
+                    model=self.settings.gemini_transcription_model,
+                    contents=contents,
+                    config=types.GenerateContentConfig(temperature=0.0),
+                )
+            except genai_errors.APIError as exc:
+                if exc.code not in RETRYABLE_STATUS or attempt == attempts:
+                    raise TranscriptionFailed(f"gemini error {exc.code}") from exc
+                reason = f"gemini error {exc.code}"
+            except Exception as exc:  # timeouts and connection errors of the SDK's HTTP client
+                if attempt == attempts:
+                    raise TranscriptionFailed(f"gemini unreachable: {type(exc).__name__}") from exc
+                reason = type(exc).__name__
+            else:
+                text = (response.text or "").strip()
+                if not text:
+                    blocked = response.prompt_feedback.block_reason if response.prompt_feedback else None
+                    raise TranscriptionFailed("blocked" if blocked else "no speech recognised")
+                return text
+            delay = backoff_delay(attempt, base_s=self.settings.media_backoff_s, max_s=30.0)
+            log.info("transcriber.gemini_retry", attempt=attempt, reason=reason, retry_in_s=delay)
+            await self.sleep(delay)
+        raise AssertionError("unreachable")
