@@ -11,6 +11,8 @@ Guarantees (see ``docs/architecture.md``):
     ``x-parley-error`` (it can never succeed).
   - A handler failure caused by infrastructure (database or broker unreachable) is retried in
     place with backoff and does not burn the delivery limit.
+  - A handler that raises :class:`PermanentFailure` has its message dead-lettered at once with
+    that reason (e.g. the gateway's sender after a permanent provider error).
   - Any other handler failure is requeued; on the last allowed attempt the message is
     dead-lettered with the exception as its reason. A consumer killed mid-message is covered by
     the queue's own ``x-delivery-limit`` (reason ``delivery_limit``).
@@ -53,6 +55,11 @@ class PublishError(RuntimeError):
 
 class BrokerUnavailable(RuntimeError):
     """The broker could not be reached within the start-up timeout."""
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler: this message can never succeed. It is dead-lettered at once with
+    ``str(exc)`` as its reason and acknowledged (no requeue, no use of the delivery limit)."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -283,6 +290,10 @@ class Broker:
                     break
                 except asyncio.CancelledError:
                     raise
+                except PermanentFailure as exc:
+                    log.warning("broker.permanent_failure", reason=str(exc)[:300])
+                    await self._dead_letter_and_ack(state, message, f"permanent: {exc}"[:1000])
+                    return
                 except Exception as exc:
                     if self._closing:
                         raise
