@@ -138,6 +138,8 @@ follow_ups = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    Column("claim_token", String(64), nullable=True),  # a scheduler's lease on a due row (while writing the text)
+    Column("claimed_until", UtcDateTime, nullable=True),
     UniqueConstraint("contact_id", "sequence_no", "touch", name="uq_follow_ups_contact_sequence_touch"),
     Index(
         "ix_follow_ups_due",

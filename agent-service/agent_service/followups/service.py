@@ -1,9 +1,17 @@
-"""Follow-up rows and their scheduler (I/O edge). Timing rules live in ``agent_service.domain``.
+"""Follow-up rows: the hooks the conversation code calls, and what managers do over the API.
 
-The conversation code (``agent_service`` turn handling) calls these hooks **inside its own
-transaction**, passing the session and the contact row as it stands after the turn's update.
+Timing and eligibility are pure functions in ``agent_service.domain.followup_policy``; the
+periodic sending lives in ``agent_service.followups.scheduler``.
 
-STATUS: interface only -- the follow-up issue fills it in. The hooks are no-ops until then.
+The conversation code (turn handling) calls the hooks **inside its own transaction**, passing
+the session and the contact row as it stands after the turn's update, so a touch is planned or
+cancelled atomically with the message that causes it:
+
+* :meth:`FollowUps.on_inbound` -- the prospect wrote: pending touches are cancelled and the last
+  touch sent is marked ``replied``.
+* :meth:`FollowUps.on_agent_message` -- the AI replied: a new sequence is planned if the contact
+  is eligible; a definitive yes or no stops follow-ups for good.
+* :meth:`FollowUps.stop` -- handoff, takeover, reclassification, a manager's request.
 """
 
 from __future__ import annotations
@@ -12,12 +20,29 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import structlog
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent_service.db.tables import contacts, follow_ups
+from agent_service.domain.followup_policy import FollowUpPolicy, StopReason, eligibility, plan
+
+log = structlog.get_logger(__name__)
 
 
 class FollowUps:
+    def __init__(self, policy: FollowUpPolicy) -> None:
+        self.policy = policy
+
+    # ---------------------------------------------------------------- hooks (caller's transaction)
     async def on_inbound(self, session: AsyncSession, contact: Mapping[str, Any], now: datetime) -> None:
         """The prospect wrote: cancel the pending touches of the current sequence (and note the reply)."""
+        contact_id = int(contact["id"])
+        await self._mark_replied(session, contact_id, now)
+        await self._cancel_pending(session, contact_id, StopReason.REPLIED, now)
+        decision = eligibility(contact, enabled=self.policy.enabled)
+        if decision.final:
+            await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
     async def on_agent_message(self, session: AsyncSession, contact: Mapping[str, Any], now: datetime) -> None:
         """The AI just replied (the reply is staged in this transaction): start a new sequence if eligible.
@@ -25,6 +50,103 @@ class FollowUps:
         ``contact`` carries the turn's outcome, owner and client status; ineligible contacts
         (non-clients, held by a human, definitive yes/no, follow-ups disabled) get none.
         """
+        contact_id = int(contact["id"])
+        await self._cancel_pending(session, contact_id, StopReason.SUPERSEDED, now)
+        decision = eligibility(contact, enabled=self.policy.enabled)
+        if decision.final:
+            await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
+            return
+        if not decision.ok:
+            log.debug("follow_up.not_planned", contact_id=contact_id, reason=decision.reason)
+            return
+        last = await session.scalar(
+            select(func.max(follow_ups.c.sequence_no)).where(follow_ups.c.contact_id == contact_id)
+        )
+        sequence_no = int(last or 0) + 1
+        touches = plan(self.policy, after=now, contact_id=contact_id, sequence_no=sequence_no)
+        await session.execute(
+            follow_ups.insert(),
+            [
+                {
+                    "contact_id": contact_id,
+                    "sequence_no": sequence_no,
+                    "touch": t.touch,
+                    "strategy": t.strategy.value,
+                    "due_at": t.due_at,
+                    "status": "pending",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for t in touches
+            ],
+        )
+        log.info(
+            "follow_up.planned", contact_id=contact_id, sequence_no=sequence_no, first_due=touches[0].due_at.isoformat()
+        )
 
-    async def stop(self, session: AsyncSession, contact_id: int, reason: str, now: datetime) -> None:
-        """Cancel pending touches for good (handoff, takeover, non-client, manager's request)."""
+    async def stop(
+        self, session: AsyncSession, contact_id: int, reason: str, now: datetime, *, permanent: bool = False
+    ) -> int:
+        """Cancel the contact's pending touches (handoff, takeover, non-client, manager's request).
+
+        With ``permanent`` the contact is also marked ``follow_ups_stopped``: no new sequence
+        starts until :meth:`resume`. Without it a new sequence may start after the AI's next
+        message, if the contact is eligible again then (e.g. after a handback).
+        Returns how many touches were cancelled.
+        """
+        cancelled = await self._cancel_pending(session, contact_id, reason, now)
+        if permanent:
+            await session.execute(
+                update(contacts)
+                .where(contacts.c.id == contact_id)
+                .values(follow_ups_stopped=True, follow_ups_stop_reason=reason[:200], updated_at=now)
+            )
+        return cancelled
+
+    async def resume(self, session: AsyncSession, contact_id: int, now: datetime) -> None:
+        """Allow follow-ups again (a manager's decision); the next AI message starts a sequence."""
+        await session.execute(
+            update(contacts)
+            .where(contacts.c.id == contact_id)
+            .values(follow_ups_stopped=False, follow_ups_stop_reason=None, updated_at=now)
+        )
+
+    # ---------------------------------------------------------------- helpers
+    async def _cancel_pending(self, session: AsyncSession, contact_id: int, reason: str, now: datetime) -> int:
+        result = await session.execute(
+            update(follow_ups)
+            .where(follow_ups.c.contact_id == contact_id, follow_ups.c.status == "pending")
+            .values(status="cancelled", reason=str(reason)[:200], claim_token=None, claimed_until=None, updated_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _mark_replied(self, session: AsyncSession, contact_id: int, now: datetime) -> None:
+        """The reply counts for the last touch sent in the contact's latest sequence (once)."""
+        latest = await session.scalar(
+            select(func.max(follow_ups.c.sequence_no)).where(follow_ups.c.contact_id == contact_id)
+        )
+        if latest is None:
+            return
+        rows = (
+            await session.execute(
+                select(follow_ups.c.id, follow_ups.c.replied)
+                .where(
+                    follow_ups.c.contact_id == contact_id,
+                    follow_ups.c.sequence_no == latest,
+                    follow_ups.c.status == "sent",
+                    follow_ups.c.sent_at <= now,
+                )
+                .order_by(follow_ups.c.touch.desc())
+            )
+        ).all()
+        if rows and not any(r.replied for r in rows):
+            await session.execute(
+                update(follow_ups).where(follow_ups.c.id == rows[0].id).values(replied=True, updated_at=now)
+            )
+
+    async def _stop_for_good(
+        self, session: AsyncSession, contact: Mapping[str, Any], reason: str, now: datetime
+    ) -> None:
+        await self.stop(session, int(contact["id"]), reason, now, permanent=True)
+        if not contact.get("follow_ups_stopped"):
+            log.info("follow_up.stopped", contact_id=contact["id"], reason=str(reason))

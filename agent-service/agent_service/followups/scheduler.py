@@ -1,0 +1,370 @@
+"""Sending due follow-up touches: rows, not timers.
+
+A periodic APScheduler job calls :meth:`FollowUpScheduler.run_due`. Each round, inside working
+hours only:
+
+1. **Claim** a batch of due ``pending`` rows by giving them a lease (``claim_token``,
+   ``claimed_until``) in a short transaction; on PostgreSQL the rows are picked with
+   ``FOR UPDATE SKIP LOCKED``, so replicas take disjoint batches. A lease that runs out (the
+   replica died) makes the row claimable again.
+2. **Write** the texts outside any transaction (template or Gemini; this may take seconds).
+3. **Finish** in one transaction: lock the contacts, re-check the stop conditions against the
+   contact as it is *now*, then per row either cancel it (a stop condition holds), skip it
+   (Meta's 24-hour window without a template), or -- only if the row is still ``pending`` with
+   *our* token -- mark it ``sent``, record the message and stage an ``OutgoingMessage``
+   (``kind=follow_up``, ``message_id=stable_id("followup", row id)``) in the outbox. A reply
+   that cancelled the row meanwhile, or another replica that took over an expired lease, makes
+   the conditional update match nothing: the touch is not sent.
+4. **Publish** after the commit (the outbox relay retries what fails). Campaign traffic goes to
+   ``outgoing_campaign``, which the gateway serves after replies.
+
+So each touch is sent at most once across replicas and restarts, and never while a stop
+condition holds at the moment of sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_service.db.tables import contacts, follow_ups, messages
+from agent_service.domain.followup_policy import (
+    FollowUpPolicy,
+    StopReason,
+    Strategy,
+    eligibility,
+    needs_template,
+    plan,
+)
+from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchContext
+from parley_shared.clock import Clock
+from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
+from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.outbox import Outbox
+from parley_shared.topology import outgoing_queue
+
+log = structlog.get_logger(__name__)
+
+TOUCHES = Counter("parley_follow_up_touches_total", "Follow-up touches by result", ["result"])
+SKIP_NO_TEMPLATE = "meta_24h_window_without_template"
+
+
+@dataclass
+class RunReport:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    lost: int = 0  # claimed, then cancelled or taken over before it could be sent
+    message_ids: list[str] = field(default_factory=list)
+
+    def add(self, other: RunReport) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.cancelled += other.cancelled
+        self.lost += other.lost
+        self.message_ids += other.message_ids
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    row: Row[Any]
+    contact: dict[str, Any]
+    text: FollowUpText | None  # None: not written (the contact was already ineligible at claim time)
+
+
+class FollowUpScheduler:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        policy: FollowUpPolicy,
+        writer: FollowUpWriter,
+        clock: Clock,
+        template: TemplateRef | None = None,
+        batch_size: int = 50,
+        check_interval_s: float = 60.0,
+        lease: timedelta = timedelta(minutes=5),
+        history_messages: int = 12,
+        concurrency: int = 8,
+    ) -> None:
+        self.sessions = sessions
+        self.outbox = outbox
+        self.policy = policy
+        self.writer = writer
+        self.clock = clock
+        self.template = template
+        self.batch_size = batch_size
+        self.check_interval_s = check_interval_s
+        self.lease = lease
+        self.history_messages = history_messages
+        self._writing = asyncio.Semaphore(concurrency)
+
+    # ---------------------------------------------------------------- the periodic job
+    async def run(self) -> None:
+        """Run :meth:`run_due` every ``check_interval_s`` (APScheduler interval job) until cancelled."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self.check_interval_s,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.check_interval_s)),
+            id="follow-ups",
+        )
+        scheduler.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _tick(self) -> None:
+        try:
+            report = await self.run_due()
+        except Exception:
+            log.exception("follow_up.round_failed")
+            return
+        if report.claimed:
+            log.info("follow_up.round", sent=report.sent, skipped=report.skipped, cancelled=report.cancelled)
+
+    # ---------------------------------------------------------------- one round
+    async def run_due(self, now: datetime | None = None) -> RunReport:
+        """Send every touch due at ``now`` (default: the clock), batch by batch. Outside working
+        hours nothing is sent: what fell due waits for the next opening."""
+        now = now or self.clock.now()
+        report = RunReport()
+        if not self.policy.hours.is_open(now):
+            return report
+        while True:
+            batch = await self.run_batch(now)
+            report.add(batch)
+            if batch.claimed < self.batch_size:
+                return report
+
+    async def run_batch(self, now: datetime) -> RunReport:
+        token = uuid.uuid4().hex
+        rows = await self._claim(now, token)
+        if not rows:
+            return RunReport()
+        claimed = await self._write_all(rows, now)
+        report = await self._finish(claimed, token, now)
+        report.claimed = len(rows)
+        if report.message_ids:
+            try:
+                await self.outbox.publish_ids(report.message_ids)
+            except Exception as exc:  # committed: the outbox relay publishes them later
+                log.warning("follow_up.publish_deferred", error=type(exc).__name__, count=len(report.message_ids))
+        return report
+
+    async def _claim(self, now: datetime, token: str) -> list[Row[Any]]:
+        t = follow_ups
+        due = (
+            select(t.c.id)
+            .where(
+                t.c.status == "pending",
+                t.c.due_at <= now,
+                or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now),
+            )
+            .order_by(t.c.due_at, t.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(t)
+            .where(t.c.id.in_(due.scalar_subquery()))
+            .values(claim_token=token, claimed_until=now + self.lease, updated_at=now)
+            .returning(t.c.id, t.c.contact_id, t.c.sequence_no, t.c.touch, t.c.strategy, t.c.due_at)
+        )
+        async with self.sessions() as session, session.begin():
+            return list((await session.execute(stmt)).all())
+
+    async def _write_all(self, rows: Sequence[Row[Any]], now: datetime) -> list[_Claimed]:
+        ids = sorted({r.contact_id for r in rows})
+        async with self.sessions() as session:
+            found = (await session.execute(select(contacts).where(contacts.c.id.in_(ids)))).mappings().all()
+            people = {c["id"]: dict(c) for c in found}
+            histories = {cid: await self._history(session, cid) for cid in ids} if self.writer.uses_history else {}
+
+        async def write(row: Row[Any]) -> _Claimed:
+            contact = people.get(row.contact_id, {})
+            if not contact or not eligibility(contact, enabled=self.policy.enabled).ok:
+                return _Claimed(row, contact, None)
+            ctx = TouchContext(
+                contact_id=row.contact_id,
+                touch=row.touch,
+                strategy=Strategy(row.strategy),
+                name=contact.get("name"),
+                language=contact.get("language"),
+                history=histories.get(row.contact_id, []),
+            )
+            async with self._writing:
+                return _Claimed(row, contact, await self.writer.write(ctx))
+
+        return list(await asyncio.gather(*(write(r) for r in rows)))
+
+    async def _history(self, session: AsyncSession, contact_id: int) -> list[tuple[str, str]]:
+        if self.history_messages <= 0:
+            return []
+        m = messages
+        recent = (
+            await session.execute(
+                select(m.c.direction, m.c.text)
+                .where(m.c.contact_id == contact_id, m.c.text.is_not(None))
+                .order_by(m.c.created_at.desc(), m.c.id.desc())
+                .limit(self.history_messages)
+            )
+        ).all()
+        return [(r.direction, r.text) for r in reversed(recent)]
+
+    async def _finish(self, claimed: Sequence[_Claimed], token: str, now: datetime) -> RunReport:
+        report = RunReport()
+        async with self.sessions() as session, session.begin():
+            ids = sorted({c.row.contact_id for c in claimed})
+            query = select(contacts).where(contacts.c.id.in_(ids)).order_by(contacts.c.id)
+            if dialect_name(session) == "postgresql":
+                query = query.with_for_update()  # wait for a turn in flight on the same contact
+            current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
+            for item in claimed:
+                await self._finish_one(session, item, current.get(item.row.contact_id), token, now, report)
+        for name, count in (("sent", report.sent), ("skipped", report.skipped), ("cancelled", report.cancelled)):
+            if count:
+                TOUCHES.labels(name).inc(count)
+        return report
+
+    async def _finish_one(
+        self,
+        session: AsyncSession,
+        item: _Claimed,
+        contact: dict[str, Any] | None,
+        token: str,
+        now: datetime,
+        report: RunReport,
+    ) -> None:
+        row = item.row
+        ours = (follow_ups.c.id == row.id, follow_ups.c.status == "pending", follow_ups.c.claim_token == token)
+        decision = eligibility(contact or {}, enabled=self.policy.enabled)
+        if contact is not None and decision.ok and item.text is None:  # eligible again meanwhile: next round
+            await session.execute(update(follow_ups).where(*ours).values(claim_token=None, claimed_until=None))
+            report.lost += 1
+            return
+        if contact is None or not decision.ok or item.text is None:
+            reason = str(decision.reason or StopReason.STOPPED)
+            result = await session.execute(
+                update(follow_ups)
+                .where(follow_ups.c.contact_id == row.contact_id, follow_ups.c.status == "pending")
+                .values(status="cancelled", reason=reason, claim_token=None, claimed_until=None, updated_at=now)
+            )
+            report.cancelled += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            if contact is not None and decision.final and not contact.get("follow_ups_stopped"):
+                await session.execute(
+                    update(contacts)
+                    .where(contacts.c.id == row.contact_id)
+                    .values(follow_ups_stopped=True, follow_ups_stop_reason=reason, updated_at=now)
+                )
+                contact["follow_ups_stopped"] = True
+            return
+        template = None
+        if needs_template(contact, now):
+            if self.template is None:
+                await self._skip(session, ours, SKIP_NO_TEMPLATE, now, report)
+                return
+            template = self.template
+        message_id = stable_id("followup", str(row.id))
+        try:
+            outgoing = OutgoingMessage(
+                message_id=message_id,
+                correlation_id=message_id,
+                created_at=now,
+                phone=contact["phone"],
+                text=item.text.text,
+                kind=OutgoingKind.FOLLOW_UP,
+                follow_up_touch=row.touch,
+                template=template,
+            )
+        except ValidationError:
+            await self._skip(session, ours, "invalid_message", now, report)
+            return
+        marked = await session.execute(
+            update(follow_ups)
+            .where(*ours)
+            .values(
+                status="sent", sent_at=now, message_id=message_id, claim_token=None, claimed_until=None, updated_at=now
+            )
+        )
+        if not marked.rowcount:  # type: ignore[attr-defined]
+            report.lost += 1  # cancelled by a reply, or our lease ran out and another replica took it
+            return
+        await self.outbox.add(session, outgoing_queue(outgoing), outgoing, cause_id=message_id)
+        await session.execute(
+            insert_ignore(
+                dialect_name(session),
+                messages,
+                {
+                    "contact_id": row.contact_id,
+                    "direction": "out",
+                    "kind": "follow_up",
+                    "status": "queued",
+                    "text": item.text.text,
+                    "message_id": message_id,
+                    "correlation_id": message_id,
+                    "knowledge_refs": item.text.knowledge_refs or None,
+                    "model": item.text.model or item.text.engine,
+                    "created_at": now,
+                },
+                ["message_id"],
+            )
+        )
+        await session.execute(
+            update(contacts).where(contacts.c.id == row.contact_id).values(last_outbound_at=now, updated_at=now)
+        )
+        if now > row.due_at:
+            await self._rebase(session, row, now)
+        report.sent += 1
+        report.message_ids.append(message_id)
+
+    async def _skip(
+        self, session: AsyncSession, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
+    ) -> None:
+        result = await session.execute(
+            update(follow_ups)
+            .where(*ours)
+            .values(status="skipped", reason=reason, claim_token=None, claimed_until=None, updated_at=now)
+        )
+        report.skipped += int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _rebase(self, session: AsyncSession, row: Row[Any], sent_at: datetime) -> None:
+        """Sent late (downtime, closing time): keep the configured spacing to the touches after it."""
+        for touch in plan(
+            self.policy,
+            after=sent_at,
+            contact_id=row.contact_id,
+            sequence_no=row.sequence_no,
+            first_touch=row.touch + 1,
+        ):
+            await session.execute(
+                update(follow_ups)
+                .where(
+                    follow_ups.c.contact_id == row.contact_id,
+                    follow_ups.c.sequence_no == row.sequence_no,
+                    follow_ups.c.touch == touch.touch,
+                    follow_ups.c.status == "pending",
+                    follow_ups.c.due_at < touch.due_at,
+                )
+                .values(due_at=touch.due_at, updated_at=sent_at)
+            )

@@ -1,0 +1,221 @@
+"""The text of a follow-up touch: a template per strategy and language, or Gemini when configured.
+
+Offline (no Gemini key) the text comes from ``prompts/follow_up_templates.toml``; where the
+prospect asked about something the knowledge base covers, value-proposition and social-proof
+touches quote one sentence of the best passage verbatim (grounded by construction).
+
+With Gemini the model gets ``prompts/follow_up_prompt.txt``, the conversation so far and the
+retrieved passages, and answers ``{"text": ...}``. Its text must pass the grounding guard;
+anything else -- an error, a timeout, a blocked answer, invalid JSON, an ungrounded claim --
+falls back to the template. Writing a follow-up never fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from pydantic import BaseModel, Field, ValidationError
+
+from agent_service.domain.call_slots import language_of
+from agent_service.domain.followup_policy import Strategy
+from agent_service.domain.grounding import ungrounded_claims
+from agent_service.knowledge.base import Passage
+
+log = structlog.get_logger(__name__)
+
+TEMPLATES_FILE = "follow_up_templates.toml"
+PROMPT_FILE = "follow_up_prompt.txt"
+LANGUAGE_NAMES = {"en": "English", "ru": "Russian", "kk": "Kazakh"}
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+class Knowledge(Protocol):
+    async def search(self, query: str, k: int = 4) -> list[Passage]: ...
+
+
+GroundingCheck = Callable[[str, Sequence[str]], list[str]]  # (text, sources) -> ungrounded claims
+
+
+@dataclass(frozen=True)
+class TouchContext:
+    contact_id: int
+    touch: int
+    strategy: Strategy
+    name: str | None = None
+    language: str | None = None
+    history: list[tuple[str, str]] = field(default_factory=list)  # (direction "in"/"out", text), oldest first
+
+
+@dataclass(frozen=True)
+class FollowUpText:
+    text: str
+    engine: str  # "template" | "gemini"
+    model: str | None = None
+    knowledge_refs: list[dict[str, Any]] = field(default_factory=list)
+    fallback_reason: str | None = None
+
+
+class Templates:
+    """The offline texts, per language and strategy (``prompts/follow_up_templates.toml``)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        for strategy in Strategy:
+            if strategy.value not in data.get("en", {}):
+                raise ValueError(f"{TEMPLATES_FILE}: missing en.{strategy.value}")
+
+    @classmethod
+    def load(cls, prompts_dir: Path) -> Templates:
+        return cls(tomllib.loads((prompts_dir / TEMPLATES_FILE).read_text(encoding="utf-8")))
+
+    def render(
+        self, strategy: Strategy, language: str | None, *, name: str | None, business: str, fact: str | None = None
+    ) -> str:
+        lang = language_of(language) if language_of(language) in self.data else "en"
+        entry = self.data[lang].get(strategy.value) or self.data["en"][strategy.value]
+        greetings = self.data.get("greetings", {})
+        clean_name = (name or "").strip()[:60]
+        greeting = (
+            greetings.get(f"{lang}_named", "{name}").format(name=clean_name)
+            if clean_name
+            else greetings.get(lang, "Hello")
+        )
+        template = entry.get("with_fact") if fact and entry.get("with_fact") else entry["text"]
+        return template.format(greeting=greeting, business=business, fact=fact or "").strip()
+
+
+class FollowUpDraft(BaseModel):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+def pick_fact(passages: Sequence[Passage]) -> str | None:
+    """A quotable sentence from the best passage: prose of 6-40 words ending with a full stop."""
+    for passage in passages[:1]:
+        for sentence in _SENTENCE.split(" ".join(passage.text.split())):
+            if 6 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!")) and sentence[0].isupper():
+                return sentence
+    return None
+
+
+class FollowUpWriter:
+    def __init__(
+        self,
+        templates: Templates,
+        *,
+        business_name: str,
+        business_description: str = "",
+        knowledge: Knowledge | None = None,
+        grounding: GroundingCheck = ungrounded_claims,
+        gemini: Any = None,  # a google-genai client, or None for the offline engine
+        model: str = "",
+        system_prompt: str = "",
+        timeout_s: float = 20.0,
+        top_k: int = 3,
+    ) -> None:
+        self.templates = templates
+        self.business_name = business_name
+        self.business_description = business_description
+        self.knowledge = knowledge
+        self.grounding = grounding
+        self.gemini = gemini
+        self.model = model
+        self.system_prompt = system_prompt
+        self.timeout_s = timeout_s
+        self.top_k = top_k
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether the text depends on the conversation (Gemini, or the knowledge base's facts)."""
+        return self.gemini is not None or self.knowledge is not None
+
+    async def write(self, ctx: TouchContext) -> FollowUpText:
+        passages = await self._passages(ctx)
+        refs = [p.ref() for p in passages]
+        fallback_reason = None
+        if self.gemini is not None:
+            try:
+                text = await asyncio.wait_for(self._draft(ctx, passages), timeout=self.timeout_s)
+            except Exception as exc:  # the model is never allowed to stop a touch
+                fallback_reason = f"model_error:{type(exc).__name__}"
+            else:
+                problems = self._ungrounded(text, passages)
+                if not problems:
+                    return FollowUpText(text, "gemini", self.model, refs)
+                fallback_reason = "ungrounded"
+            log.info("follow_up.text_fallback", contact_id=ctx.contact_id, touch=ctx.touch, reason=fallback_reason)
+        return self._template(ctx, passages, fallback_reason)
+
+    def _template(self, ctx: TouchContext, passages: Sequence[Passage], fallback_reason: str | None) -> FollowUpText:
+        fact = pick_fact(passages) if ctx.strategy in (Strategy.VALUE_PROPOSITION, Strategy.SOCIAL_PROOF) else None
+        render = self.templates.render
+        text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name, fact=fact)
+        if fact and self._ungrounded(text, passages):
+            fact = None
+            text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name)
+        refs = [passages[0].ref()] if fact else []
+        return FollowUpText(text, "template", None, refs, fallback_reason)
+
+    def _ungrounded(self, text: str, passages: Sequence[Passage]) -> list[str]:
+        profile = f"{self.business_name}. {self.business_description}"
+        return self.grounding(text, [*(p.text for p in passages), profile])
+
+    async def _passages(self, ctx: TouchContext) -> list[Passage]:
+        asked = [text for direction, text in ctx.history if direction == "in" and text][-3:]
+        if self.knowledge is None or not asked:
+            return []
+        try:
+            return await self.knowledge.search(" ".join(asked), self.top_k)
+        except Exception as exc:
+            log.warning("follow_up.knowledge_failed", error=type(exc).__name__)
+            return []
+
+    async def _draft(self, ctx: TouchContext, passages: Sequence[Passage]) -> str:
+        from google.genai import types
+
+        config = types.GenerateContentConfig(
+            system_instruction=self._system_prompt(ctx),
+            temperature=0.7,
+            response_mime_type="application/json",
+            response_schema=FollowUpDraft,
+        )
+        response = await self.gemini.aio.models.generate_content(
+            model=self.model, contents=[self._prompt(ctx, passages)], config=config
+        )
+        if not response.text:
+            raise ValueError("empty or blocked answer")
+        try:
+            return FollowUpDraft.model_validate_json(response.text).text.strip()
+        except ValidationError:
+            raise ValueError("answer is not the expected JSON") from None
+
+    def _system_prompt(self, ctx: TouchContext) -> str:
+        code = (ctx.language or "en").lower().split("-")[0]
+        values = {
+            "business_name": self.business_name,
+            "business_description": self.business_description,
+            "language_name": LANGUAGE_NAMES.get(code, ctx.language or "English"),
+        }
+        try:
+            return self.system_prompt.format_map(values)
+        except (KeyError, ValueError, IndexError):  # an edited prompt with stray braces: use it as it is
+            return self.system_prompt
+
+    @staticmethod
+    def _prompt(ctx: TouchContext, passages: Sequence[Passage]) -> str:
+        lines = [
+            f"Touch {ctx.touch}, strategy: {ctx.strategy.value}.",
+            f"Prospect's name: {ctx.name or 'unknown'}. Language: {ctx.language or 'unknown'}.",
+            "",
+            "Conversation so far (oldest first):",
+        ]
+        lines += [f"{'Prospect' if d == 'in' else 'Us'}: {t}" for d, t in ctx.history] or ["(nothing recorded)"]
+        lines += ["", "Knowledge passages:"]
+        lines += [f"[{i}] {p.text}" for i, p in enumerate(passages, 1)] or ["(none: state no facts)"]
+        return "\n".join(lines)

@@ -1,0 +1,286 @@
+"""Follow-up sequences on the real engines with an injected clock: the whole sequence, each stop
+condition, Meta's 24-hour window, working hours at send time, and leases (at most once)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from agent_service.db import tables
+from agent_service.domain.followup_policy import DEFAULT_STRATEGIES, StopReason
+from agent_service.domain.working_hours import WorkingHours
+from parley_shared.contracts import OutgoingKind, OutgoingMessage, decode, stable_id
+from parley_shared.topology import CAMPAIGN, OUTGOING
+from tests.support import infra
+from tests.support.followups import START, Rig, make_rig
+
+ALMATY = WorkingHours.build("Asia/Almaty", 10, 18)
+PHONE = "+77010000001"
+
+
+@pytest.fixture
+async def rig(database_url: str, amqp_url: str) -> AsyncIterator[Rig]:
+    rig = await make_rig(database_url, amqp_url)
+    yield rig
+    await rig.close()
+
+
+def wall_open(instant: datetime) -> bool:
+    wall = instant.astimezone(ALMATY.tz)
+    return wall.weekday() < 5 and 10 <= wall.hour < 18
+
+
+async def run_until_quiet(rig: Rig, *, until: datetime) -> list[tuple[datetime, str]]:
+    """Jump the clock from one due touch to the next, running the scheduler at each; returns (time, message_id)."""
+    sent: list[tuple[datetime, str]] = []
+    while True:
+        pending = [t["due_at"] for t in await rig.touches() if t["status"] == "pending"]
+        if not pending or min(pending) > until:
+            return sent
+        rig.clock.set(max(min(pending), rig.clock.now()))
+        report = await rig.scheduler.run_due()
+        sent += [(rig.clock.now(), mid) for mid in report.message_ids]
+        if not report.claimed:
+            rig.clock.advance(minutes=15)
+
+
+async def test_a_silent_prospect_gets_five_touches_at_their_times_on_the_campaign_queue(
+    rig: Rig, amqp_url: str
+) -> None:
+    contact = await rig.add_contact(PHONE, name="Aigerim", language="ru")
+    await rig.prospect_writes(contact)
+    await rig.agent_replies(contact)  # Monday 09:00 local
+
+    planned = await rig.touches(contact)
+    assert [(t["touch"], t["strategy"], t["status"]) for t in planned] == [
+        (i + 1, s.value, "pending") for i, s in enumerate(DEFAULT_STRATEGIES)
+    ]
+    sent = await run_until_quiet(rig, until=START + timedelta(days=60))
+
+    rows = await rig.touches(contact)
+    assert [r["status"] for r in rows] == ["sent"] * 5
+    intervals = [24, 72, 168, 336, 720]
+    for row, hours in zip(rows, intervals, strict=True):
+        assert wall_open(row["sent_at"]), row
+        assert row["sent_at"] >= START + timedelta(hours=hours), "never before its interval"
+        assert row["sent_at"] == row["due_at"], "sent when due"
+        assert row["message_id"] == stable_id("followup", str(row["id"]))
+    assert [mid for _, mid in sent] == [r["message_id"] for r in rows]
+
+    delivered = await infra.drain(amqp_url, CAMPAIGN.name)
+    assert await infra.drain(amqp_url, OUTGOING.name) == [], "campaign traffic never rides with replies"
+    messages = [decode(OutgoingMessage, m.body) for m in delivered]
+    assert [(m.kind, m.follow_up_touch, m.phone) for m in messages] == [
+        (OutgoingKind.FOLLOW_UP, n, PHONE) for n in range(1, 6)
+    ]
+    assert all("Aigerim" in m.text and m.template is None for m in messages)
+    assert "Здравствуйте" in messages[0].text, "the prospect's language"
+    async with rig.sessions() as session:
+        recorded = (
+            await session.execute(
+                select(tables.messages.c.kind, tables.messages.c.direction).where(
+                    tables.messages.c.contact_id == contact
+                )
+            )
+        ).all()
+    assert recorded.count(("follow_up", "out")) == 5
+
+
+async def test_a_reply_cancels_the_pending_touches_and_the_next_agent_message_starts_a_new_sequence(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)
+    await run_until_quiet(rig, until=START + timedelta(days=4))  # touches 1 and 2 go out
+    assert [t["status"] for t in await rig.touches(contact)] == ["sent", "sent", "pending", "pending", "pending"]
+
+    rig.clock.advance(hours=2)
+    await rig.prospect_writes(contact)
+    rows = await rig.touches(contact)
+    assert [(t["status"], t["replied"]) for t in rows] == [
+        ("sent", False),
+        ("sent", True),  # the reply counts for the last touch sent
+        *[("cancelled", False)] * 3,
+    ]
+    assert {t["reason"] for t in rows[2:]} == {StopReason.REPLIED}
+    assert (await rig.scheduler.run_due(START + timedelta(weeks=8, hours=2))).claimed == 0
+    assert [t["status"] for t in await rig.touches(contact)][2:] == ["cancelled"] * 3, "cancelled touches never go"
+
+    rig.clock.advance(minutes=1)
+    await rig.agent_replies(contact)
+    second = [t for t in await rig.touches(contact) if t["sequence_no"] == 2]
+    assert [t["status"] for t in second] == ["pending"] * 5
+    assert second[0]["due_at"] >= rig.clock.now() + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "continues"), [("uncertain", True), ("open", True), ("agreed", False), ("declined", False)]
+)
+async def test_an_uncertain_answer_continues_and_a_definitive_one_stops_for_good(
+    rig: Rig, outcome: str, continues: bool
+) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)
+    await run_until_quiet(rig, until=START + timedelta(days=2))
+    await rig.prospect_writes(contact)
+    await rig.agent_replies(contact, outcome=outcome)
+    pending = [t for t in await rig.touches(contact) if t["status"] == "pending"]
+    async with rig.sessions() as session:
+        row = await rig.contact(session, contact)
+    if continues:
+        assert [t["sequence_no"] for t in pending] == [2] * 5
+        assert not row["follow_ups_stopped"]
+    else:
+        assert pending == []
+        assert row["follow_ups_stopped"] and row["follow_ups_stop_reason"] == outcome
+        # For good: even if the conversation goes on and the outcome is reopened later.
+        await rig.agent_replies(contact, outcome="open")
+        assert [t for t in await rig.touches(contact) if t["status"] == "pending"] == []
+
+
+@pytest.mark.parametrize(
+    ("columns", "reason"),
+    [
+        ({"client_status": "non_client", "client_category": "spam"}, StopReason.NON_CLIENT),
+        ({"client_status": "unknown"}, StopReason.NON_CLIENT),
+        ({"owner": "human", "owner_name": "Dana"}, StopReason.HUMAN),
+        ({"needs_human": True}, StopReason.NEEDS_HUMAN),
+    ],
+)
+async def test_non_clients_and_human_held_contacts_get_none(rig: Rig, columns: dict[str, object], reason: str) -> None:
+    contact = await rig.add_contact(PHONE, **columns)
+    await rig.agent_replies(contact)
+    assert await rig.touches(contact) == []
+
+    # A contact that becomes ineligible without the hooks being told is caught at send time.
+    other = await rig.add_contact("+77010000002")
+    await rig.agent_replies(other)
+    async with rig.sessions() as session, session.begin():
+        await session.execute(update(tables.contacts).where(tables.contacts.c.id == other).values(**columns))
+    report = await rig.scheduler.run_due(START + timedelta(days=2, hours=2))  # Wednesday 11:00 local
+    assert report.sent == 0 and report.cancelled == 5
+    rows = await rig.touches(other)
+    assert {(t["status"], t["reason"]) for t in rows} == {("cancelled", reason)}
+    assert await rig.outbox_rows() == []
+
+
+async def test_stop_hook_cancels_and_a_handback_can_start_again(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)
+    async with rig.sessions() as session, session.begin():
+        assert await rig.follow_ups.stop(session, contact, "takeover", rig.clock.now()) == 5
+    assert {t["status"] for t in await rig.touches(contact)} == {"cancelled"}
+    await rig.agent_replies(contact)  # handed back: the AI's next message
+    assert len([t for t in await rig.touches(contact) if t["status"] == "pending"]) == 5
+
+
+async def test_farewell_ends_the_sequence_and_disabled_follow_ups_send_nothing(database_url: str) -> None:
+    rig = await make_rig(database_url, follow_up_intervals="2,4,6", follow_up_strategies="reminder,farewell,urgency")
+    try:
+        contact = await rig.add_contact(PHONE)
+        await rig.agent_replies(contact)
+        assert [t["strategy"] for t in await rig.touches(contact)] == ["reminder", "farewell"]
+    finally:
+        await rig.close()
+
+    off = await make_rig(database_url, enable_follow_ups=False)
+    try:
+        contact = await off.add_contact("+77010000009")
+        await off.agent_replies(contact)
+        assert await off.touches(contact) == []
+        # Touches planned before the switch-off are cancelled when they fall due, not sent.
+        async with off.sessions() as session, session.begin():
+            await session.execute(
+                tables.follow_ups.insert().values(
+                    contact_id=contact,
+                    sequence_no=1,
+                    touch=1,
+                    strategy="reminder",
+                    due_at=START + timedelta(hours=2),
+                    status="pending",
+                    created_at=START,
+                    updated_at=START,
+                )
+            )
+        report = await off.scheduler.run_due(START + timedelta(hours=5))
+        assert (report.sent, report.cancelled) == (0, 3)  # with the two planned by the first rig
+        assert {(t["status"], t["reason"]) for t in await off.touches()} == {("cancelled", StopReason.DISABLED)}
+    finally:
+        await off.close()
+
+
+async def test_nothing_goes_out_after_hours_and_a_late_touch_keeps_the_spacing_to_the_next(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact, at=datetime(2026, 1, 6, 12, 55, tzinfo=UTC))  # Tuesday 17:55 local
+    first = (await rig.touches(contact))[0]
+    assert first["due_at"] == datetime(2026, 1, 7, 12, 55, tzinfo=UTC)  # Wednesday 17:55
+    evening = datetime(2026, 1, 7, 13, 5, tzinfo=UTC)  # 18:05: the scheduler was down at 17:55
+    assert (await rig.scheduler.run_due(evening)).claimed == 0, "closed: nothing goes out"
+    morning = datetime(2026, 1, 8, 5, 0, tzinfo=UTC)  # Thursday 10:00
+    assert (await rig.scheduler.run_due(morning)).sent == 1
+    rows = await rig.touches(contact)
+    assert rows[0]["sent_at"] == morning
+    assert rows[1]["due_at"] >= morning + timedelta(hours=48), "touch 2 keeps its 48 h after the late touch 1"
+    assert wall_open(rows[1]["due_at"])
+
+
+async def test_meta_touch_outside_24h_window_is_skipped_without_a_template(
+    rig: Rig, database_url: str, amqp_url: str
+) -> None:
+    contact = await rig.add_contact(PHONE, provider="meta")
+    await rig.prospect_writes(contact)
+    await rig.agent_replies(contact)
+    report = await rig.scheduler.run_due(START + timedelta(days=2, hours=2))  # touch 1: 24 h after the last inbound
+    assert (report.sent, report.skipped) == (0, 1)
+    row = (await rig.touches(contact))[0]
+    assert (row["status"], row["reason"]) == ("skipped", "meta_24h_window_without_template")
+    assert await rig.outbox_rows() == []
+
+    # Within the window a free-form touch is fine; with a template name, outside it too.
+    with_template = await make_rig(
+        database_url,
+        amqp_url,
+        clock=rig.clock,
+        follow_up_template_name="parley_follow_up",
+        follow_up_template_language="ru",
+    )
+    try:
+        report = await with_template.scheduler.run_due(START + timedelta(days=4, hours=2))  # Friday 11:00
+        assert report.sent == 1
+        (message,) = [decode(OutgoingMessage, m.body) for m in await infra.drain(amqp_url, CAMPAIGN.name)]
+        assert message.template is not None and (message.template.name, message.template.language) == (
+            "parley_follow_up",
+            "ru",
+        )
+    finally:
+        await with_template.close()
+
+
+async def test_an_expired_lease_is_taken_over_and_the_first_claimer_cannot_send_too(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)
+    due = START + timedelta(days=1, hours=2)
+    claimed = await rig.scheduler._claim(due, "dead-replica")  # a replica that claimed, then died
+    assert len(claimed) == 1
+    assert (await rig.scheduler.run_due(due + timedelta(minutes=1))).claimed == 0, "the lease holds"
+    later = due + rig.scheduler.lease + timedelta(seconds=1)
+    assert (await rig.scheduler.run_due(later)).sent == 1, "an expired lease is taken over"
+    # The dead replica wakes up and finishes its batch: its token no longer matches.
+    writes = await rig.scheduler._write_all(claimed, later)
+    late = await rig.scheduler._finish(writes, "dead-replica", later)
+    assert (late.sent, late.lost) == (0, 1)
+    assert len(await rig.outbox_rows()) == 1
+
+
+async def test_a_reply_while_the_text_is_being_written_wins(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)
+    due = START + timedelta(days=1, hours=2)
+    claimed = await rig.scheduler._claim(due, "token")
+    writes = await rig.scheduler._write_all(claimed, due)
+    await rig.prospect_writes(contact, at=due)  # the prospect writes before the batch is finished
+    report = await rig.scheduler._finish(writes, "token", due)
+    assert report.sent == 0
+    assert await rig.outbox_rows() == []
+    assert (await rig.touches(contact))[0]["status"] == "cancelled"
