@@ -269,6 +269,41 @@ async def test_patch_overrides_status_outcome_and_notes(client: TestClient) -> N
     assert stored["+77010000001"]["classified_by"] == "manager"
 
 
+async def test_a_manager_decision_stops_the_real_follow_ups(amqp_url: str, database_url: str) -> None:
+    """With the real follow-up hooks: declining cancels the pending touches and stops follow-ups for good."""
+    settings = AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN)
+    async with TestClient(TestServer(create_app(settings, clock=ManualClock(NOW)))) as test_client:
+        await add_contacts(test_client, [contact(1), contact(2)])
+        ids = [row["id"] for row in await all_contacts(test_client)]
+        due = NOW + timedelta(days=30)
+        touches = [
+            {
+                "contact_id": cid,
+                "sequence_no": 1,
+                "touch": 1,
+                "strategy": "reminder",
+                "due_at": due,
+                "status": "pending",
+            }
+            | {"created_at": NOW, "updated_at": NOW}
+            for cid in ids
+        ]
+        async with test_client.app[RUNTIME].sessions() as session, session.begin():
+            await session.execute(insert(tables.follow_ups), touches)
+
+        await patch(test_client, "+77010000001", {"outcome": "declined"})
+        await patch(test_client, "+77010000002", {"notes": "likes blue"})
+
+        async with test_client.app[RUNTIME].sessions() as session:
+            statuses = dict(
+                (await session.execute(select(tables.follow_ups.c.contact_id, tables.follow_ups.c.status))).all()
+            )
+        assert statuses == {ids[0]: "cancelled", ids[1]: "pending"}
+        stored = await all_contacts(test_client)
+        assert stored[0]["follow_ups_stopped"] and stored[0]["follow_ups_stop_reason"] == "declined"
+        assert not stored[1]["follow_ups_stopped"]
+
+
 async def test_patch_refuses_bad_input(client: TestClient) -> None:
     await add_contacts(client, SCENARIO[:1])
     for body in (

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db import tables
+from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
@@ -257,12 +258,12 @@ def _override_values(patch: ContactPatch, now: datetime) -> dict[str, Any]:
     return values
 
 
-def _follow_up_stop_reason(patch: ContactPatch) -> str | None:
+def _follow_up_stop_reason(patch: ContactPatch) -> StopReason | None:
     """Why a manager's override ends the contact's follow-ups for good (None: it does not)."""
     if patch.client_status == "non_client":
-        return "non_client"
-    if patch.outcome in ("agreed", "declined"):
-        return patch.outcome
+        return StopReason.NON_CLIENT
+    if patch.outcome is not None and patch.outcome in (StopReason.AGREED, StopReason.DECLINED):
+        return StopReason(patch.outcome)
     return None
 
 
