@@ -184,6 +184,9 @@ def filter_clauses(filters: ContactFilters) -> list[ColumnElement[bool]]:
         where.append(c.owner == filters.owner)
     if filters.q is not None:
         match = c.name.icontains(filters.q, autoescape=True)
+        if not filters.q.isascii():  # SQLite folds only ASCII case: try the usual spellings of a name too
+            variants = {filters.q.lower(), filters.q.upper(), filters.q.title(), filters.q.capitalize()}
+            match = or_(match, *(c.name.contains(v, autoescape=True) for v in sorted(variants)))
         digits = re.sub(r"\D", "", filters.q)
         if digits and _PHONE_LIKE.match(filters.q):
             match = or_(match, c.phone.contains(digits, autoescape=True))
