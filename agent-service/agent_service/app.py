@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from agent_service import wiring as conversation_wiring
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
 from agent_service.api import stats as stats_api
 from agent_service.db import MIGRATIONS, tables
+from agent_service.engines.base import Engine
 from agent_service.followups import wiring as followups_wiring
 from agent_service.settings import AgentSettings
 from parley_shared.clock import Clock
@@ -16,7 +18,8 @@ from parley_shared.service import service_app
 SETTINGS = web.AppKey("settings", AgentSettings)
 
 
-def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Application:
+def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: Engine | None = None) -> web.Application:
+    """``engine``: a decision engine to use instead of the configured one (tests pass fakes)."""
     app, runtime = service_app(
         service="agent-service",
         settings=settings,
@@ -30,5 +33,9 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None) -> web.Ap
     contacts_api.add_routes(app)  # before any /contacts/{phone} route: it adds /contacts/export.csv
     analytics_api.add_routes(app, working_tz=settings.working_tz)
     stats_api.add_routes(app)
-    followups_wiring.install(app, runtime, settings)  # the turn code reads FOLLOW_UPS, CALL_BOOKER
+    knowledge = conversation_wiring.build_knowledge(settings)
+    follow_ups, booker = followups_wiring.install(app, runtime, settings, knowledge=knowledge)
+    conversation_wiring.install(
+        app, runtime, settings, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine
+    )
     return app

@@ -15,7 +15,7 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
     # --- conversation turns
     buffer_window_s: float = Field(3.0, ge=0, le=60, validation_alias=env("BUFFER_WINDOW_S"))
     max_concurrent_turns: int = Field(500, ge=1, le=10000, validation_alias=env("MAX_CONCURRENT_TURNS"))
-    turn_lease_s: float = Field(120.0, ge=1, validation_alias=env("TURN_LEASE_S"))
+    turn_lease_s: float = Field(30.0, ge=1, validation_alias=env("TURN_LEASE_S"))
     turn_sweep_interval_s: float = Field(2.0, gt=0, validation_alias=env("TURN_SWEEP_INTERVAL_S"))
     history_messages: int = Field(12, ge=0, le=200, validation_alias=env("HISTORY_MESSAGES"))
 

@@ -1,0 +1,252 @@
+"""The Gemini engine: google-genai's async client, structured output validated in Python.
+
+Each decision is one ``generate_content`` call with the sales prompt as system instruction,
+the context (profile, passages with ids, history, new messages) as content, and the decision's
+JSON schema. ``response.text`` is validated with pydantic (:func:`parse_decision`) -- never
+``response.parsed``, which is silently None on a mismatch.
+
+Failures: 408/429/5xx, timeouts, transport errors and malformed output are retried
+(``LLM_ATTEMPTS``, backoff doubling from ``LLM_RETRY_BACKOFF_S``); a blocked answer or a 4xx is
+not. When nothing valid comes back the engine returns the fixed fallback reply with
+``fallback=True``: no stage, outcome or action change is written from an answer we could not
+read. Token usage is summed over the attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from google.genai import errors, types
+from pydantic import BaseModel, Field, ValidationError
+
+from agent_service.domain.decision import AgentDecision, DecisionError, DecisionWire, parse_decision
+from agent_service.domain.moderation import CATEGORIES, Classification
+from agent_service.domain.profile import BusinessProfile
+from agent_service.engines.base import EngineResult, TurnContext
+from agent_service.prompts import LANGUAGE_NAMES, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
+
+log = structlog.get_logger(__name__)
+
+_BLOCKED_FINISH = {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITATION", "IMAGE_SAFETY"}
+
+
+class ModeratorWire(BaseModel):
+    status: Literal["client", "non_client"]
+    category: Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
+    reason: str = Field(max_length=500)
+    confidence: float = Field(ge=0, le=1)
+
+
+@dataclass
+class _Outcome:
+    text: str | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    attempts: int = 0
+
+
+class GeminiEngine:
+    name = "gemini"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        model: str,
+        prompts: PromptBook,
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+        timeout_s: float = 20.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.prompts = prompts
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+
+    async def close(self) -> None:
+        aclose = getattr(self.client.aio, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    # ------------------------------------------------------------------ the sales decision
+    async def decide(self, context: TurnContext) -> EngineResult:
+        started = time.perf_counter()
+        profile = context.profile
+        system = self.prompts.text(SALES_PROMPT, _prompt_values(profile, context))
+        ids = [p.chunk_id for p in context.passages]
+        decision: AgentDecision | None = None
+
+        def accept(text: str) -> None:
+            nonlocal decision
+            decision = parse_decision(text, timezone=profile.timezone, passage_ids=ids)
+
+        outcome = await self._generate(system, render_context(context), DecisionWire, accept)
+        latency = int((time.perf_counter() - started) * 1000)
+        if decision is None:
+            log.warning("agent.model_fallback", model=self.model, error=outcome.error, attempts=outcome.attempts)
+            fallback = AgentDecision(
+                reply=self.prompts.phrase(context.language, "fallback"),
+                spin_stage=context.spin_stage,  # type: ignore[arg-type]
+                outcome=context.outcome,  # type: ignore[arg-type]
+                language=context.language,
+            )
+            return EngineResult(
+                fallback,
+                model=self.model,
+                tokens_in=outcome.tokens_in or None,
+                tokens_out=outcome.tokens_out or None,
+                latency_ms=latency,
+                fallback=True,
+                error=outcome.error,
+                attempts=outcome.attempts,
+            )
+        return EngineResult(
+            decision,
+            model=self.model,
+            tokens_in=outcome.tokens_in,
+            tokens_out=outcome.tokens_out,
+            latency_ms=latency,
+            attempts=outcome.attempts,
+        )
+
+    # ------------------------------------------------------------------ the moderator
+    async def classify(self, texts: list[str], profile: BusinessProfile) -> Classification | None:
+        system = self.prompts.text(
+            MODERATOR_PROMPT, {"business_name": profile.name, "business_description": profile.description}
+        )
+        content = "Messages from the sender, oldest first:\n" + "\n".join(f"- {t}" for t in texts if t)
+        result: list[Classification] = []
+
+        def accept(text: str) -> None:
+            try:
+                wire = ModeratorWire.model_validate_json(text)
+            except ValidationError as exc:
+                raise DecisionError(f"moderator output invalid: {exc.error_count()} error(s)") from None
+            category = wire.category if wire.category in CATEGORIES else "other"
+            if wire.status == "client":
+                category = "prospect"
+            elif category == "prospect":
+                category = "other"
+            result.append(
+                Classification(wire.status, category, wire.reason.strip() or "model verdict", wire.confidence)
+            )
+
+        outcome = await self._generate(system, content, ModeratorWire, accept)
+        if not result:
+            log.warning("agent.moderator_fallback", error=outcome.error)
+            return None
+        return result[0]
+
+    # ------------------------------------------------------------------ one call with retries
+    async def _generate(
+        self, system: str, content: str, schema: type[BaseModel], accept: Callable[[str], None]
+    ) -> _Outcome:
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            temperature=0.3,
+            response_mime_type="application/json",
+            response_schema=schema,
+        )
+        outcome = _Outcome()
+        for attempt in range(1, self.attempts + 1):
+            outcome.attempts = attempt
+            retry = True
+            try:
+                response = await asyncio.wait_for(
+                    self.client.aio.models.generate_content(model=self.model, contents=content, config=config),
+                    timeout=self.timeout_s,
+                )
+            except errors.APIError as exc:
+                code = int(getattr(exc, "code", 0) or 0)
+                outcome.error = f"api error {code} {getattr(exc, 'status', '') or ''}".strip()
+                retry = code in (408, 429) or code >= 500
+            except TimeoutError:
+                outcome.error = "timeout"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # transport trouble (connection refused, reset ...)
+                outcome.error = f"transport error {type(exc).__name__}"
+            else:
+                usage = response.usage_metadata
+                if usage is not None:
+                    outcome.tokens_in += usage.prompt_token_count or 0
+                    outcome.tokens_out += usage.candidates_token_count or 0
+                blocked = _blocked_reason(response)
+                if blocked:
+                    outcome.error = f"blocked: {blocked}"
+                    return outcome
+                try:
+                    accept(response.text or "")
+                    outcome.error = None
+                    outcome.text = response.text
+                    return outcome
+                except DecisionError as exc:
+                    outcome.error = str(exc)[:300]
+            if not retry or attempt == self.attempts:
+                break
+            log.info("agent.model_retry", attempt=attempt, error=outcome.error)
+            await self._sleep(self.backoff_s * 2 ** (attempt - 1))
+        return outcome
+
+
+def _blocked_reason(response: Any) -> str | None:
+    feedback = getattr(response, "prompt_feedback", None)
+    if feedback is not None and getattr(feedback, "block_reason", None):
+        return str(getattr(feedback.block_reason, "value", feedback.block_reason))
+    candidates = getattr(response, "candidates", None) or []
+    if not candidates:
+        return "no candidates"
+    finish = getattr(candidates[0], "finish_reason", None)
+    name = str(getattr(finish, "value", finish) or "")
+    return name if name in _BLOCKED_FINISH else None
+
+
+def _prompt_values(profile: BusinessProfile, context: TurnContext) -> dict[str, Any]:
+    from zoneinfo import ZoneInfo
+
+    local = context.now.astimezone(ZoneInfo(profile.timezone))
+    return {
+        "business_name": profile.name,
+        "business_description": profile.description,
+        "working_hours": profile.hours_text(context.language),
+        "timezone": profile.timezone,
+        "now_local": local.strftime("%A %Y-%m-%d %H:%M"),
+        "language_name": LANGUAGE_NAMES.get(context.language, "English"),
+    }
+
+
+def render_context(context: TurnContext) -> str:
+    """The turn as the model reads it: state, passages with their ids, history, new messages."""
+    lines = [
+        f"Prospect: {context.contact_name or 'unknown name'}; language: {context.language}; "
+        f"SPIN stage so far: {context.spin_stage}; outcome so far: {context.outcome}.",
+        "",
+        "Knowledge passages (the only source of facts):",
+    ]
+    if not context.passages:
+        lines.append("(none found)")
+    for passage in context.passages:
+        lines += [f"[{passage.chunk_id}] ({passage.doc}, page {passage.page})", passage.text, ""]
+    lines.append("Conversation so far:")
+    if not context.history:
+        lines.append("(this is the first message)")
+    for item in context.history:
+        who = "Prospect" if item.direction == "in" else "Agent"
+        lines.append(f"{who}: {item.text}")
+    lines += ["", "New messages from the prospect:"]
+    if context.voice_untranscribed:
+        lines.append("- (a voice note that could not be transcribed)")
+    elif context.media_without_text:
+        lines.append("- (a media message without text)")
+    lines += [f"- {m}" for m in context.messages if m]
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Consuming ``incoming_messages``: record the message, then let a turn answer it.
+
+The handler is one short transaction -- claim the message id in the inbox (a redelivery
+changes nothing), upsert the contact, store the message as ``pending`` (or ``silent`` when a
+manager holds the contact or it is a settled non-client: recorded, never answered by the AI),
+push the contact's ``turn_due_at`` to now + ``BUFFER_WINDOW_S`` and tell the follow-ups that
+the prospect wrote. After the commit it arms the contact's turn timer; the broker acks. No
+model call ever happens while a message is unacknowledged.
+
+Messages of one contact are recorded one at a time in delivery order (a per-phone lock), so
+their ids follow the queue order even with a large prefetch; turns read them in sending order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_service.db import repository as repo
+from agent_service.domain.moderation import inbound_status
+from agent_service.followups.service import FollowUps
+from parley_shared.clock import Clock
+from parley_shared.contracts import IncomingMessage
+from parley_shared.outbox import Inbox
+from parley_shared.topology import INCOMING
+
+log = structlog.get_logger(__name__)
+
+
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, key: str) -> None:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._forget(key)
+            raise
+
+    def release(self, key: str) -> None:
+        self._locks[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        lock, users = self._locks[key]
+        if users <= 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class IncomingHandler:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        inbox: Inbox,
+        clock: Clock,
+        follow_ups: FollowUps,
+        schedule: Callable[[int, float], None],
+        window_s: float,
+        min_confidence: float,
+        max_classification_turns: int,
+    ) -> None:
+        self.sessions = sessions
+        self.inbox = inbox
+        self.clock = clock
+        self.follow_ups = follow_ups
+        self.schedule = schedule
+        self.window_s = window_s
+        self.min_confidence = min_confidence
+        self.max_classification_turns = max_classification_turns
+        self._locks = KeyedLocks()
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        await self._locks.acquire(message.phone)
+        try:
+            contact_id, status = await self._record(message)
+        finally:
+            self._locks.release(message.phone)
+        if contact_id is not None and status == "pending":
+            self.schedule(contact_id, self.window_s)
+
+    async def _record(self, message: IncomingMessage) -> tuple[int | None, str | None]:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            if not await self.inbox.claim(session, INCOMING.name, message.message_id):
+                log.info("incoming.duplicate")
+                return None, None
+            contact = await repo.upsert_contact(
+                session, phone=message.phone, name=message.contact_name, provider=message.provider.value, now=now
+            )
+            status = inbound_status(
+                contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+            )
+            text = message.text if message.text is not None else message.caption
+            await repo.insert_message(
+                session,
+                {
+                    "contact_id": contact["id"],
+                    "direction": "in",
+                    "kind": message.kind.value,
+                    "status": status,
+                    "text": text,
+                    "message_id": message.message_id,
+                    "provider_message_id": message.provider_message_id,
+                    "correlation_id": message.correlation_id,
+                    "transcribed": message.transcribed,
+                    "error": message.transcription_error,
+                    "sent_at": message.sent_at,
+                    "created_at": now,
+                },
+            )
+            if status == "pending":
+                await repo.set_turn_due(session, contact["id"], now + timedelta(seconds=self.window_s))
+            await self.follow_ups.on_inbound(session, contact, now)
+        log.info("incoming.recorded", contact_id=contact["id"], status=status, kind=message.kind.value)
+        return int(contact["id"]), status

@@ -1,0 +1,380 @@
+"""Turns: one contact at a time, bursts buffered, any number of replicas (R-A1).
+
+The incoming consumer only records a message (``pending``) and sets the contact's
+``turn_due_at`` to "now + ``BUFFER_WINDOW_S``". A turn starts when that moment has passed --
+from an in-process timer the consumer schedules, or from the periodic sweeper (after a crash,
+or for work another replica left). Either way it must first **claim the contact's lease**
+(a conditional UPDATE): whoever wins, in whichever replica, runs the turn; everyone else
+leaves it. Then, with no transaction open:
+
+1. read the pending messages (in sending order) and the recent history;
+2. let the :class:`~agent_service.sales.SalesAgent` moderate, retrieve, call the model and
+   apply the grounding guard (under the ``MAX_CONCURRENT_TURNS`` semaphore);
+3. in one transaction: re-check the lease (which locks the contact row) and the ownership --
+   a takeover that landed during the model call wins and the reply is stored ``suppressed``
+   -- mark the messages handled, store the reply with its passages, model, tokens and
+   latency, update the contact, call the follow-up and call-booking hooks, stage the
+   ``OutgoingMessage`` (``message_id = stable_id("reply", turn_id)``) in the outbox and give
+   the lease back;
+4. after the commit, publish (the outbox relay covers a failure) and, if messages arrived
+   during the turn, schedule the next one.
+
+``turn_id = stable_id("turn", phone, <last message_id of the turn>)``: a turn redone after a
+lost lease produces the same ids, so it can never send a second reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_service.calls.service import CallBooker
+from agent_service.db import repository as repo
+from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client
+from agent_service.engines.base import HistoryItem
+from agent_service.followups.service import FollowUps
+from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
+from parley_shared.broker import PublishError
+from parley_shared.clock import Clock
+from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
+from parley_shared.outbox import Outbox
+from parley_shared.topology import OUTGOING
+
+log = structlog.get_logger(__name__)
+
+TIMER_SLACK_S = 0.005
+FAILED_TURN_RETRY_S = 5.0
+SWEEP_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TurnReport:
+    contact_id: int
+    turn_id: str | None
+    outcome: str  # replied | suppressed | silent | non_client | nothing | lease_lost
+    reply_message_id: str | None = None
+    handled: int = 0
+
+
+def reply_id(turn_id: str) -> str:
+    return stable_id("reply", turn_id)
+
+
+def contact_cause(contact_id: int) -> str:
+    """Outbox cause of everything said to one contact: publishing it drains them in order."""
+    return f"contact:{contact_id}"
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        agent: SalesAgent,
+        clock: Clock,
+        follow_ups: FollowUps,
+        booker: CallBooker,
+        window_s: float,
+        lease_s: float,
+        max_concurrent: int,
+        history_limit: int,
+        sweep_interval_s: float,
+        min_confidence: float,
+        max_classification_turns: int,
+    ) -> None:
+        self.sessions = sessions
+        self.outbox = outbox
+        self.agent = agent
+        self.clock = clock
+        self.follow_ups = follow_ups
+        self.booker = booker
+        self.window_s = window_s
+        self.lease = timedelta(seconds=lease_s)
+        self.history_limit = history_limit
+        self.sweep_interval_s = sweep_interval_s
+        self.min_confidence = min_confidence
+        self.max_classification_turns = max_classification_turns
+        self.instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()[:8]}"
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._running: set[int] = set()
+        self._again: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.turns = 0
+        self.failures = 0
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------ triggering
+    def schedule(self, contact_id: int, delay_s: float) -> None:
+        """Run the contact's turn in ``delay_s`` (replacing an earlier timer for it)."""
+        loop = asyncio.get_running_loop()
+        old = self._timers.pop(contact_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[contact_id] = loop.call_later(max(0.0, delay_s) + TIMER_SLACK_S, self._fire, contact_id)
+
+    def _fire(self, contact_id: int) -> None:
+        self._timers.pop(contact_id, None)
+        self.spawn(contact_id)
+
+    def spawn(self, contact_id: int) -> None:
+        """Start a turn task for the contact unless one is already running here."""
+        if contact_id in self._running:
+            self._again.add(contact_id)  # look again when the running one ends
+            return
+        self._running.add(contact_id)
+        task = asyncio.create_task(self._run(contact_id), name=f"turn:{contact_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, contact_id: int) -> None:
+        try:
+            async with self._semaphore:
+                self.in_flight += 1
+                try:
+                    await self.run_turn(contact_id)
+                finally:
+                    self.in_flight -= 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.failures += 1
+            log.exception("turn.failed", contact_id=contact_id)
+        finally:
+            self._running.discard(contact_id)
+        if contact_id in self._again:
+            self._again.discard(contact_id)
+            self.spawn(contact_id)
+
+    async def sweep_once(self) -> int:
+        """Start every due, unleased turn (crash recovery, other replicas' leftovers)."""
+        async with self.sessions() as session:
+            due = await repo.due_contacts(session, self.clock.now(), SWEEP_BATCH)
+        for contact_id in due:
+            self.spawn(contact_id)
+        return len(due)
+
+    async def run_sweeper(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database away: next round
+                log.warning("turn.sweep_failed", error=type(exc).__name__)
+            await asyncio.sleep(self.sweep_interval_s)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop timers, let running turns finish for ``grace_s``, then cancel (their leases are released)."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def idle(self, timeout_s: float = 30.0) -> None:
+        """Wait until no timer or turn is pending here (tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._timers or self._tasks:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("turns still running")
+            await asyncio.sleep(0.01)
+
+    # ------------------------------------------------------------------ one turn
+    async def run_turn(self, contact_id: int) -> TurnReport | None:
+        """Claim the contact's lease and run its turn; None when it is not due or someone else runs it."""
+        now = self.clock.now()
+        token = f"{self.instance}:{new_id()[:8]}"
+        async with self.sessions() as session, session.begin():
+            contact = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
+        if contact is None:
+            return None
+        heartbeat = asyncio.create_task(self._keep_lease(contact_id, token))
+        try:
+            report = await self._turn(contact, token)
+        except asyncio.CancelledError:  # shutting down: let another worker take it at once
+            await asyncio.shield(self._give_up(contact_id, token, retry_in_s=0.0))
+            raise
+        except Exception:
+            await self._give_up(contact_id, token, retry_in_s=FAILED_TURN_RETRY_S)
+            raise
+        finally:
+            heartbeat.cancel()
+        self.turns += 1
+        return report
+
+    async def _keep_lease(self, contact_id: int, token: str) -> None:
+        """Renew the lease every third of its length while the turn runs (a slow model call)."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                async with self.sessions() as session, session.begin():
+                    if not await repo.renew_lease(session, contact_id, token, self.clock.now() + self.lease):
+                        return
+
+    async def _give_up(self, contact_id: int, token: str, *, retry_in_s: float) -> None:
+        with contextlib.suppress(Exception):
+            async with self.sessions() as session, session.begin():
+                retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
+                await repo.release_turn(session, contact_id, token, retry_at=retry_at)
+
+    async def _turn(self, contact: Any, token: str) -> TurnReport:
+        contact_id = int(contact["id"])
+        async with self.sessions() as session:
+            pending = await repo.pending_messages(session, contact_id)
+            past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in pending])
+            first_texts = await repo.inbound_texts(session, contact_id)
+        if not pending:
+            async with self.sessions() as session, session.begin():
+                await repo.release_turn(session, contact_id, token)
+            return TurnReport(contact_id, None, "nothing")
+        turn_id = stable_id("turn", contact["phone"], pending[-1]["message_id"])
+        silent = contact["owner"] == "human" or is_settled_non_client(
+            contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+        )
+        plan: TurnPlan | None = None
+        if not silent:
+            turn = TurnInput(
+                contact=dict(contact),
+                messages=[InboundText(p["text"], p["kind"], bool(p["transcribed"])) for p in pending],
+                history=[HistoryItem(h["direction"], h["kind"], h["text"] or "") for h in past if h["text"]],
+                first_texts=first_texts,
+                now=self.clock.now(),
+            )
+            plan = await self.agent.plan(turn)
+        return await self._commit(contact_id, token, turn_id, pending, plan)
+
+    async def _commit(
+        self, contact_id: int, token: str, turn_id: str, pending: Any, plan: TurnPlan | None
+    ) -> TurnReport:
+        now = self.clock.now()
+        ids = [p["id"] for p in pending]
+        last = pending[-1]
+        outcome = "replied"
+        reply_message_id: str | None = None
+        async with self.sessions() as session, session.begin():
+            current = await repo.recheck_lease(session, contact_id, token, now)
+            if current is None:
+                log.warning("turn.lease_lost", contact_id=contact_id)
+                return TurnReport(contact_id, turn_id, "lease_lost")
+            human = current["owner"] == "human"
+            if plan is None or plan.reply is None or human:
+                if await repo.mark_messages(session, ids, "silent", turn_id) != len(ids):
+                    raise RuntimeError("turn messages changed under the lease")
+                if plan is not None and plan.reply is not None:  # a takeover won the race
+                    outcome = "suppressed"
+                    await self._store_reply(session, current, turn_id, last, plan, plan.reply, "suppressed", now)
+                elif plan is not None:
+                    outcome = "non_client"
+                    updated = await repo.update_contact(session, contact_id, {**plan.contact_values, "updated_at": now})
+                    if updated["client_status"] == NON_CLIENT:
+                        await self.follow_ups.stop(session, contact_id, "non_client", now)
+                else:
+                    outcome = "silent"
+            else:
+                if await repo.mark_messages(session, ids, "handled", turn_id) != len(ids):
+                    raise RuntimeError("turn messages changed under the lease")
+                text = plan.reply
+                decision = plan.decision
+                if decision is not None and decision.action == "schedule_call":
+                    booking = await self.booker.book(
+                        session,
+                        contact_id=contact_id,
+                        requested_at=decision.proposed_call_time,
+                        turn_id=turn_id,
+                        language=plan.language,
+                        now=now,
+                        notes=(last["text"] or "")[:500] or None,
+                    )
+                    if booking.reply_hint:
+                        text = f"{text}\n{booking.reply_hint}"
+                text = text[:MAX_TEXT]
+                reply_message_id = reply_id(turn_id)
+                await self._store_reply(session, current, turn_id, last, plan, text, "queued", now)
+                updated = await repo.update_contact(
+                    session, contact_id, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
+                )
+                if plan.handoff:
+                    await self.follow_ups.stop(session, contact_id, "handoff", now)
+                else:
+                    await self.follow_ups.on_agent_message(session, updated, now)
+                message = OutgoingMessage(
+                    message_id=reply_message_id,
+                    correlation_id=last["correlation_id"] or turn_id,
+                    phone=current["phone"],
+                    text=text,
+                    kind=OutgoingKind.REPLY,
+                    in_reply_to=[p["message_id"] for p in pending][-200:],
+                )
+                await self.outbox.add(session, OUTGOING, message, cause_id=contact_cause(contact_id))
+            await repo.release_turn(session, contact_id, token)
+            after = await repo.turn_due_at(session, contact_id)
+        if reply_message_id is not None:
+            await self.publish(contact_id)
+        if after is not None:
+            self.schedule(contact_id, (after - self.clock.now()).total_seconds())
+        log.info("turn.done", contact_id=contact_id, outcome=outcome, messages=len(ids))
+        return TurnReport(contact_id, turn_id, outcome, reply_message_id, len(ids))
+
+    async def _store_reply(
+        self,
+        session: AsyncSession,
+        contact: Any,
+        turn_id: str,
+        last: Any,
+        plan: TurnPlan,
+        text: str,
+        status: str,
+        now: datetime,
+    ) -> None:
+        await repo.insert_message(
+            session,
+            {
+                "contact_id": contact["id"],
+                "direction": "out",
+                "kind": "reply",
+                "status": status,
+                "text": text,
+                "message_id": reply_id(turn_id),
+                "correlation_id": last["correlation_id"],
+                "turn_id": turn_id,
+                "knowledge_refs": plan.knowledge_refs,
+                "model": plan.model,
+                "tokens_in": plan.tokens_in,
+                "tokens_out": plan.tokens_out,
+                "latency_ms": plan.latency_ms,
+                "error": _reply_error(plan),
+                "created_at": now,
+            },
+        )
+
+    async def publish(self, contact_id: int) -> None:
+        try:
+            await self.outbox.publish_caused_by(contact_cause(contact_id))
+        except PublishError as exc:  # the relay publishes it later
+            log.warning("turn.publish_deferred", contact_id=contact_id, error=type(exc).__name__)
+            self.outbox.wake()
+
+
+def _reply_error(plan: TurnPlan) -> str | None:
+    if plan.engine_error:
+        return plan.engine_error[:500]
+    if plan.ungrounded:
+        return ("ungrounded: " + ", ".join(plan.ungrounded))[:500]
+    return None
