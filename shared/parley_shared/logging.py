@@ -26,7 +26,8 @@ from parley_shared.phone import mask_phone
 PHONE_KEYS = frozenset({"phone", "to", "from", "from_", "recipient", "wa_id", "chat_id", "sender"})
 CONTENT_KEYS = frozenset({"text", "body", "caption", "message_text", "reply", "transcript", "prompt"})
 SECRET_KEYS = frozenset({"token", "api_token", "password", "secret", "api_key", "authorization", "app_secret"})
-_DIGITS = re.compile(r"\+?\d[\d\s\-()]{7,}\d")
+# A phone-like run of digits standing on its own (not inside a UUID, hash or other token).
+_DIGITS = re.compile(r"(?<![\w-])\+?\d[\d\s\-()]{7,}\d(?![\w-])")
 
 _log_content = False
 

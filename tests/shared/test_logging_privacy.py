@@ -16,6 +16,7 @@ def capture(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
         log = structlog.get_logger("t")
         structlog.contextvars.bind_contextvars(correlation_id="corr-1")
         log.info("inbound", phone="+77010000001", text="my card is 4111", note="call me at +7 701 000 00 01")
+        log.info("ids", message_id="d5ae0316-1234-5678-ac1d-e9350fe17522", digest="ab91234567890cd")
         logging.getLogger("aio_pika").warning("connection to 77010000001@c.us lost")
         try:
             raise ValueError("bad number 77010000001")
@@ -35,6 +36,9 @@ def test_phones_masked_bodies_hidden_secrets_dropped(capture) -> None:  # type: 
     assert lines[0]["phone"] == "+770******01" and lines[0]["text"] == "[15 chars]"
     assert lines[0]["correlation_id"] == "corr-1" and lines[0]["service"] == "test"
     assert any(line.get("logger") == "aio_pika" for line in lines)
+    ids = next(line for line in lines if line["event"] == "ids")
+    assert ids["message_id"] == "d5ae0316-1234-5678-ac1d-e9350fe17522"  # ids stay readable
+    assert ids["digest"] == "ab91234567890cd"
 
 
 def test_bodies_only_when_switched_on(capture) -> None:  # type: ignore[no-untyped-def]
