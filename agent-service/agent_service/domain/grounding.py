@@ -6,6 +6,8 @@ sources are the passages the reply used plus the business profile; the prospect'
 messages (``prospect_texts``) may ground times and dates only -- echoing "call me tomorrow at
 11" is fine, echoing "give me 50% off" is not.
 
+A number written right after a product code (``ErgoPro 300``, ``V-20``) in the sources grounds
+only the same code and number in the reply, so a model number cannot pass for a stock figure.
 Number formats are compared by value: ``12 500``, ``12,500``, ``12.500``, ``12500`` and
 ``12 500 ₸`` are the same number; ``12,5`` is twelve and a half. A run such as ``2 300`` is
 grounded either as 2300 or, when both parts appear, as 2 and 300. A percentage must match a
@@ -57,12 +59,13 @@ _WEEKDAY = re.compile(
     r"четверг\w*|пятниц\w*|суббот\w*|воскресень\w*)\b",
     re.IGNORECASE,
 )
+# A product code right before a number: CamelCase (ErgoPro, LiftDesk), all capitals (XL), or a
+# letter and a hyphen (V-20). Such a number names a model; it grounds only the same model.
+_CODE_BEFORE = re.compile(r"(?:\b([A-Z][a-z]+[A-Z]\w*|[A-Z]{2,}\w*)[- ]|\b([A-Z])-)$")
 _RELATIVE = re.compile(r"\b(day after tomorrow|tomorrow|послезавтра|завтра|ертең)\b", re.IGNORECASE)
 _TERMS: dict[str, re.Pattern[str]] = {
-    "discount": re.compile(r"discount|скидк|жеңілдік|promo ?code|промокод|\bакци[яию]", re.IGNORECASE),
-    "free": re.compile(
-        r"(?<!feel )\bfree\b(?! to\b)|free of charge|бесплатн|даром|тегін|\bgift\b|подар", re.IGNORECASE
-    ),
+    "discount": re.compile(r"discount\w*|скидк\w*|жеңілдік\w*|promo ?code\w*|промокод\w*|\bакци[яию]", re.IGNORECASE),
+    "free": re.compile(r"(?<!feel )\bfree\b(?! to\b)|бесплатн\w*|даром|тегін|\bgifts?\b|подар\w*", re.IGNORECASE),
 }
 
 
@@ -74,6 +77,11 @@ class Claim:
     kind: str  # money | percent | number | time | date | term
     keys: frozenset[str]
     all_of: tuple[frozenset[str], ...] = ()  # alternatively grounded when every one of these groups is
+    code: str | None = None  # the product code the number belongs to ("ErgoPro" in "ErgoPro 300")
+
+    @property
+    def coded_keys(self) -> frozenset[str]:
+        return frozenset(f"{key}@{self.code}" for key in self.keys) if self.code else frozenset()
 
 
 def _value(digits: str) -> str:
@@ -100,13 +108,10 @@ def _run_values(run: str) -> tuple[set[str], list[set[str]]]:
             whole.add(_value(f"{head}.{numbers[-1]}"))  # 12,5 / 12 500,50
         if len(seps) == 1 and seps[0] in ",.":
             whole.add(_value(f"{numbers[0]}.{numbers[1]}"))  # 1.500 read as a decimal too
-    parts: list[set[str]] = []
-    for piece in re.split(r"[ \u00a0\u2009\u202f]", run):
-        if piece:
-            parts.append(_run_values(piece)[0] if piece != run else set(whole))
-    if len(parts) < 2:
-        parts = []
-    return whole, parts
+    pieces = [p for p in re.split(r"[ \u00a0\u2009\u202f]", run) if p]
+    if len(pieces) < 2 or any(p[0] == "0" for p in pieces):
+        return whole, []  # "89 000" is one number; "2 300" may also be two
+    return whole, [_run_values(piece)[0] for piece in pieces]
 
 
 def _spans_overlap(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
@@ -161,6 +166,7 @@ def extract_claims(text: str) -> list[Claim]:
             kind, prefix = "money", "m:"
         else:
             kind, prefix = "number", "n:"
+        code_match = _CODE_BEFORE.search(text[max(0, span[0] - 40) : span[0]]) if kind == "number" else None
         claims.append(
             (
                 span[0],
@@ -168,7 +174,9 @@ def extract_claims(text: str) -> list[Claim]:
                     run,
                     kind,
                     frozenset(prefix + v for v in whole),
-                    tuple(frozenset(prefix + v for v in part) for part in parts),
+                    # A price or a percentage is one number; only plain numbers may be two.
+                    tuple(frozenset(prefix + v for v in part) for part in parts) if kind == "number" else (),
+                    code=(code_match.group(1) or code_match.group(2)).lower() if code_match else None,
                 ),
             )
         )
@@ -202,23 +210,26 @@ def source_keys(texts: Iterable[str]) -> set[str]:
             # "Price, KZT" in the header) makes each of its numbers a possible price.
             price_line = bool(_PRICE_WORDS.search(line)) and not any(c.kind == "money" for c in claims)
             for claim in claims:
-                alternatives = [claim.keys, *claim.all_of]
-                for group in alternatives:
-                    for key in group:
-                        kind, _, value = key.partition(":")
-                        if kind in ("n", "m", "p"):
-                            keys.add(f"n:{value}")  # any number grounds a plain number
-                            if kind == "p":
-                                keys.add(f"p:{value}")
-                            if kind == "m" or price_line:
-                                keys.add(f"m:{value}")
-                        else:
-                            keys.add(key)
+                if claim.code:  # "ErgoPro 300" grounds "ErgoPro 300", not "300 chairs"
+                    keys.update(claim.coded_keys)
+                    continue
+                for key in claim.keys:
+                    kind, _, value = key.partition(":")
+                    if kind in ("n", "m", "p"):
+                        keys.add(f"n:{value}")  # any number grounds a plain number
+                        if kind == "p":
+                            keys.add(f"p:{value}")
+                        if kind == "m" or price_line:
+                            keys.add(f"m:{value}")
+                    else:
+                        keys.add(key)
+                for group in claim.all_of:  # "2 300" read as two numbers grounds plain numbers only
+                    keys.update(group)
     return keys
 
 
 def _grounded(claim: Claim, keys: set[str]) -> bool:
-    if claim.keys & keys:
+    if claim.keys & keys or claim.coded_keys & keys:
         return True
     return bool(claim.all_of) and all(group & keys for group in claim.all_of)
 
