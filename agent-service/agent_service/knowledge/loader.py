@@ -119,9 +119,10 @@ def _load_pdf(data: bytes, name: str) -> tuple[Document | None, Problem | None]:
                 empty.append(index)
     except FileNotDecryptedError:
         return None, Problem(name, "encrypted", "password protected: save it without a password")
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+    except Exception as exc:
         # pypdf raises PdfReadError subclasses for broken files, but a mangled object can surface
-        # as any of these; none of them may stop the service.
+        # as almost any exception (KeyError, TypeError, RecursionError, a warning turned error);
+        # none of them may stop the service.
         return None, Problem(name, "corrupt", f"not a readable PDF: {type(exc).__name__}")
     if not pages:
         return None, Problem(name, "no_text", "no text layer (a scanned document?): run OCR or add a text version")
