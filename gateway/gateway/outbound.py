@@ -115,6 +115,21 @@ class OutboundLog:
             ).one()
         return _row(row)
 
+    async def start_sending(self, message_id: str) -> bool:
+        """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed: True if this caller owns the send."""
+        t = tables.message_logs
+        async with self.runtime.sessions() as session, session.begin():
+            result = await session.execute(
+                update(t)
+                .where(
+                    t.c.direction == OUTBOUND,
+                    t.c.message_id == message_id,
+                    t.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]),
+                )
+                .values(status=OutStatus.SENDING.value, updated_at=self.runtime.clock.now())
+            )
+            return bool(result.rowcount)
+
     async def set_status(self, message_id: str, status: OutStatus, *, error: str | None = None) -> None:
         """Record progress in its own committed transaction (``sending`` must be durable before the call)."""
         t = tables.message_logs

@@ -35,6 +35,7 @@ class GatewaySettings(CommonSettings):
     wappi_page_size: int = Field(100, ge=1, le=500, validation_alias=env("WAPPI_PAGE_SIZE"))
     wappi_max_pages: int = Field(50, ge=1, validation_alias=env("WAPPI_MAX_PAGES"))
     wappi_initial_lookback_s: float = Field(3600.0, ge=0, validation_alias=env("WAPPI_INITIAL_LOOKBACK_S"))
+    wappi_cursor_overlap_s: float = Field(600.0, ge=0, validation_alias=env("WAPPI_CURSOR_OVERLAP_S"))
 
     # --- Meta WhatsApp Cloud API (webhook)
     meta_graph_base_url: str = Field("https://graph.facebook.com", validation_alias=env("META_GRAPH_BASE_URL"))

@@ -47,15 +47,15 @@ ignored_numbers = Table(
 )
 
 # Where a polling provider stopped reading: the newest provider timestamp ingested and the ids
-# seen at exactly that timestamp, so that equal timestamps neither replay nor skip. Advanced in
-# the same transaction as the messages it covers.
+# (with their times) seen in the overlap window below it, so that equal or late timestamps
+# neither replay nor skip. Advanced in the same transaction as the messages it covers.
 provider_cursors = Table(
     "provider_cursors",
     metadata,
     Column("provider", String(20), primary_key=True),
     Column("account", String(200), primary_key=True),
     Column("cursor_time", BigInteger, nullable=False),  # provider time, Unix seconds
-    Column("cursor_ids", Text, nullable=False),  # JSON list of provider message ids at cursor_time
+    Column("cursor_ids", Text, nullable=False),  # JSON {provider message id: time} seen in the overlap window
     Column("updated_at", UtcDateTime, nullable=False),
 )
 

@@ -90,6 +90,9 @@ class PriorityBuffer(Generic[T]):
     def pop(self) -> T:
         return heapq.heappop(self._heap).item
 
+    def peek(self) -> T | None:
+        return self._heap[0].item if self._heap else None
+
     def remove(self, item: T) -> bool:
         for index, entry in enumerate(self._heap):
             if entry.item is item:

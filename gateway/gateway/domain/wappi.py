@@ -1,10 +1,11 @@
 """Wappi: reading its messages and deciding where a poll stops.
 
 Wappi's ``date`` filter is unreliable, so the poller pages the whole account newest-first and
-stops at its own cursor: the newest provider timestamp already ingested plus the ids seen at
-exactly that second (several messages share a second; a bare timestamp would replay or skip
-them). Pages shift while they are read (new messages push old ones down), so the same message
-can appear on two pages: everything is deduplicated by id.
+stops at its own cursor (:class:`Cursor`): the newest provider time ingested, read back a little
+further (the overlap, for messages that reach WhatsApp late with an older time), plus the ids
+already seen in that window (several messages share a second; a bare timestamp would replay or
+skip them). Pages shift while they are read (new messages push old ones down), so the same
+message can appear on two pages: everything is deduplicated by id.
 """
 
 from __future__ import annotations
@@ -123,25 +124,52 @@ def to_event(message: WappiMessage) -> InboundEvent | None:
 # ---------------------------------------------------------------------------- cursor
 @dataclass(frozen=True)
 class Cursor:
-    """The newest provider time ingested and the ids seen at exactly that time."""
+    """Where reading stops: the newest provider time ingested and the ids already seen near it.
+
+    A message's ``time`` is set by the sender's phone, so a message that reaches WhatsApp late
+    can carry a time older than ones already read. Reading therefore goes ``overlap_s`` further
+    back than the newest time (the *floor*), and the ids seen since the floor are remembered so
+    that those are not taken twice. Equal timestamps are handled by the same id set.
+    """
 
     time: int
-    ids: frozenset[str] = field(default_factory=frozenset)
-
-    def covers(self, message: WappiMessage) -> bool:
-        """Already ingested (or older than where reading starts)."""
-        return message.time < self.time or (message.time == self.time and message.id in self.ids)
-
-    def encode_ids(self) -> str:
-        return json.dumps(sorted(self.ids))
+    seen: Mapping[str, int] = field(default_factory=dict)  # message id -> its time, for times >= floor
+    overlap_s: int = 0
 
     @classmethod
-    def decode(cls, time: int, ids: str) -> Cursor:
+    def initial(cls, floor: int, overlap_s: int) -> Cursor:
+        """No cursor yet: everything older than ``floor`` is history."""
+        return cls(floor + overlap_s, {}, overlap_s)
+
+    @property
+    def floor(self) -> int:
+        return self.time - self.overlap_s
+
+    def covers(self, message: WappiMessage) -> bool:
+        """Already ingested, or older than where reading stops."""
+        return message.time < self.floor or message.id in self.seen
+
+    def advanced(self, new: Iterable[WappiMessage]) -> Cursor:
+        """The cursor after ``new`` is ingested: never moves backwards; forgets ids below the floor."""
+        new = list(new)
+        newest = max([self.time, *(m.time for m in new)])
+        floor = newest - self.overlap_s
+        seen = {**self.seen, **{m.id: m.time for m in new}}
+        return Cursor(newest, {i: t for i, t in seen.items() if t >= floor}, self.overlap_s)
+
+    def encode_seen(self) -> str:
+        return json.dumps(dict(sorted(self.seen.items())))
+
+    @classmethod
+    def decode(cls, time: int, seen: str, overlap_s: int) -> Cursor:
         try:
-            loaded = json.loads(ids)
+            loaded = json.loads(seen)
         except ValueError:
-            loaded = []
-        return cls(int(time), frozenset(str(i) for i in loaded if isinstance(i, str)))
+            loaded = {}
+        if not isinstance(loaded, dict):
+            loaded = {}
+        clean = {str(k): int(v) for k, v in loaded.items() if isinstance(v, int) and not isinstance(v, bool)}
+        return cls(int(time), clean, overlap_s)
 
 
 @dataclass
@@ -150,15 +178,13 @@ class PollBatch:
 
     cursor: Cursor
     new: dict[str, WappiMessage] = field(default_factory=dict)
-    seen_any: bool = False
     reached_cursor: bool = False
 
     def add_page(self, page: Iterable[WappiMessage]) -> None:
-        """Take one newest-first page; paging stops once a message older than the cursor shows up."""
+        """Take one newest-first page; paging may stop once a message below the floor shows up."""
         for message in page:
-            self.seen_any = True
             if self.cursor.covers(message):
-                if message.time < self.cursor.time:
+                if message.time < self.cursor.floor:
                     self.reached_cursor = True
                 continue
             self.new.setdefault(message.id, message)
@@ -168,11 +194,4 @@ class PollBatch:
         return sorted(self.new.values(), key=lambda m: (m.time, m.id))
 
     def next_cursor(self) -> Cursor:
-        """The cursor after this batch is ingested: never moves backwards."""
-        if not self.new:
-            return self.cursor
-        newest = max(m.time for m in self.new.values())  # >= cursor.time: older ones are covered
-        ids = {m.id for m in self.new.values() if m.time == newest}
-        if newest == self.cursor.time:
-            ids |= self.cursor.ids
-        return Cursor(newest, frozenset(ids))
+        return self.cursor.advanced(self.new.values())

@@ -7,8 +7,10 @@ either nothing or everything committed: the next poll neither replays nor skips.
 twice (pages shifting while read, overlapping polls) are deduplicated by id, and again by the
 unique key of ``message_logs``.
 
-On the very first poll (no cursor yet) messages older than ``WAPPI_INITIAL_LOOKBACK_S`` are
-history, not new conversation, and are not forwarded.
+A message's time comes from the sender's phone, so a late one can be older than messages
+already read: each poll reads ``WAPPI_CURSOR_OVERLAP_S`` further back and skips the ids it
+remembers from that window. On the very first poll (no cursor yet) messages older than
+``WAPPI_INITIAL_LOOKBACK_S`` are history, not new conversation, and are not forwarded.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from parley_shared.service import Runtime
 log = structlog.get_logger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 PROVIDER = "wappi"
+MAX_BACKOFF_S = 60.0  # longest pause between polls while they keep failing
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,20 @@ class WappiPoller:
         self.polls = 0
 
     async def run(self) -> None:
+        failures = 0
         while True:
             try:
                 await self.poll_once()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the provider or the database is away: try again next round
+            except Exception as exc:  # the provider or the database is away: try again, backing off
+                failures += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 metrics.POLLS.labels(PROVIDER, "error").inc()
-                log.warning("poller.failed", error=type(exc).__name__, detail=str(exc)[:200])
-            await self.sleep(self.settings.poll_interval_s)
+                log.warning("poller.failed", error=type(exc).__name__, detail=str(exc)[:200], failures=failures)
+            interval = self.settings.poll_interval_s
+            await self.sleep(min(interval * 2 ** min(failures, 6), max(interval, MAX_BACKOFF_S)))
 
     async def poll_once(self) -> PollResult:
         cursor = await self._load_cursor()
@@ -138,10 +145,11 @@ class WappiPoller:
                     )
                 )
             ).first()
+        overlap = int(self.settings.wappi_cursor_overlap_s)
         if row is not None:
-            return Cursor.decode(row.cursor_time, row.cursor_ids)
-        start = self.runtime.clock.now().timestamp() - self.settings.wappi_initial_lookback_s
-        return Cursor(int(start))
+            return Cursor.decode(row.cursor_time, row.cursor_ids, overlap)
+        floor = self.runtime.clock.now().timestamp() - self.settings.wappi_initial_lookback_s
+        return Cursor.initial(int(floor), overlap)
 
     async def _save_cursor(self, session: AsyncSession, cursor: Cursor) -> None:
         t = tables.provider_cursors
@@ -149,7 +157,7 @@ class WappiPoller:
             "provider": PROVIDER,
             "account": self.provider.profile_id,
             "cursor_time": cursor.time,
-            "cursor_ids": cursor.encode_ids(),
+            "cursor_ids": cursor.encode_seen(),
             "updated_at": self.runtime.clock.now(),
         }
         module = postgresql if dialect_name(session) == "postgresql" else sqlite

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import structlog
@@ -43,6 +44,17 @@ Sleep = Callable[[float], Awaitable[None]]
 UNKNOWN_OUTCOME = "unknown_outcome"
 
 
+@dataclass(eq=False)
+class Ticket:
+    """A message's place in the account's line. Taken the moment the message is delivered (so
+    the line keeps RabbitMQ's order), marked ready once the message is known to need sending."""
+
+    future: asyncio.Future[None]
+    ready: bool = False
+    granted: bool = False
+    released: bool = False
+
+
 class AccountPacer:
     """Turns for one provider account: priority order, the token bucket, one call at a time."""
 
@@ -51,33 +63,44 @@ class AccountPacer:
         self.clock = clock
         self.sleep = sleep
         self.provider = provider
-        self._waiting: PriorityBuffer[asyncio.Future[None]] = PriorityBuffer()
+        self._line: PriorityBuffer[Ticket] = PriorityBuffer()
         self._busy = False
         self._changed = asyncio.Event()
         self._closed = False
 
     def waiting(self) -> dict[str, int]:
-        counts = self._waiting.counts()
+        counts = self._line.counts()
         return {"replies": counts.get(0, 0), "campaign": counts.get(1, 0)}
 
-    @contextlib.asynccontextmanager
-    async def turn(self, priority: int) -> AsyncIterator[None]:
-        """Wait for this message's turn (a token and the account), hold it while sending."""
+    def reserve(self, priority: int) -> Ticket:
+        """Take a place in line now (synchronously, in delivery order); not served until ready."""
         if self._closed:
             raise asyncio.CancelledError
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.push(priority, future)
+        ticket = Ticket(asyncio.get_running_loop().create_future())
+        self._line.push(priority, ticket)
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Leave the line (nothing to send), or hand the account back if the turn was granted."""
+        if self._line.remove(ticket):
+            self._changed.set()
+        elif ticket.granted and not ticket.released:
+            self._release(ticket)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, ticket: Ticket) -> AsyncIterator[None]:
+        """Wait for this ticket's turn (a token and the account) and hold it while sending."""
+        ticket.ready = True
         self._changed.set()
         try:
-            await future
+            await ticket.future
         except asyncio.CancelledError:
-            if not self._waiting.remove(future) and future.done() and not future.cancelled():
-                self._release()  # granted at the very moment we were cancelled
+            self.cancel(ticket)
             raise
         try:
             yield
         finally:
-            self._release()
+            self._release(ticket)
 
     async def next_token(self) -> None:
         """Wait for the next token (the holder of a turn calls this before a retry)."""
@@ -92,31 +115,39 @@ class AccountPacer:
     def pause(self, seconds: float) -> None:
         self.bucket.pause(self.clock.now(), seconds)
 
-    def _release(self) -> None:
+    def _release(self, ticket: Ticket) -> None:
+        ticket.released = True
         self._busy = False
         self._changed.set()
 
+    def _head_ready(self) -> bool:
+        head = self._line.peek()
+        return head is not None and head.ready
+
     async def run(self) -> None:
-        """Grant turns: take a token, THEN pick the most urgent waiter (one that arrived meanwhile wins)."""
+        """Grant turns: wait for a token, THEN serve the head of the line (one that arrived meanwhile
+        and is more urgent wins). The head is never skipped, so each class keeps its order."""
         while True:
-            while self._busy or not len(self._waiting):
+            while self._busy or not self._head_ready():
                 self._changed.clear()
                 await self._changed.wait()
             await self.next_token()
-            while len(self._waiting):
-                future = self._waiting.pop()
-                if not future.done():
-                    self._busy = True
-                    future.set_result(None)
-                    break
-            else:
-                self.bucket.give_back()  # everyone left while we waited: keep the token
+            if self._busy or not self._head_ready():
+                self.bucket.give_back()  # the line changed while we waited: keep the token
+                continue
+            ticket = self._line.pop()
+            if ticket.future.done():  # cancelled meanwhile
+                self.bucket.give_back()
+                continue
+            self._busy = True
+            ticket.granted = True
+            ticket.future.set_result(None)
 
     def close(self) -> None:
-        """Shutdown: waiting messages give up their turn (unacknowledged, RabbitMQ redelivers them)."""
+        """Shutdown: messages still in line give up their turn (unacknowledged, RabbitMQ redelivers them)."""
         self._closed = True
-        while len(self._waiting):
-            self._waiting.pop().cancel()
+        while len(self._line):
+            self._line.pop().future.cancel()
 
 
 class Sender:
@@ -137,12 +168,29 @@ class Sender:
         self.settings = settings
         self.sleep = sleep
         self.name = provider.name.value
+        self._in_flight: set[str] = set()
 
     async def handle(self, message: OutgoingMessage) -> None:
+        if message.message_id in self._in_flight:
+            # Another copy of this message (published twice) is already being handled here.
+            log.info("sender.duplicate_in_flight", message_id=message.message_id)
+            return
+        self._in_flight.add(message.message_id)
+        ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
+        try:
+            if not await self._still_to_send(message):
+                return
+            async with self.pacer.turn(ticket):
+                await self._send_with_retries(message)
+        finally:
+            self.pacer.cancel(ticket)
+            self._in_flight.discard(message.message_id)
+
+    async def _still_to_send(self, message: OutgoingMessage) -> bool:
         row = await self.outbound.claim(message)
         if row.status in DONE:
             log.info("sender.already_done", message_id=message.message_id, status=row.status.value)
-            return
+            return False
         if row.status is OutStatus.SENDING:
             # A previous delivery of this message died during the provider call: it may have gone out.
             await self._give_up(
@@ -150,8 +198,7 @@ class Sender:
                 OutStatus.UNKNOWN,
                 Failure(Outcome.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
             )
-        async with self.pacer.turn(PRIORITY[message.kind]):
-            await self._send_with_retries(message)
+        return True
 
     async def _send_with_retries(self, message: OutgoingMessage) -> None:
         failures = 0
@@ -160,7 +207,11 @@ class Sender:
             if not first_attempt:
                 await self.pacer.next_token()
             first_attempt = False
-            await self.outbound.set_status(message.message_id, OutStatus.SENDING)
+            if not await self.outbound.start_sending(message.message_id):
+                # Someone else moved it on since we looked (another replica): never send it twice.
+                if not await self._still_to_send(message):
+                    return
+                continue
             started = time.perf_counter()
             try:
                 result = await self.provider.send(message)

@@ -1,0 +1,227 @@
+"""The sandbox provider end to end on the real RabbitMQ and databases: inbound through the one
+ingest path, voice notes through the transcriber (fake Gemini via the real SDK), replies through
+the sender into the sandbox outbox, the ignore list API, /stats, /health and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from gateway.db import tables
+from parley_shared.contracts import OutgoingKind, OutgoingMessage, stable_id
+from parley_shared.db import create_engine
+from parley_shared.phone import mask_phone
+from parley_shared.topology import INCOMING, OUTGOING, STATUS
+from tests.gateway.helpers import AUTH, eventually, gateway_settings, publish, queue_size, running, take
+from tests.support.fake_gemini import FakeGemini, FakeReply
+
+# google-genai subclasses aiohttp.ClientSession, which aiohttp 3.14 warns about (-W error).
+SDK_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+PHONE = "+77010000001"
+AUDIO = b"OggS\x00\x02fake-opus-audio" * 20
+
+
+@pytest.fixture
+async def gemini() -> AsyncIterator[FakeGemini]:
+    fake = await FakeGemini().start()
+    yield fake
+    await fake.close()
+
+
+def reply(n: int, phone: str = PHONE, kind: OutgoingKind = OutgoingKind.REPLY) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=f"reply-{n}",
+        correlation_id=f"corr-{n}",
+        phone=phone,
+        text=f"Answer number {n}",
+        kind=kind,
+        in_reply_to=[f"in-{n}"],
+    )
+
+
+async def log_rows(database_url: str, direction: str) -> list[tuple[str, str, str]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            t = tables.message_logs
+            rows = await conn.execute(
+                select(t.c.message_id, t.c.status, t.c.phone_masked).where(t.c.direction == direction).order_by(t.c.id)
+            )
+            return [tuple(r) for r in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_sandbox_round_trip_once_each_way(amqp_url: str, database_url: str) -> None:
+    settings = gateway_settings(amqp_url, database_url)
+    async with running(settings) as client:
+        first = await client.post(
+            "/sandbox/inbound", json={"from": "8 701 000 00 01", "text": "Hi!", "name": "Aru", "id": "p1"}, headers=AUTH
+        )
+        assert first.status == 202, await first.text()
+        body = await first.json()
+        assert body == {"message_id": stable_id("in", "sandbox", "p1"), "status": "published"}
+        again = await client.post("/sandbox/inbound", json={"from": PHONE, "text": "Hi!", "id": "p1"}, headers=AUTH)
+        assert (await again.json())["status"] == "duplicate"
+        [incoming] = await take(amqp_url, INCOMING.name, 1)
+        assert (incoming["phone"], incoming["text"], incoming["contact_name"]) == (PHONE, "Hi!", "Aru")
+        assert incoming["provider"] == "sandbox" and incoming["provider_message_id"] == "p1"
+        assert incoming["message_id"] == body["message_id"] and incoming["kind"] == "text"
+
+        # The agent answers twice with the same message id (a redelivery): delivered once.
+        await publish(amqp_url, OUTGOING, [reply(1), reply(1)])
+        page = await client.get("/sandbox/outbox", params={"to": PHONE, "wait": "10"}, headers=AUTH)
+        assert page.status == 200
+        data = await page.json()
+        [delivered] = data["messages"]
+        assert delivered["text"] == "Answer number 1" and delivered["kind"] == "reply" and delivered["to"] == PHONE
+        assert delivered["message_id"] == "reply-1" and delivered["in_reply_to"] == ["in-1"]
+        assert data["next_cursor"] == delivered["cursor"]
+        [status] = await take(amqp_url, STATUS.name, 1)
+        assert status["status"] == "sent" and status["outgoing_message_id"] == "reply-1"
+        assert status["provider_message_id"] == delivered["provider_message_id"]
+        await eventually(lambda: _queue_empty(amqp_url, OUTGOING.name), what="outgoing drained")
+        empty = await client.get(
+            "/sandbox/outbox", params={"to": PHONE, "after": str(data["next_cursor"])}, headers=AUTH
+        )
+        assert (await empty.json())["messages"] == []
+    assert [(r[0], r[1]) for r in await log_rows(database_url, "inbound")] == [(body["message_id"], "queued")]
+    assert await log_rows(database_url, "outbound") == [("reply-1", "sent", mask_phone(PHONE))]
+
+
+async def _queue_empty(amqp_url: str, queue: str) -> bool:
+    return await queue_size(amqp_url, queue) == 0
+
+
+async def test_outbox_long_poll_answers_when_a_message_arrives(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    async with running(settings) as client:
+        waiting = asyncio.create_task(client.get("/sandbox/outbox", params={"to": PHONE, "wait": "30"}, headers=AUTH))
+        await asyncio.sleep(0.2)  # the request is parked
+        assert not waiting.done()
+        started = asyncio.get_running_loop().time()
+        await publish(amqp_url, OUTGOING, [reply(7)])
+        response = await asyncio.wait_for(waiting, 15)
+        assert asyncio.get_running_loop().time() - started < 10
+        assert [m["message_id"] for m in (await response.json())["messages"]] == ["reply-7"]
+        other = await client.get("/sandbox/outbox", params={"to": "+77010000002"}, headers=AUTH)
+        assert (await other.json())["messages"] == []
+
+
+@SDK_WARNING
+async def test_voice_note_is_transcribed_through_the_real_sdk(amqp_url: str, tmp_path, gemini: FakeGemini) -> None:  # type: ignore[no-untyped-def]
+    gemini.queue(FakeReply.error(503), FakeReply.text("Сколько стоит кресло?"))
+    settings = gateway_settings(
+        amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", gemini_api_key="fake-key", gemini_base_url=gemini.url
+    )
+    async with running(settings) as client:
+        payload = {
+            "from": PHONE,
+            "voice_base64": base64.b64encode(AUDIO).decode(),
+            "mime_type": "audio/ogg; codecs=opus",
+            "id": "v1",
+        }
+        response = await client.post("/sandbox/inbound", json=payload, headers=AUTH)
+        assert response.status == 202 and (await response.json())["status"] == "published"
+        [message] = await take(amqp_url, INCOMING.name, 1)
+        assert message["message_id"] == stable_id("in", "sandbox", "v1")
+        assert message["kind"] == "voice" and message["transcribed"] is True
+        assert message["text"] == "Сколько стоит кресло?" and message["transcription_error"] is None
+        assert message["media"]["inline_b64"] is None
+        assert len(gemini.calls) == 2  # one 503, then the answer
+        [inline] = gemini.calls[-1].inline_data
+        assert base64.b64decode(inline["data"]) == AUDIO
+        assert inline.get("mimeType", inline.get("mime_type")) == "audio/ogg"
+        assert gemini.calls[-1].model == settings.gemini_transcription_model
+    rows = await log_rows(settings.database_url, "inbound")
+    assert [r[1] for r in rows] == ["transcribed"]
+
+
+@SDK_WARNING
+@pytest.mark.parametrize("case", ["no_key", "gemini_down", "blocked"])
+async def test_voice_note_without_transcription_still_reaches_the_agent(
+    amqp_url: str,
+    tmp_path,
+    gemini: FakeGemini,
+    case: str,  # type: ignore[no-untyped-def]
+) -> None:
+    extra = {}
+    if case != "no_key":
+        extra = {"gemini_api_key": "fake-key", "gemini_base_url": gemini.url, "transcription_attempts": 2}
+        gemini.default = FakeReply.error(503) if case == "gemini_down" else FakeReply.blocked()
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", **extra)
+    async with running(settings) as client:
+        payload = {"from": PHONE, "voice_base64": base64.b64encode(AUDIO).decode(), "id": "v2"}
+        assert (await client.post("/sandbox/inbound", json=payload, headers=AUTH)).status == 202
+        [message] = await take(amqp_url, INCOMING.name, 1)
+    assert message["kind"] == "voice" and message["text"] is None and message["transcribed"] is False
+    expected = {"no_key": "not configured", "gemini_down": "gemini error 503", "blocked": "blocked"}[case]
+    assert expected in message["transcription_error"]
+    assert len(gemini.calls) == {"no_key": 0, "gemini_down": 2, "blocked": 1}[case]
+
+
+async def test_ignore_list_api_and_ignored_messages(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", ignored_numbers="8 701 000 00 09")
+    async with running(settings) as client:
+        listed = await (await client.get("/ignore-list", headers=AUTH)).json()
+        assert [(n["phone"], n["source"]) for n in listed["numbers"]] == [("+77010000009", "config")]
+        added = await client.post("/ignore-list", json={"phone": "77010000003@c.us", "note": "supplier"}, headers=AUTH)
+        assert added.status == 201 and await added.json() == {"phone": "+77010000003", "added": True}
+        assert (await client.post("/ignore-list", json={"phone": "+77010000003"}, headers=AUTH)).status == 200
+        assert (await client.post("/ignore-list", json={"phone": "not a phone"}, headers=AUTH)).status == 400
+        assert (await client.post("/ignore-list", json={"phone": "+77010000003"})).status == 401
+        for sender in ("+77010000009", "+77010000003", PHONE):
+            response = await client.post(
+                "/sandbox/inbound", json={"from": sender, "text": "hello", "id": sender}, headers=AUTH
+            )
+            assert response.status == 202
+        [only] = await take(amqp_url, INCOMING.name, 1)
+        assert only["phone"] == PHONE
+        assert (await client.delete("/ignore-list/%2B77010000009", headers=AUTH)).status == 409  # configured
+        assert (await client.delete("/ignore-list/%2B77010000003", headers=AUTH)).status == 204
+        assert (await client.delete("/ignore-list/%2B77010000003", headers=AUTH)).status == 404
+        await client.post(
+            "/sandbox/inbound", json={"from": "+77010000003", "text": "now heard", "id": "x2"}, headers=AUTH
+        )
+        [heard] = await take(amqp_url, INCOMING.name, 1)
+        assert heard["phone"] == "+77010000003"
+
+        stats = await (await client.get("/stats", headers=AUTH)).json()
+        inbound = stats["messages"]["inbound"]
+        assert inbound["by_status"] == {"ignored": 2, "queued": 2} and inbound["by_provider"] == {"sandbox": 4}
+        assert stats["provider"] == "sandbox" and stats["queues"]["incoming_messages"]["messages"] == 0
+        assert (await client.get("/stats")).status == 401
+        health = await (await client.get("/health")).json()
+        assert health["checks"]["provider"] == {"ok": True, "provider": "sandbox", "missing": []}
+        metrics = await (await client.get("/metrics")).text()
+        for name in ("parley_gateway_received_total", "parley_gateway_ignored_total", "parley_gateway_published_total"):
+            assert name in metrics
+
+
+BAD_BODIES: list[object] = [
+    {"from": PHONE},
+    {"from": PHONE, "text": "  "},
+    {"from": PHONE, "text": "x", "voice_base64": "AAAA"},
+    {"from": PHONE, "voice_base64": "%%%not base64"},
+    {"from": "hello", "text": "x"},
+    {"from": "120363025246125486@g.us", "text": "x"},
+    {"from": PHONE, "text": "x", "surprise": 1},
+    {"from": PHONE, "text": "x", "id": ""},
+    [],
+]
+
+
+async def test_sandbox_refuses_bad_input_with_400(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    async with running(settings) as client:
+        for body in BAD_BODIES:
+            response = await client.post("/sandbox/inbound", json=body, headers=AUTH)
+            assert response.status == 400, (body, await response.text())
+        assert (await client.post("/sandbox/inbound", data=b"{not json", headers=AUTH)).status == 400
+        for query in ({"after": "-1"}, {"limit": "0"}, {"wait": "31"}, {"to": "nope"}, {"after": "x"}, {"x": "1"}):
+            assert (await client.get("/sandbox/outbox", params=query, headers=AUTH)).status == 400, query
+        assert await queue_size(amqp_url, INCOMING.name) == 0
