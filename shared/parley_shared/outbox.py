@@ -113,6 +113,13 @@ class Outbox:
         self.batch_size = batch_size
         self._wake = asyncio.Event()
         self.published = 0
+        # SQLite ignores FOR UPDATE: without this, the relay and an immediate publish_ids could
+        # read the same pending rows and publish them twice. One process writes a SQLite file,
+        # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
+        bind = sessions.kw.get("bind")
+        self._serial: asyncio.Lock | None = (
+            asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+        )
 
     # ---------------------------------------------------------------- writing (in the caller's tx)
     async def add(
@@ -152,6 +159,12 @@ class Outbox:
         return await self._publish_where(None, skip_locked=True)
 
     async def _publish_where(self, condition: Any, *, skip_locked: bool = False) -> int:
+        if self._serial is None:
+            return await self._publish_rows(condition, skip_locked=skip_locked)
+        async with self._serial:
+            return await self._publish_rows(condition, skip_locked=skip_locked)
+
+    async def _publish_rows(self, condition: Any, *, skip_locked: bool) -> int:
         t = self.table
         query = select(t.c.id, t.c.message_id, t.c.correlation_id, t.c.queue, t.c.body).where(
             t.c.published_at.is_(None)
