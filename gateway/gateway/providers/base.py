@@ -109,7 +109,11 @@ class HttpProvider(WhatsAppProvider):
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            # No keep-alive: a pooled connection the server already closed fails a send with
+            # "disconnected" before we can tell whether it arrived (an unknown outcome, never
+            # retried). A fresh connection per call costs little at a few sends a minute.
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -36,7 +36,6 @@ from gateway.settings import GatewaySettings
 from parley_shared.broker import PermanentFailure, is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingMessage
-from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -260,7 +259,7 @@ class Sender:
             lambda: self.outbound.finish(message, OutStatus.SENT, provider_message_id=result.provider_message_id)
         )
         metrics.SENT.labels(self.name, message.kind.value).inc()
-        log.info("sender.sent", message_id=message.message_id, phone=mask_phone(message.phone), kind=message.kind.value)
+        log.info("sender.sent", message_id=message.message_id, phone=message.phone, kind=message.kind.value)
         await self._publish(message.message_id)
 
     async def _give_up(self, message: OutgoingMessage, status: OutStatus, failure: Failure) -> NoReturn:
