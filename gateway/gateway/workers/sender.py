@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -239,8 +240,10 @@ class Sender:
             )
             if failure.retry_after_s is not None:
                 self.pacer.pause(delay)  # the provider asked the account to slow down
-            await self.outbound.set_status(
-                message.message_id, OutStatus.RETRY_WAIT, error=f"{failure.code}: {failure.reason}"[:1000]
+            error = f"{failure.code}: {failure.reason}"[:1000]
+            # Certainly not sent: say so durably, or a redelivery would find "sending" and give up.
+            await _until_stored(
+                functools.partial(self.outbound.set_status, message.message_id, OutStatus.RETRY_WAIT, error=error)
             )
             metrics.SEND_RETRIES.labels(self.name).inc()
             log.warning(
