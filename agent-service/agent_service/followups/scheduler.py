@@ -35,7 +35,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, case, literal, null, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,7 +51,7 @@ from agent_service.domain.followup_policy import (
 from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchContext
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import UtcDateTime, dialect_name, insert_ignore
 from parley_shared.outbox import Outbox
 from parley_shared.topology import outgoing_queue
 
@@ -240,8 +240,16 @@ class FollowUpScheduler:
             if dialect_name(session) == "postgresql":
                 query = query.with_for_update()  # wait for a turn in flight on the same contact
             current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
+            recorded: list[dict[str, Any]] = []
             for item in claimed:
-                await self._finish_one(session, item, current.get(item.row.contact_id), token, now, report)
+                await self._finish_one(session, item, current.get(item.row.contact_id), token, now, report, recorded)
+            if recorded:  # the conversation shows the touches; the contacts show when we last wrote
+                await session.execute(insert_ignore(dialect_name(session), messages, recorded, ["message_id"]))
+                await session.execute(
+                    update(contacts)
+                    .where(contacts.c.id.in_({r["contact_id"] for r in recorded}))
+                    .values(last_outbound_at=now, updated_at=now)
+                )
         for name, count in (("sent", report.sent), ("skipped", report.skipped), ("cancelled", report.cancelled)):
             if count:
                 TOUCHES.labels(name).inc(count)
@@ -255,6 +263,7 @@ class FollowUpScheduler:
         token: str,
         now: datetime,
         report: RunReport,
+        recorded: list[dict[str, Any]],
     ) -> None:
         row = item.row
         ours = (follow_ups.c.id == row.id, follow_ups.c.status == "pending", follow_ups.c.claim_token == token)
@@ -311,27 +320,19 @@ class FollowUpScheduler:
             report.lost += 1  # cancelled by a reply, or our lease ran out and another replica took it
             return
         await self.outbox.add(session, outgoing_queue(outgoing), outgoing, cause_id=message_id)
-        await session.execute(
-            insert_ignore(
-                dialect_name(session),
-                messages,
-                {
-                    "contact_id": row.contact_id,
-                    "direction": "out",
-                    "kind": "follow_up",
-                    "status": "queued",
-                    "text": item.text.text,
-                    "message_id": message_id,
-                    "correlation_id": message_id,
-                    "knowledge_refs": item.text.knowledge_refs or None,
-                    "model": item.text.model or item.text.engine,
-                    "created_at": now,
-                },
-                ["message_id"],
-            )
-        )
-        await session.execute(
-            update(contacts).where(contacts.c.id == row.contact_id).values(last_outbound_at=now, updated_at=now)
+        recorded.append(
+            {
+                "contact_id": row.contact_id,
+                "direction": "out",
+                "kind": "follow_up",
+                "status": "queued",
+                "text": item.text.text,
+                "message_id": message_id,
+                "correlation_id": message_id,
+                "knowledge_refs": item.text.knowledge_refs or null(),  # SQL NULL, not JSON null
+                "model": item.text.model or item.text.engine,
+                "created_at": now,
+            }
         )
         if now > row.due_at:
             await self._rebase(session, row, now)
@@ -349,22 +350,32 @@ class FollowUpScheduler:
         report.skipped += int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def _rebase(self, session: AsyncSession, row: Row[Any], sent_at: datetime) -> None:
-        """Sent late (downtime, closing time): keep the configured spacing to the touches after it."""
-        for touch in plan(
+        """Sent late (downtime, closing time): keep the configured spacing to the touches after it
+        (a touch only ever moves later)."""
+        later = plan(
             self.policy,
             after=sent_at,
             contact_id=row.contact_id,
             sequence_no=row.sequence_no,
             first_touch=row.touch + 1,
-        ):
-            await session.execute(
-                update(follow_ups)
-                .where(
-                    follow_ups.c.contact_id == row.contact_id,
-                    follow_ups.c.sequence_no == row.sequence_no,
-                    follow_ups.c.touch == touch.touch,
-                    follow_ups.c.status == "pending",
-                    follow_ups.c.due_at < touch.due_at,
-                )
-                .values(due_at=touch.due_at, updated_at=sent_at)
+        )
+        if not later:
+            return
+        t = follow_ups.c
+        moved = case(
+            *[
+                (and_(t.touch == p.touch, t.due_at < literal(p.due_at, UtcDateTime)), literal(p.due_at, UtcDateTime))
+                for p in later
+            ],
+            else_=t.due_at,
+        )
+        await session.execute(
+            update(follow_ups)
+            .where(
+                t.contact_id == row.contact_id,
+                t.sequence_no == row.sequence_no,
+                t.touch > row.touch,
+                t.status == "pending",
             )
+            .values(due_at=moved, updated_at=sent_at)
+        )

@@ -122,21 +122,13 @@ class FollowUps:
 
     async def _mark_replied(self, session: AsyncSession, contact_id: int, now: datetime) -> None:
         """The reply counts for the last touch sent in the contact's latest sequence (once)."""
-        latest = await session.scalar(
-            select(func.max(follow_ups.c.sequence_no)).where(follow_ups.c.contact_id == contact_id)
-        )
-        if latest is None:
-            return
+        t = follow_ups.c
+        latest = select(func.max(t.sequence_no)).where(t.contact_id == contact_id).scalar_subquery()
         rows = (
             await session.execute(
-                select(follow_ups.c.id, follow_ups.c.replied)
-                .where(
-                    follow_ups.c.contact_id == contact_id,
-                    follow_ups.c.sequence_no == latest,
-                    follow_ups.c.status == "sent",
-                    follow_ups.c.sent_at <= now,
-                )
-                .order_by(follow_ups.c.touch.desc())
+                select(t.id, t.replied)
+                .where(t.contact_id == contact_id, t.sequence_no == latest, t.status == "sent", t.sent_at <= now)
+                .order_by(t.touch.desc())
             )
         ).all()
         if rows and not any(r.replied for r in rows):

@@ -95,12 +95,14 @@ class FollowUpDraft(BaseModel):
     text: str = Field(min_length=1, max_length=1000)
 
 
-def pick_fact(passages: Sequence[Passage]) -> str | None:
-    """A quotable sentence from the best passage: prose of 6-40 words ending with a full stop."""
-    for passage in passages[:1]:
-        for sentence in _SENTENCE.split(" ".join(passage.text.split())):
-            if 6 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!")) and sentence[0].isupper():
-                return sentence
+def pick_fact(passages: Sequence[Passage]) -> tuple[str, Passage] | None:
+    """A quotable sentence from the best passages, and where it comes from: prose of 6-40 words
+    ending with a full stop (headings, list fragments and table rows do not qualify)."""
+    for passage in passages:
+        for line in passage.text.splitlines():
+            for sentence in _SENTENCE.split(" ".join(line.split())):
+                if 6 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!")) and sentence[0].isupper():
+                    return sentence, passage
     return None
 
 
@@ -153,14 +155,15 @@ class FollowUpWriter:
         return self._template(ctx, passages, fallback_reason)
 
     def _template(self, ctx: TouchContext, passages: Sequence[Passage], fallback_reason: str | None) -> FollowUpText:
-        fact = pick_fact(passages) if ctx.strategy in (Strategy.VALUE_PROPOSITION, Strategy.SOCIAL_PROOF) else None
+        found = pick_fact(passages) if ctx.strategy in (Strategy.VALUE_PROPOSITION, Strategy.SOCIAL_PROOF) else None
         render = self.templates.render
-        text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name, fact=fact)
-        if fact and self._ungrounded(text, passages):
-            fact = None
-            text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name)
-        refs = [passages[0].ref()] if fact else []
-        return FollowUpText(text, "template", None, refs, fallback_reason)
+        if found is not None:
+            fact, source = found
+            text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name, fact=fact)
+            if not self._ungrounded(text, passages):
+                return FollowUpText(text, "template", None, [source.ref()], fallback_reason)
+        text = render(ctx.strategy, ctx.language, name=ctx.name, business=self.business_name)
+        return FollowUpText(text, "template", None, [], fallback_reason)
 
     def _ungrounded(self, text: str, passages: Sequence[Passage]) -> list[str]:
         profile = f"{self.business_name}. {self.business_description}"
