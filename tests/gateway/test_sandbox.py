@@ -9,8 +9,10 @@ import base64
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from gateway.context import GATEWAY
 from gateway.db import tables
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, stable_id
 from parley_shared.db import create_engine
@@ -225,3 +227,37 @@ async def test_sandbox_refuses_bad_input_with_400(amqp_url: str, tmp_path) -> No
         for query in ({"after": "-1"}, {"limit": "0"}, {"wait": "31"}, {"to": "nope"}, {"after": "x"}, {"x": "1"}):
             assert (await client.get("/sandbox/outbox", params=query, headers=AUTH)).status == 400, query
         assert await queue_size(amqp_url, INCOMING.name) == 0
+
+
+async def test_a_crash_between_the_log_write_and_the_publish_is_covered_by_the_relay(
+    amqp_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(gateway_settings(amqp_url, database_url)) as client:
+        gateway = client.app[GATEWAY]
+
+        async def crashed(_report: object) -> None:  # committed, then "died" before publishing
+            return None
+
+        async def nothing() -> int:  # and its relay never ran again (no drain at exit either)
+            return 0
+
+        monkeypatch.setattr(gateway.ingestor, "publish", crashed)
+        monkeypatch.setattr(gateway.runtime.outbox, "relay_once", nothing)
+        response = await client.post(
+            "/sandbox/inbound", json={"from": PHONE, "text": "lost?", "id": "c1"}, headers=AUTH
+        )
+        assert response.status == 202
+        assert await gateway.runtime.outbox.pending() == 1
+    assert await queue_size(amqp_url, INCOMING.name) == 0
+    # The next start's relay publishes what the "crashed" process committed; exactly once.
+    async with running(gateway_settings(amqp_url, database_url)) as client:
+        [message] = await take(amqp_url, INCOMING.name, 1)
+        await eventually(lambda: _no_pending(client), what="outbox drained")
+        again = await client.post("/sandbox/inbound", json={"from": PHONE, "text": "lost?", "id": "c1"}, headers=AUTH)
+        assert (await again.json())["status"] == "duplicate"
+    assert message["provider_message_id"] == "c1" and message["text"] == "lost?"
+    assert await queue_size(amqp_url, INCOMING.name) == 0
+
+
+async def _no_pending(client: TestClient) -> bool:
+    return await client.app[GATEWAY].runtime.outbox.pending() == 0
