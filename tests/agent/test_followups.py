@@ -3,6 +3,8 @@ condition, Meta's 24-hour window, working hours at send time, and leases (at mos
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -284,3 +286,50 @@ async def test_a_reply_while_the_text_is_being_written_wins(rig: Rig) -> None:
     assert report.sent == 0
     assert await rig.outbox_rows() == []
     assert (await rig.touches(contact))[0]["status"] == "cancelled"
+
+
+async def test_no_touches_while_a_call_is_booked(rig: Rig) -> None:
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact)  # a sequence runs
+    async with rig.sessions() as session, session.begin():
+        booking = await rig.booker.book(
+            session,
+            contact_id=contact,
+            requested_at=START + timedelta(days=3, hours=2),  # Thursday 11:00 local
+            turn_id="turn-call",
+            language="en",
+            now=rig.clock.now(),
+        )
+    assert booking.booked
+    report = await rig.scheduler.run_due(START + timedelta(days=1, hours=2))
+    assert (report.sent, report.cancelled) == (0, 5), "caught at send time: the call is ahead"
+    assert {t["reason"] for t in await rig.touches(contact)} == {StopReason.CALL_SCHEDULED}
+
+    await rig.agent_replies(contact, at=START + timedelta(days=1, hours=3))
+    assert [t for t in await rig.touches(contact) if t["status"] == "pending"] == [], "no sequence before the call"
+    await rig.agent_replies(contact, at=START + timedelta(days=4))  # after the call time
+    assert len([t for t in await rig.touches(contact) if t["status"] == "pending"]) == 5
+
+
+async def test_the_periodic_apscheduler_job_sends_what_is_due(database_url: str, amqp_url: str) -> None:
+    rig = await make_rig(database_url, amqp_url, follow_up_check_interval_s=0.05)
+    try:
+        contact = await rig.add_contact(PHONE)
+        await rig.agent_replies(contact)
+        rig.clock.set(START + timedelta(days=1, hours=2))  # touch 1 is due
+        job = asyncio.create_task(rig.scheduler.run())
+        try:
+            for _ in range(200):  # the job runs at start, then every 50 ms
+                if (await rig.touches(contact))[0]["status"] == "sent":
+                    break
+                await asyncio.sleep(0.05)
+            assert [t["status"] for t in await rig.touches(contact)] == ["sent", *["pending"] * 4]
+        finally:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        assert job.cancelled()
+        (message,) = await infra.drain(amqp_url, CAMPAIGN.name)
+        assert decode(OutgoingMessage, message.body).follow_up_touch == 1
+    finally:
+        await rig.close()

@@ -40,6 +40,7 @@ class StopReason(enum.StrEnum):
     NON_CLIENT = "non_client"
     HUMAN = "held_by_human"
     NEEDS_HUMAN = "needs_human"
+    CALL_SCHEDULED = "call_scheduled"
     AGREED = "agreed"
     DECLINED = "declined"
     REPLIED = "replied"
@@ -115,12 +116,12 @@ class Eligibility:
     final: bool = False  # the contact gave a definitive answer: stop for good
 
 
-def eligibility(contact: Mapping[str, Any], *, enabled: bool) -> Eligibility:
+def eligibility(contact: Mapping[str, Any], *, enabled: bool, call_booked: bool = False) -> Eligibility:
     """May this contact (a ``contacts`` row) get follow-up touches now?
 
-    Only clients held by the AI with an open or uncertain outcome do; a definitive yes or no is
-    ``final``. An unclassified contact (``client_status='unknown'``) gets none until the moderator
-    has called it a client.
+    Only clients held by the AI with an open or uncertain outcome and no upcoming call
+    (``call_booked``) do; a definitive yes or no is ``final``. An unclassified contact
+    (``client_status='unknown'``) gets none until the moderator has called it a client.
     """
     outcome = contact.get("outcome")
     if outcome in FINAL_OUTCOMES:
@@ -135,6 +136,8 @@ def eligibility(contact: Mapping[str, Any], *, enabled: bool) -> Eligibility:
         return Eligibility(False, StopReason.HUMAN)
     if contact.get("needs_human"):
         return Eligibility(False, StopReason.NEEDS_HUMAN)
+    if call_booked:
+        return Eligibility(False, StopReason.CALL_SCHEDULED)
     return Eligibility(True)
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db.tables import contacts, follow_ups, messages
 from agent_service.domain.followup_policy import (
+    Eligibility,
     FollowUpPolicy,
     StopReason,
     Strategy,
@@ -48,6 +49,7 @@ from agent_service.domain.followup_policy import (
     needs_template,
     plan,
 )
+from agent_service.followups.service import upcoming_calls
 from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchContext
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
@@ -240,9 +242,14 @@ class FollowUpScheduler:
             if dialect_name(session) == "postgresql":
                 query = query.with_for_update()  # wait for a turn in flight on the same contact
             current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
+            calls = await upcoming_calls(session, ids, now)
             recorded: list[dict[str, Any]] = []
             for item in claimed:
-                await self._finish_one(session, item, current.get(item.row.contact_id), token, now, report, recorded)
+                contact = current.get(item.row.contact_id)
+                decision = eligibility(
+                    contact or {}, enabled=self.policy.enabled, call_booked=item.row.contact_id in calls
+                )
+                await self._finish_one(session, item, contact, decision, token, now, report, recorded)
             if recorded:  # the conversation shows the touches; the contacts show when we last wrote
                 await session.execute(insert_ignore(dialect_name(session), messages, recorded, ["message_id"]))
                 await session.execute(
@@ -260,6 +267,7 @@ class FollowUpScheduler:
         session: AsyncSession,
         item: _Claimed,
         contact: dict[str, Any] | None,
+        decision: Eligibility,
         token: str,
         now: datetime,
         report: RunReport,
@@ -267,7 +275,6 @@ class FollowUpScheduler:
     ) -> None:
         row = item.row
         ours = (follow_ups.c.id == row.id, follow_ups.c.status == "pending", follow_ups.c.claim_token == token)
-        decision = eligibility(contact or {}, enabled=self.policy.enabled)
         if contact is not None and decision.ok and item.text is None:  # eligible again meanwhile: next round
             await session.execute(update(follow_ups).where(*ours).values(claim_token=None, claimed_until=None))
             report.lost += 1

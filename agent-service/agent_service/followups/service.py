@@ -16,7 +16,7 @@ cancelled atomically with the message that causes it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,10 +24,21 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_service.db.tables import contacts, follow_ups
+from agent_service.db.tables import contacts, follow_ups, scheduled_calls
 from agent_service.domain.followup_policy import FollowUpPolicy, StopReason, eligibility, plan
 
 log = structlog.get_logger(__name__)
+
+
+async def upcoming_calls(session: AsyncSession, contact_ids: Sequence[int], now: datetime) -> set[int]:
+    """Which of these contacts have a pending or confirmed call still ahead (no touches before it)."""
+    c = scheduled_calls.c
+    rows = await session.execute(
+        select(c.contact_id)
+        .where(c.contact_id.in_(list(contact_ids)), c.status.in_(("pending", "confirmed")), c.scheduled_at > now)
+        .distinct()
+    )
+    return set(rows.scalars())
 
 
 class FollowUps:
@@ -52,7 +63,8 @@ class FollowUps:
         """
         contact_id = int(contact["id"])
         await self._cancel_pending(session, contact_id, StopReason.SUPERSEDED, now)
-        decision = eligibility(contact, enabled=self.policy.enabled)
+        booked = bool(await upcoming_calls(session, [contact_id], now))
+        decision = eligibility(contact, enabled=self.policy.enabled, call_booked=booked)
         if decision.final:
             await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
             return
