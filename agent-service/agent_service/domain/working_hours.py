@@ -116,21 +116,31 @@ class WorkingHours:
     def _resolve(self, wall: datetime, *, latest: bool) -> datetime:
         """The instant the local clock reads ``wall`` (naive local time).
 
-        Read twice (clocks going back): the earlier reading, or the later one with ``latest``.
+        Read twice (clocks going back): the first reading, unless ``latest`` and the clock drops
+        below ``wall`` in between -- then the second one, after which it stays at or above it.
         Never read (clocks jumping over it): the instant of the jump, the first one past ``wall``.
         """
-        readings = [wall.replace(tzinfo=self.tz, fold=fold).astimezone(UTC) for fold in (0, 1)]
+        readings = sorted(wall.replace(tzinfo=self.tz, fold=fold).astimezone(UTC) for fold in (0, 1))
         exact = [u for u in readings if self._wall(u) == wall]
+        if len(exact) == 2:
+            first, second = exact
+            return second if latest and self._wall(self._jump(first, second)) < wall else first
         if exact:
-            return max(exact) if latest else min(exact)
-        # In a gap: the two readings straddle the jump. Find it to the second (offsets change on whole seconds).
-        low, high = int(min(readings).timestamp()), int(max(readings).timestamp())
+            return exact[0]
+        # In a gap: the two readings straddle the jump, which is the first instant past ``wall``.
+        return self._jump(readings[0], readings[1])
+
+    def _jump(self, before: datetime, after: datetime) -> datetime:
+        """The first instant in ``(before, after]`` with another UTC offset than ``before`` (to the
+        second: offsets change on whole seconds)."""
+        offset = before.astimezone(self.tz).utcoffset()
+        low, high = int(before.timestamp()), int(after.timestamp())
         while high - low > 1:
             middle = (low + high) // 2
-            if self._wall(datetime.fromtimestamp(middle, UTC)) >= wall:
-                high = middle
-            else:
+            if datetime.fromtimestamp(middle, UTC).astimezone(self.tz).utcoffset() == offset:
                 low = middle
+            else:
+                high = middle
         return datetime.fromtimestamp(high, UTC)
 
 
