@@ -5,8 +5,9 @@ used to read the local wall clock. A working day ``d`` is open over one window o
 ``[opens, closes)``:
 
 * ``opens`` is when the local clock reads ``start_hour`` on ``d``. When it reads that twice
-  (clocks going back) the *later* reading counts, so the wall clock never drops below the
-  opening hour inside the window; when it never reads it (clocks jumping over it) the jump counts.
+  (clocks going back) the first reading counts, unless the clock drops below the opening hour
+  before the second -- then the second, so the wall clock never drops below the opening hour
+  inside the window; when it never reads it (clocks jumping over it) the jump counts.
 * ``closes`` is the *first* instant the clock reads ``end_hour`` on ``d`` (or the jump over it).
 
 So every instant inside a window shows a local time on ``d`` between the opening hour
