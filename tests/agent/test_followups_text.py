@@ -74,7 +74,14 @@ def ctx(
 @pytest.mark.parametrize("strategy", list(Strategy))
 @pytest.mark.parametrize(
     ("language", "greeting"),
-    [("en", "Hello"), ("ru", "Здравствуйте"), ("kk", "Здравствуйте"), ("de", "Hello"), (None, "Hello")],
+    [
+        ("en", "Hello"),
+        ("ru", "Здравствуйте"),
+        ("kk", "Сәлеметсіз бе"),
+        ("ru-RU", "Здравствуйте"),
+        ("de", "Hello"),
+        (None, "Hello"),
+    ],
 )
 async def test_every_strategy_has_a_template_in_each_language(
     strategy: Strategy, language: str | None, greeting: str

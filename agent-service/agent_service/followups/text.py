@@ -78,7 +78,8 @@ class Templates:
     def render(
         self, strategy: Strategy, language: str | None, *, name: str | None, business: str, fact: str | None = None
     ) -> str:
-        lang = language_of(language) if language_of(language) in self.data else "en"
+        code = (language or "en").lower().replace("_", "-").split("-")[0]
+        lang = code if code in self.data else language_of(code) if language_of(code) in self.data else "en"
         entry = self.data[lang].get(strategy.value) or self.data["en"][strategy.value]
         greetings = self.data.get("greetings", {})
         clean_name = (name or "").strip()[:60]
