@@ -7,6 +7,8 @@ worker, and returns the hooks the conversation code calls.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUps)
 CALL_BOOKER = web.AppKey("call_booker", CallBooker)
 SCHEDULER = web.AppKey("follow_up_scheduler", FollowUpScheduler)
+WRITERS = 8  # follow-up texts written at once per replica
 
 
 def build_writer(settings: AgentSettings, *, knowledge: Knowledge | None = None) -> FollowUpWriter:
@@ -61,8 +64,17 @@ def build_scheduler(
         template=template,
         batch_size=settings.follow_up_batch_size,
         check_interval_s=settings.follow_up_check_interval_s,
+        lease=claim_lease(settings),
         history_messages=settings.history_messages,
+        concurrency=WRITERS,
     )
+
+
+def claim_lease(settings: AgentSettings) -> timedelta:
+    """Long enough to write a whole batch even if every model call times out (then the template
+    is used), so a live replica never loses its claim; short enough to recover from a dead one."""
+    rounds = math.ceil(settings.follow_up_batch_size / WRITERS)
+    return max(timedelta(minutes=5), timedelta(seconds=2 * rounds * settings.llm_timeout_s + 60))
 
 
 def install(
