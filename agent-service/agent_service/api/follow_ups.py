@@ -11,15 +11,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Row, func, select
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.api.contacts import parse_phone
+from agent_service.api.handoff import PHONE_PARAM
+from agent_service.db import repository as repo
 from agent_service.db.tables import contacts, follow_ups
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
@@ -31,7 +32,6 @@ from parley_shared.service import RUNTIME
 log = structlog.get_logger(__name__)
 
 PAGE_MAX = 500
-PHONE_PARAM = {"phone": "E.164 (other formats are normalised; encode + as %2B)"}
 
 
 class ActiveQuery(BaseModel):
@@ -142,10 +142,10 @@ async def cancel(request: web.Request) -> web.Response:
     async with runtime.sessions() as session, session.begin():
         contact = await _contact(session, phone)
         cancelled = await request.app[FOLLOW_UPS].stop(
-            session, contact.id, StopReason.MANAGER, now, permanent=query.permanent
+            session, contact["id"], StopReason.MANAGER, now, permanent=query.permanent
         )
-        stopped = query.permanent or bool(contact.follow_ups_stopped)
-    log.info("follow_up.cancelled_by_manager", contact_id=contact.id, cancelled=cancelled, permanent=query.permanent)
+        stopped = query.permanent or bool(contact["follow_ups_stopped"])
+    log.info("follow_up.cancelled_by_manager", contact_id=contact["id"], cancelled=cancelled, permanent=query.permanent)
     return json_response(FollowUpState(phone=phone, cancelled=cancelled, follow_ups_stopped=stopped))
 
 
@@ -161,16 +161,12 @@ async def resume(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     async with runtime.sessions() as session, session.begin():
         contact = await _contact(session, phone)
-        await request.app[FOLLOW_UPS].resume(session, contact.id, runtime.clock.now())
+        await request.app[FOLLOW_UPS].resume(session, contact["id"], runtime.clock.now())
     return json_response(FollowUpState(phone=phone, cancelled=0, follow_ups_stopped=False))
 
 
-async def _contact(session: AsyncSession, phone: str) -> Row[Any]:
-    contact = (
-        await session.execute(
-            select(contacts.c.id, contacts.c.follow_ups_stopped).where(contacts.c.phone == phone).with_for_update()
-        )
-    ).first()
+async def _contact(session: AsyncSession, phone: str) -> RowMapping:
+    contact = await repo.contact_by_phone(session, phone)
     if contact is None:
         raise HTTPError(404, "no contact with this phone")
     return contact
