@@ -1,15 +1,347 @@
-"""Turns on the real RabbitMQ and both databases: bursts, idempotency, order at scale, handoff races."""
+"""Turns on the real RabbitMQ and both databases: bursts, idempotency, order at scale across replicas,
+the takeover race, non-clients, crash recovery, delivery statuses, operator messages.
+
+Done when: 200 contacts sending 3 messages each, interleaved: each contact's replies come in order,
+none twice, none missing. A takeover during a slow model call: no AI reply reaches that contact.
+"""
 
 from __future__ import annotations
 
-from tests.agent.conversation_support import running_agent
+import asyncio
+import contextlib
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from agent_service.db import tables
+from agent_service.engines.base import TurnContext
+from agent_service.prompts import PromptBook
+from agent_service.workers.turns import reply_id
+from parley_shared.contracts import DeliveryStatus, OutgoingKind, new_id
+from parley_shared.db import create_engine, session_factory
+from parley_shared.service import RUNTIME
+from parley_shared.topology import STATUS
+from tests.agent.conversation_support import (
+    AUTH,
+    ROOT,
+    Agent,
+    Replies,
+    ScriptedEngine,
+    echo_decision,
+    inbound,
+    running_agent,
+)
+
+
+def echo_engine(delay_s: float = 0.0) -> ScriptedEngine:
+    async def respond(context: TurnContext) -> Any:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        return echo_decision(context)
+
+    return ScriptedEngine(respond)
+
+
+async def rows(agent: Agent, table: Any) -> list[Any]:
+    async with agent.app[RUNTIME].sessions() as session:
+        return list((await session.execute(select(table))).mappings())
 
 
 async def test_a_message_gets_a_grounded_reply_recorded_with_its_passages(amqp_url: str, database_url: str) -> None:
     async with running_agent(amqp_url, database_url) as agent:
         reply = await agent.say("+77010000001", "How much is the ErgoPro 300 chair?")
-        assert "89 900 ₸" in reply.text
+        assert "89 900 ₸" in reply.text and reply.kind is OutgoingKind.REPLY
         convo = await agent.conversation("+77010000001")
         out = [m for m in convo["messages"] if m["direction"] == "out"]
         assert out[0]["message_id"] == reply.message_id and out[0]["knowledge_refs"]
-        assert convo["contact"]["client_status"] == "client"
+        assert out[0]["status"] == "queued" and out[0]["model"] == "offline-rules-v1"
+        assert convo["contact"]["client_status"] == "client" and convo["contact"]["last_outbound_at"]
+        assert reply.message_id == reply_id(out[0]["turn_id"]) and reply.in_reply_to == [
+            convo["messages"][0]["message_id"]
+        ]
+
+
+async def test_a_burst_is_one_turn_and_a_redelivery_has_no_second_effect(amqp_url: str, database_url: str) -> None:
+    engine = echo_engine()
+    async with running_agent(amqp_url, database_url, engine=engine, buffer_window_s=0.4) as agent:
+        phone = "+77010000002"
+        burst = [inbound(phone, text) for text in ("hello", "I need desks", "and chairs")]
+        for message in burst:
+            await agent.send(message)
+        await agent.send(burst[1])  # the broker redelivers one of them
+        [reply] = await agent.replies.wait_for(1, phone=phone)
+        assert reply.in_reply_to == [m.message_id for m in burst]
+        assert reply.text == "echo: hello | I need desks | and chairs"
+        await agent.send(burst[2])  # a late duplicate after the turn
+        await asyncio.sleep(0.6)
+        await agent.idle()
+        assert len(agent.replies.to(phone)) == 1 and len(engine.calls) == 1
+        convo = await agent.conversation(phone)
+        assert [m["status"] for m in convo["messages"]] == ["handled", "handled", "handled", "queued"]
+
+
+WINDOW = 0.3
+
+
+async def test_200_contacts_3_messages_each_interleaved(amqp_url: str, database_url: str) -> None:
+    """Every message answered once, each contact's replies in order. On PostgreSQL two replicas share the
+    work (SQLite is the single-node default: one replica)."""
+    replicas = 2 if database_url.startswith("postgresql") else 1
+    rng = random.Random(7)
+    phones = [f"+7701{n:07d}" for n in range(1, 201)]
+    sent: dict[str, list[str]] = {p: [] for p in phones}
+    replies = await Replies(amqp_url).start()
+    first, second = echo_engine(), echo_engine()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            one = await stack.enter_async_context(
+                running_agent(amqp_url, database_url, engine=first, replies=replies, buffer_window_s=WINDOW)
+            )
+            two = one
+            if replicas == 2:
+                two = await stack.enter_async_context(
+                    running_agent(amqp_url, database_url, engine=second, replies=replies, buffer_window_s=WINDOW)
+                )
+            words = ["first", "second", "third"]
+            base = datetime.now(UTC)
+            for wave, word in enumerate(words):
+                order = phones[:]
+                rng.shuffle(order)
+                batch: list[Any] = []
+                for i, phone in enumerate(order):
+                    message = inbound(
+                        phone,
+                        f"{word} message",
+                        key=f"{phone}-{wave}",
+                        sent_at=base + timedelta(seconds=wave, microseconds=i),
+                    )
+                    sent[phone].append(message.message_id)
+                    batch.append((one if i % 2 else two).send(message))
+                    if rng.random() < 0.1:
+                        batch.append(one.send(message))  # a duplicate delivery
+                await asyncio.gather(*batch)  # one wave at a time: a contact's messages leave in order
+                await asyncio.sleep(rng.choice([0.0, 0.1, WINDOW + 0.2]))  # same turn or the next one
+            deadline = asyncio.get_running_loop().time() + 60
+            while sum(len(m.in_reply_to) for m in {r.message_id: r for r in replies.messages}.values()) < 600:
+                assert asyncio.get_running_loop().time() < deadline, "not every message was answered"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+            await one.idle()
+            await two.idle()
+            assert first.calls and (second.calls or replicas == 1), "both replicas should have run turns"
+            async with create_engine_sessions(database_url) as session:
+                statuses = dict(
+                    (await session.execute(
+                        select(tables.messages.c.status, func.count()).group_by(tables.messages.c.status)
+                    )).all()
+                )  # fmt: skip
+    finally:
+        await replies.close()
+    distinct: dict[str, Any] = {}
+    for reply in replies.messages:  # a publish may repeat (outbox), a second distinct reply may not
+        assert distinct.setdefault(reply.message_id, reply) == reply
+    for phone in phones:
+        answered = [mid for r in distinct.values() if r.phone == phone for mid in r.in_reply_to]
+        assert answered == sent[phone], f"{phone}: {answered} != {sent[phone]}"
+        order = [r for r in replies.to(phone)]
+        firsts = list(dict.fromkeys(r.message_id for r in order))
+        flattened = [mid for rid in firsts for mid in distinct[rid].in_reply_to]
+        assert flattened == sent[phone], "replies out of order"
+    assert statuses["handled"] == 600 and statuses["queued"] == len(distinct)
+
+
+class create_engine_sessions:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+
+    async def __aenter__(self) -> Any:
+        self.session = session_factory(self.engine)()
+        return self.session
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+        await self.engine.dispose()
+
+
+async def test_a_takeover_during_a_slow_model_call_wins(amqp_url: str, database_url: str) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(context: TurnContext) -> Any:
+        started.set()
+        await gate.wait()
+        return echo_decision(context, "Here is the AI answer")
+
+    engine = ScriptedEngine(slow)
+    phone = "+77010000003"
+    async with running_agent(amqp_url, database_url, engine=engine) as agent:
+        await agent.send(inbound(phone, "Hello, I need an offer"))
+        await asyncio.wait_for(started.wait(), 10)
+        response = await agent.client.post(f"/contacts/{phone}/takeover", json={"manager": "Aliya"}, headers=AUTH)
+        assert response.status == 200 and (await response.json())["owner"] == "human"
+        gate.set()
+        await agent.idle()
+        await agent.app[RUNTIME].outbox.relay_once()
+        await asyncio.sleep(0.5)
+        assert agent.replies.to(phone) == []
+        assert await agent.app[RUNTIME].outbox.pending() == 0
+        convo = await agent.conversation(phone)
+        ai = [m for m in convo["messages"] if m["direction"] == "out"]
+        assert [(m["status"], m["text"]) for m in ai] == [("suppressed", "Here is the AI answer")]
+        assert convo["messages"][0]["status"] == "silent"
+        assert convo["contact"]["owner"] == "human" and convo["contact"]["owner_name"] == "Aliya"
+
+        # While the manager holds it: recorded, silent, no model call.
+        await agent.send(inbound(phone, "Are you there?"))
+        await asyncio.sleep(0.3)
+        await agent.idle()
+        assert len(engine.calls) == 1 and agent.replies.to(phone) == []
+
+        # The manager writes; the operator message goes out as kind operator (once per client id).
+        body = {"text": "Hi, this is Aliya from KomfortOffice", "client_message_id": "m-1"}
+        sent = await agent.client.post(f"/contacts/{phone}/messages", json=body, headers=AUTH)
+        again = await agent.client.post(f"/contacts/{phone}/messages", json=body, headers=AUTH)
+        assert (sent.status, again.status) == (202, 200) and (await again.json())["duplicate"] is True
+        [operator] = await agent.replies.wait_for(1, phone=phone)
+        assert operator.kind is OutgoingKind.OPERATOR and operator.text == body["text"]
+
+        # Handback: the AI answers again.
+        assert (await agent.client.post(f"/contacts/{phone}/handback", headers=AUTH)).status == 200
+        gate.set()
+        reply = await agent.say(phone, "Thanks, what else?")
+        assert reply.text == "Here is the AI answer" and reply.kind is OutgoingKind.REPLY
+        convo = await agent.conversation(phone)
+        assert [m["status"] for m in convo["messages"] if m["direction"] == "in"] == ["silent", "silent", "handled"]
+
+
+async def test_handoff_routes_need_the_token_and_a_known_contact(amqp_url: str, tmp_path: Any) -> None:
+    async with running_agent(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/a.db") as agent:
+        client = agent.client
+        assert (await client.post("/contacts/+77010000009/takeover")).status == 401
+        assert (await client.post("/contacts/77010000009/takeover", headers=AUTH)).status == 404
+        assert (await client.post("/contacts/not-a-phone/takeover", headers=AUTH)).status == 400
+        assert (await client.get("/contacts/%2B77010000009", headers=AUTH)).status == 404
+        await agent.say("+77010000009", "Hello")
+        bad = await client.post("/contacts/77010000009/messages", json={"text": "  "}, headers=AUTH)
+        assert bad.status == 400
+        ok = await client.get("/contacts/8 701 000 00 09", headers=AUTH)  # national format, normalised
+        assert ok.status == 200 and (await ok.json())["contact"]["phone"] == "+77010000009"
+
+
+async def test_an_inventing_model_never_reaches_the_queue(amqp_url: str, database_url: str) -> None:
+    engine = ScriptedEngine(lambda c: _inventing(c))
+    safe = PromptBook(ROOT / "prompts").phrase("en", "check_with_manager")
+    async with running_agent(amqp_url, database_url, engine=engine) as agent:
+        for n, text in enumerate(["How much is the ErgoPro 300?", "Any discount?", "Delivery price?"]):
+            reply = await agent.say(f"+7701000010{n}", text)
+            assert reply.text == safe
+            convo = await agent.conversation(f"+7701000010{n}")
+            assert convo["contact"]["needs_human"] is True
+            assert "ungrounded" in convo["messages"][-1]["error"]
+
+
+async def _inventing(context: TurnContext) -> Any:
+    return echo_decision(context, "Today only: 15% discount, the ErgoPro 300 is 69 900 ₸!")
+
+
+async def test_a_non_client_gets_silence_until_a_manager_says_otherwise(amqp_url: str, database_url: str) -> None:
+    phone = "+77010000004"
+    async with running_agent(amqp_url, database_url) as agent:
+        await agent.send(inbound(phone, "Earn $500 a day with crypto! Click this link bit.ly/xyz"))
+        await asyncio.sleep(0.3)
+        await agent.idle()
+        await agent.send(inbound(phone, "Hello?? Click the link"))
+        await asyncio.sleep(0.3)
+        await agent.idle()
+        assert agent.replies.to(phone) == []
+        convo = await agent.conversation(phone)
+        contact = convo["contact"]
+        assert (contact["client_status"], contact["client_category"], contact["classified_by"]) == (
+            "non_client",
+            "spam",
+            "moderator",
+        )
+        assert [m["status"] for m in convo["messages"]] == ["silent", "silent"]
+        patch = {"client_status": "client", "reason": "a real customer after all"}
+        assert (await agent.client.patch(f"/contacts/{phone}", json=patch, headers=AUTH)).status == 200
+        reply = await agent.say(phone, "How much is the ErgoPro 300?")
+        assert "89 900 ₸" in reply.text
+        contact = (await agent.conversation(phone))["contact"]
+        assert (contact["client_status"], contact["classified_by"]) == ("client", "manager")
+
+
+async def test_a_restarted_replica_answers_what_a_dead_one_left(amqp_url: str, database_url: str) -> None:
+    """Messages recorded before a crash, and a turn whose lease holder died, are picked up by the sweeper."""
+    phone, other = "+77010000005", "+77010000006"
+    replies = await Replies(amqp_url).start()
+    try:
+        async with running_agent(
+            amqp_url, database_url, engine=echo_engine(), replies=replies, buffer_window_s=30
+        ) as a:
+            await a.send(inbound(phone, "are you open?"))
+            await a.send(inbound(other, "hello"))
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(await rows(a, tables.messages)) < 2:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+        # "Crash": the first replica is gone; its due times are 30 s away and one turn was leased by it.
+        now = datetime.now(UTC)
+        async with create_engine_sessions(database_url) as session:
+            c = tables.contacts.c
+            await session.execute(update(tables.contacts).values(turn_due_at=now - timedelta(seconds=1)))
+            await session.execute(
+                update(tables.contacts)
+                .where(c.phone == other)
+                .values(turn_lease_owner="dead-replica", turn_lease_until=now + timedelta(seconds=1))
+            )
+            await session.commit()
+        async with running_agent(amqp_url, database_url, engine=echo_engine(), replies=replies) as b:
+            [first] = await replies.wait_for(1, phone=phone, timeout=10)
+            [second] = await replies.wait_for(1, phone=other, timeout=10)
+            assert first.text == "echo: are you open?" and second.text == "echo: hello"
+            await b.idle()
+    finally:
+        await replies.close()
+
+
+async def test_delivery_statuses_move_replies_forward_only(amqp_url: str, database_url: str) -> None:
+    async with running_agent(amqp_url, database_url, engine=echo_engine()) as agent:
+        phone = "+77010000007"
+        reply = await agent.say(phone, "hello")
+
+        async def status(state: str, **extra: Any) -> None:
+            await agent.publisher.publish(
+                STATUS,
+                DeliveryStatus(
+                    message_id=new_id(),
+                    correlation_id=reply.correlation_id,
+                    outgoing_message_id=reply.message_id,
+                    phone=phone,
+                    status=state,
+                    provider="sandbox",
+                    occurred_at=datetime.now(UTC),
+                    **extra,
+                ),
+            )
+
+        async def current() -> dict[str, Any]:
+            for _ in range(100):
+                out = (await agent.conversation(phone))["messages"][-1]
+                if out["status"] != "queued":
+                    return out
+                await asyncio.sleep(0.05)
+            return out
+
+        await status("delivered")
+        assert (await current())["status"] == "delivered"
+        await status("sent")
+        await status("failed", error_code="131047", error_reason="re-engagement window")
+        await status("read")
+        for _ in range(100):
+            out = await current()
+            if out["status"] == "read":
+                break
+            await asyncio.sleep(0.05)
+        assert out["status"] == "read" and out["error"] is None and out["sent_at"]

@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent_service.api.contacts import ContactOut, parse_phone
 from agent_service.db import repository as repo
 from agent_service.followups.wiring import FOLLOW_UPS
-from agent_service.workers.turns import contact_cause
 from parley_shared.broker import PublishError
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
 from parley_shared.http import HTTPError, json_response, read_model
@@ -155,10 +154,10 @@ async def operator_message(request: web.Request) -> web.Response:
                 text=body.text,
                 kind=OutgoingKind.OPERATOR,
             )
-            await runtime.outbox.add(session, OUTGOING, outgoing, cause_id=contact_cause(contact["id"]))
+            await runtime.outbox.add(session, OUTGOING, outgoing, cause_id=repo.contact_cause(contact["id"]))
     if existing is None:
         try:
-            await runtime.outbox.publish_caused_by(contact_cause(contact["id"]))
+            await runtime.outbox.publish_caused_by(repo.contact_cause(contact["id"]))
         except PublishError:  # the relay sends it
             runtime.outbox.wake()
         log.info("handoff.operator_message", contact_id=contact["id"])

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_service.db.tables import contacts, messages
+from agent_service.db.tables import contacts, messages, outbox
 from parley_shared.db import dialect_name
 
 c = contacts.c
@@ -74,10 +74,22 @@ async def set_turn_due(session: AsyncSession, contact_id: int, due: datetime) ->
     await session.execute(update(contacts).where(c.id == contact_id).values(turn_due_at=due))
 
 
+def contact_cause(contact_id: int) -> str:
+    """The outbox cause of everything said to one contact (replies, operator messages)."""
+    return f"contact:{contact_id}"
+
+
 async def claim_turn(
     session: AsyncSession, contact_id: int, token: str, now: datetime, lease_until: datetime
 ) -> RowMapping | None:
-    """Take the contact's turn lease if its messages are due and nobody holds it (else None)."""
+    """Take the contact's turn lease if its messages are due, nobody holds it, and everything
+    said to the contact before has been published (else None) -- so replies leave in order even
+    when the outbox relay, not the turn, publishes one of them."""
+    unpublished = (
+        select(outbox.c.id)
+        .where(outbox.c.cause_id == contact_cause(contact_id), outbox.c.published_at.is_(None))
+        .exists()
+    )
     stmt = (
         update(contacts)
         .where(
@@ -85,6 +97,7 @@ async def claim_turn(
             c.turn_due_at.is_not(None),
             c.turn_due_at <= now,
             or_(c.turn_lease_until.is_(None), c.turn_lease_until < now),
+            ~unpublished,
         )
         .values(turn_lease_owner=token, turn_lease_until=lease_until)
         .returning(*contacts.c)
@@ -111,27 +124,37 @@ async def renew_lease(session: AsyncSession, contact_id: int, token: str, until:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def release_turn(session: AsyncSession, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
-    """Give the lease back; ``turn_due_at`` stays set only while messages still wait.
-
-    ``retry_at``: the turn failed -- try again no earlier than this.
-    """
+def _due_while_waiting(contact_id: int) -> Any:
+    """``turn_due_at`` kept only while the contact still has pending messages."""
     waiting = (
         select(func.count())
         .select_from(messages)
         .where(m.contact_id == contact_id, m.status == "pending")
         .scalar_subquery()
     )
+    return case((waiting > 0, c.turn_due_at), else_=None)
+
+
+async def finish_turn(session: AsyncSession, contact_id: int, token: str, values: Mapping[str, Any]) -> RowMapping:
+    """Write the turn's contact changes and give the lease back, in one statement (after the
+    turn's messages were marked). Returns the contact as it is now."""
+    stmt = (
+        update(contacts)
+        .where(c.id == contact_id, c.turn_lease_owner == token)
+        .values(**values, turn_lease_owner=None, turn_lease_until=None, turn_due_at=_due_while_waiting(contact_id))
+        .returning(*contacts.c)
+    )
+    return (await session.execute(stmt)).mappings().one()
+
+
+async def release_turn(session: AsyncSession, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
+    """Give the lease back; ``turn_due_at`` stays set only while messages still wait.
+
+    ``retry_at``: the turn failed -- try again no earlier than this.
+    """
     values: dict[str, Any] = {"turn_lease_owner": None, "turn_lease_until": None}
-    if retry_at is not None:
-        values["turn_due_at"] = retry_at
-    else:
-        values["turn_due_at"] = case((waiting > 0, c.turn_due_at), else_=None)
+    values["turn_due_at"] = retry_at if retry_at is not None else _due_while_waiting(contact_id)
     await session.execute(update(contacts).where(c.id == contact_id, c.turn_lease_owner == token).values(**values))
-
-
-async def turn_due_at(session: AsyncSession, contact_id: int) -> datetime | None:
-    return await session.scalar(select(c.turn_due_at).where(c.id == contact_id))
 
 
 async def due_contacts(session: AsyncSession, now: datetime, limit: int) -> list[int]:

@@ -126,5 +126,5 @@ class IncomingHandler:
             if status == "pending":
                 await repo.set_turn_due(session, contact["id"], now + timedelta(seconds=self.window_s))
             await self.follow_ups.on_inbound(session, contact, now)
-        log.info("incoming.recorded", contact_id=contact["id"], status=status, kind=message.kind.value)
+        log.debug("incoming.recorded", contact_id=contact["id"], status=status, kind=message.kind.value)
         return int(contact["id"]), status

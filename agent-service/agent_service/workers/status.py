@@ -31,4 +31,4 @@ class StatusHandler:
                 error=error,
                 occurred_at=status.occurred_at,
             )
-        log.info("delivery.status", status=status.status.value, changed=changed)
+        log.debug("delivery.status", status=status.status.value, changed=changed)

@@ -17,7 +17,8 @@ leaves it. Then, with no transaction open:
    ``OutgoingMessage`` (``message_id = stable_id("reply", turn_id)``) in the outbox and give
    the lease back;
 4. after the commit, publish (the outbox relay covers a failure) and, if messages arrived
-   during the turn, schedule the next one.
+   during the turn, schedule the next one. A contact's next turn cannot be claimed while
+   anything said to it is still unpublished, so its replies reach the queue in order.
 
 ``turn_id = stable_id("turn", phone, <last message_id of the turn>)``: a turn redone after a
 lost lease produces the same ids, so it can never send a second reply.
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.calls.service import CallBooker
 from agent_service.db import repository as repo
-from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client
+from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client, needs_classification
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
@@ -53,6 +55,7 @@ log = structlog.get_logger(__name__)
 TIMER_SLACK_S = 0.005
 FAILED_TURN_RETRY_S = 5.0
 SWEEP_BATCH = 1000
+TURN_DB_SLOTS = 8  # of the engine's 20 pooled connections (parley_shared.db.create_engine)
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,6 @@ class TurnReport:
 
 def reply_id(turn_id: str) -> str:
     return stable_id("reply", turn_id)
-
-
-def contact_cause(contact_id: int) -> str:
-    """Outbox cause of everything said to one contact: publishing it drains them in order."""
-    return f"contact:{contact_id}"
 
 
 class TurnRunner:
@@ -105,6 +103,7 @@ class TurnRunner:
         self.max_classification_turns = max_classification_turns
         self.instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()[:8]}"
         self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._db_slots = asyncio.Semaphore(TURN_DB_SLOTS)
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._running: set[int] = set()
         self._again: set[int] = set()
@@ -112,6 +111,18 @@ class TurnRunner:
         self.turns = 0
         self.failures = 0
         self.in_flight = 0
+
+    @contextlib.asynccontextmanager
+    async def _session(self, *, begin: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session for a turn step. Turns use at most ``TURN_DB_SLOTS`` connections at once, so the
+        incoming consumer always finds one: a message is recorded promptly however many turns run,
+        which keeps a contact's messages recorded in order across replicas."""
+        async with self._db_slots, self.sessions() as session:
+            if begin:
+                async with session.begin():
+                    yield session
+            else:
+                yield session
 
     # ------------------------------------------------------------------ triggering
     def schedule(self, contact_id: int, delay_s: float) -> None:
@@ -157,7 +168,7 @@ class TurnRunner:
 
     async def sweep_once(self) -> int:
         """Start every due, unleased turn (crash recovery, other replicas' leftovers)."""
-        async with self.sessions() as session:
+        async with self._session() as session:
             due = await repo.due_contacts(session, self.clock.now(), SWEEP_BATCH)
         for contact_id in due:
             self.spawn(contact_id)
@@ -200,7 +211,7 @@ class TurnRunner:
         """Claim the contact's lease and run its turn; None when it is not due or someone else runs it."""
         now = self.clock.now()
         token = f"{self.instance}:{new_id()[:8]}"
-        async with self.sessions() as session, session.begin():
+        async with self._session(begin=True) as session:
             contact = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
         if contact is None:
             return None
@@ -224,24 +235,27 @@ class TurnRunner:
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
-                async with self.sessions() as session, session.begin():
+                async with self._session(begin=True) as session:
                     if not await repo.renew_lease(session, contact_id, token, self.clock.now() + self.lease):
                         return
 
     async def _give_up(self, contact_id: int, token: str, *, retry_in_s: float) -> None:
         with contextlib.suppress(Exception):
-            async with self.sessions() as session, session.begin():
+            async with self._session(begin=True) as session:
                 retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
                 await repo.release_turn(session, contact_id, token, retry_at=retry_at)
 
     async def _turn(self, contact: Any, token: str) -> TurnReport:
         contact_id = int(contact["id"])
-        async with self.sessions() as session:
+        classify = needs_classification(
+            contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+        )
+        async with self._session() as session:
             pending = await repo.pending_messages(session, contact_id)
             past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in pending])
-            first_texts = await repo.inbound_texts(session, contact_id)
+            first_texts = await repo.inbound_texts(session, contact_id) if classify else []
         if not pending:
-            async with self.sessions() as session, session.begin():
+            async with self._session(begin=True) as session:
                 await repo.release_turn(session, contact_id, token)
             return TurnReport(contact_id, None, "nothing")
         turn_id = stable_id("turn", contact["phone"], pending[-1]["message_id"])
@@ -268,7 +282,7 @@ class TurnRunner:
         last = pending[-1]
         outcome = "replied"
         reply_message_id: str | None = None
-        async with self.sessions() as session, session.begin():
+        async with self._session(begin=True) as session:
             current = await repo.recheck_lease(session, contact_id, token, now)
             if current is None:
                 log.warning("turn.lease_lost", contact_id=contact_id)
@@ -280,13 +294,17 @@ class TurnRunner:
                 if plan is not None and plan.reply is not None:  # a takeover won the race
                     outcome = "suppressed"
                     await self._store_reply(session, current, turn_id, last, plan, plan.reply, "suppressed", now)
+                    updated = await repo.finish_turn(session, contact_id, token, {"updated_at": now})
                 elif plan is not None:
                     outcome = "non_client"
-                    updated = await repo.update_contact(session, contact_id, {**plan.contact_values, "updated_at": now})
+                    updated = await repo.finish_turn(
+                        session, contact_id, token, {**plan.contact_values, "updated_at": now}
+                    )
                     if updated["client_status"] == NON_CLIENT:
                         await self.follow_ups.stop(session, contact_id, "non_client", now)
                 else:
                     outcome = "silent"
+                    updated = await repo.finish_turn(session, contact_id, token, {})
             else:
                 if await repo.mark_messages(session, ids, "handled", turn_id) != len(ids):
                     raise RuntimeError("turn messages changed under the lease")
@@ -307,8 +325,8 @@ class TurnRunner:
                 text = text[:MAX_TEXT]
                 reply_message_id = reply_id(turn_id)
                 await self._store_reply(session, current, turn_id, last, plan, text, "queued", now)
-                updated = await repo.update_contact(
-                    session, contact_id, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
+                updated = await repo.finish_turn(
+                    session, contact_id, token, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
                 )
                 if plan.handoff:
                     await self.follow_ups.stop(session, contact_id, "handoff", now)
@@ -322,9 +340,8 @@ class TurnRunner:
                     kind=OutgoingKind.REPLY,
                     in_reply_to=[p["message_id"] for p in pending][-200:],
                 )
-                await self.outbox.add(session, OUTGOING, message, cause_id=contact_cause(contact_id))
-            await repo.release_turn(session, contact_id, token)
-            after = await repo.turn_due_at(session, contact_id)
+                await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(contact_id))
+            after = updated["turn_due_at"]
         if reply_message_id is not None:
             await self.publish(contact_id)
         if after is not None:
@@ -366,7 +383,8 @@ class TurnRunner:
 
     async def publish(self, contact_id: int) -> None:
         try:
-            await self.outbox.publish_caused_by(contact_cause(contact_id))
+            async with self._db_slots:
+                await self.outbox.publish_caused_by(repo.contact_cause(contact_id))
         except PublishError as exc:  # the relay publishes it later
             log.warning("turn.publish_deferred", contact_id=contact_id, error=type(exc).__name__)
             self.outbox.wake()
