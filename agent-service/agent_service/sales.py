@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from agent_service import metrics
 from agent_service.domain.decision import AgentDecision
 from agent_service.domain.grounding import extract_claims, source_keys, ungrounded_claims
 from agent_service.domain.language import detect_language
@@ -128,6 +129,11 @@ class SalesAgent:
             voice_untranscribed=any(m.kind in ("voice", "audio") and not m.text for m in turn.messages),
         )
         result = await self.engine.decide(context)
+        engine = getattr(self.engine, "name", "engine")
+        if result.latency_ms is not None:
+            metrics.MODEL_LATENCY.labels(engine).observe(result.latency_ms / 1000)
+        if result.fallback:
+            metrics.MODEL_FALLBACKS.labels(engine).inc()
         decision = result.decision
         reply = decision.reply
         reply_language = decision.language or language
@@ -135,6 +141,7 @@ class SalesAgent:
         ungrounded = [] if result.fallback else ungrounded_claims(reply, sources, prospect_texts=texts)
         if ungrounded:
             log.warning("agent.ungrounded_reply", claims=len(ungrounded), model=result.model)
+            metrics.UNGROUNDED.labels(engine).inc()
             reply = self.prompts.phrase(reply_language, "check_with_manager")
             decision = decision.model_copy(
                 update={
@@ -151,6 +158,8 @@ class SalesAgent:
             language=reply_language,
         )
         if decision.action == "handoff" or result.fallback:
+            reason = "unverified_claims" if ungrounded else "model_failed" if result.fallback else "agent"
+            metrics.HANDOFFS.labels(reason).inc()
             values["needs_human"] = True
             values["needs_human_reason"] = (
                 decision.handoff_reason

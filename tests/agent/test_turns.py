@@ -13,6 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from agent_service.db import tables
@@ -233,6 +234,7 @@ async def test_handoff_routes_need_the_token_and_a_known_contact(amqp_url: str, 
 async def test_an_inventing_model_never_reaches_the_queue(amqp_url: str, database_url: str) -> None:
     engine = ScriptedEngine(lambda c: _inventing(c))
     safe = PromptBook(ROOT / "prompts").phrase("en", "check_with_manager")
+    before = REGISTRY.get_sample_value("parley_agent_ungrounded_replies_total", {"engine": "scripted"}) or 0
     async with running_agent(amqp_url, database_url, engine=engine) as agent:
         for n, text in enumerate(["How much is the ErgoPro 300?", "Any discount?", "Delivery price?"]):
             reply = await agent.say(f"+7701000010{n}", text)
@@ -240,6 +242,10 @@ async def test_an_inventing_model_never_reaches_the_queue(amqp_url: str, databas
             convo = await agent.conversation(f"+7701000010{n}")
             assert convo["contact"]["needs_human"] is True
             assert "ungrounded" in convo["messages"][-1]["error"]
+        exposed = await (await agent.client.get("/metrics")).text()
+        assert "parley_agent_ungrounded_replies_total" in exposed
+    after = REGISTRY.get_sample_value("parley_agent_ungrounded_replies_total", {"engine": "scripted"})
+    assert after == before + 3
 
 
 async def _inventing(context: TurnContext) -> Any:

@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_service import metrics
 from agent_service.calls.service import CallBooker
 from agent_service.db import repository as repo
 from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client, needs_classification
@@ -159,6 +160,7 @@ class TurnRunner:
             raise
         except Exception:
             self.failures += 1
+            metrics.TURN_FAILURES.inc()
             log.exception("turn.failed", contact_id=contact_id)
         finally:
             self._running.discard(contact_id)
@@ -287,7 +289,10 @@ class TurnRunner:
             if current is None:
                 log.warning("turn.lease_lost", contact_id=contact_id)
                 return TurnReport(contact_id, turn_id, "lease_lost")
-            human = current["owner"] == "human"
+            # A takeover (or a manager's non-client verdict) that landed during the model call wins.
+            human = current["owner"] == "human" or is_settled_non_client(
+                current, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+            )
             if plan is None or plan.reply is None or human:
                 if await repo.mark_messages(session, ids, "silent", turn_id) != len(ids):
                     raise RuntimeError("turn messages changed under the lease")
@@ -346,6 +351,7 @@ class TurnRunner:
             await self.publish(contact_id)
         if after is not None:
             self.schedule(contact_id, (after - self.clock.now()).total_seconds())
+        metrics.TURNS.labels(outcome).inc()
         log.info("turn.done", contact_id=contact_id, outcome=outcome, messages=len(ids))
         return TurnReport(contact_id, turn_id, outcome, reply_message_id, len(ids))
 
