@@ -32,6 +32,7 @@ def run(
     sub.add_parser("migrate", help="apply database migrations and exit")
     rev = sub.add_parser("makemigration", help="autogenerate a migration from the table definitions")
     rev.add_argument("message")
+    rev.add_argument("--head", help="the revision to build on when there are several heads")
     args = parser.parse_args(argv)
 
     try:
@@ -54,11 +55,15 @@ def run(
             try:
                 await migrate(engine, migrations)
                 if command == "makemigration":
-                    await make_revision(engine, migrations, args.message)
+                    await make_revision(engine, migrations, args.message, head=args.head)
             finally:
                 await engine.dispose()
 
-        asyncio.run(_db())
+        try:
+            asyncio.run(_db())
+        except ValueError as exc:
+            print(f"{service}: {exc}", file=sys.stderr)
+            return 2
         print(f"{service}: database at head")
         return 0
     app = create_app(settings)

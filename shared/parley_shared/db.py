@@ -141,19 +141,37 @@ def run_alembic_env(metadata: MetaData) -> None:
         context.run_migrations()
 
 
-async def make_revision(engine: AsyncEngine, script_location: Path, message: str) -> None:
-    """Autogenerate a new revision by comparing the models with the migrated database."""
+async def make_revision(engine: AsyncEngine, script_location: Path, message: str, head: str | None = None) -> str:
+    """Autogenerate a new revision on top of ``head`` by comparing the models with the migrated database.
 
-    versions = script_location / "versions"
-    rev_id = f"{len(list(versions.glob('[0-9][0-9][0-9][0-9]_*.py'))) + 1:04d}"
+    With several Alembic branches (e.g. the agent's ``followups`` branch) ``head`` must name the
+    revision to build on. The new revision is numbered after it (the next free number).
+    Returns the new revision id.
+    """
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(script_location)
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    if head is None:
+        if len(heads) > 1:
+            raise ValueError(f"several heads ({', '.join(sorted(heads))}): say which one to build on with --head")
+        head = heads[0] if heads else None
+    elif head not in heads:
+        raise ValueError(f"{head!r} is not a head; heads are {', '.join(sorted(heads))}")
+    taken = {p.name[:4] for p in (script_location / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")}
+    number = int(head) + 1 if head and head.isdigit() else 1
+    while f"{number:04d}" in taken:
+        number += 1
+    rev_id = f"{number:04d}"
 
     def _revision(connection: Connection) -> None:
-        cfg = alembic_config(script_location, connection)
-        cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
-        command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+        run_cfg = alembic_config(script_location, connection)
+        run_cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+        command.revision(run_cfg, message=message, autogenerate=True, rev_id=rev_id, head=head or "base")
 
     async with engine.begin() as conn:
         await conn.run_sync(_revision)
+    return rev_id
 
 
 async def current_revision(engine: AsyncEngine) -> tuple[str, ...]:

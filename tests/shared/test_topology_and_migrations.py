@@ -61,3 +61,25 @@ async def test_migrations_build_the_schema_from_empty(database_url: str, migrati
         assert differences == [], f"tables.py and the migrations disagree: {differences}"
     finally:
         await engine.dispose()
+
+
+async def test_makemigration_numbers_after_the_chosen_head_and_refuses_ambiguity(tmp_path: Path) -> None:
+    import shutil
+
+    from parley_shared.db import make_revision
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(AGENT_MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/rev.db")
+    try:
+        await migrate(engine, scripts)
+        heads = await current_revision(engine)
+        if len(heads) > 1:
+            with pytest.raises(ValueError, match="several heads"):
+                await make_revision(engine, scripts, "ambiguous")
+        main_head = min(heads)  # the main chain (the follow-ups branch is numbered 0050+)
+        rev = await make_revision(engine, scripts, "nothing changed", head=main_head)
+        assert int(rev) == int(main_head) + 1
+        assert len(list((scripts / "versions").glob(f"{rev}_*.py"))) == 1
+    finally:
+        await engine.dispose()
