@@ -20,6 +20,7 @@ from agent_service.db import tables
 from agent_service.engines.base import TurnContext
 from agent_service.prompts import PromptBook
 from agent_service.workers.turns import reply_id
+from parley_shared.clock import OffsetClock
 from parley_shared.contracts import DeliveryStatus, OutgoingKind, new_id
 from parley_shared.db import create_engine, session_factory
 from parley_shared.service import RUNTIME
@@ -351,3 +352,22 @@ async def test_delivery_statuses_move_replies_forward_only(amqp_url: str, databa
                 break
             await asyncio.sleep(0.05)
         assert out["status"] == "read" and out["error"] is None and out["sent_at"]
+
+
+async def test_a_call_request_books_a_call_shown_with_the_conversation(amqp_url: str, database_url: str) -> None:
+    clock = OffsetClock()
+    monday_noon = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # Monday 12:00 in Almaty
+    clock.advance(monday_noon - datetime.now(UTC))
+    phone = "+77010000008"
+    async with running_agent(amqp_url, database_url, clock=clock, enable_follow_ups=True) as agent:
+        await agent.say(phone, "Hello, we need chairs for a new office")
+        planned = (await agent.conversation(phone))["follow_ups"]
+        assert len(planned) == 5 and {t["status"] for t in planned} == {"pending"}  # the AI replied: a sequence
+        reply = await agent.say(phone, "Can you call me tomorrow at 11?")
+        convo = await agent.conversation(phone)
+    [call] = convo["calls"]
+    assert "pending" not in {t["status"] for t in convo["follow_ups"]}  # a definitive yes stops them
+    assert call["status"] == "pending" and call["scheduled_at"].startswith("2026-03-03T06:00:00")
+    assert convo["contact"]["outcome"] == "agreed"
+    assert reply.text.startswith(PromptBook(ROOT / "prompts").phrase("en", "call_confirm"))
+    assert len(reply.text) > len(PromptBook(ROOT / "prompts").phrase("en", "call_confirm"))  # the booking's own words

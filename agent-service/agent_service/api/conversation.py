@@ -1,4 +1,5 @@
-"""``GET /contacts/{phone}``: one contact and its conversation (newest messages last).
+"""``GET /contacts/{phone}``: one contact, its conversation (newest messages last), its follow-up
+touches and scheduled calls.
 
 ``{phone}`` is E.164 with or without the plus (encode ``+`` as ``%2B``); other formats are
 normalised. Older messages page with ``?before=<message id>``.
@@ -21,6 +22,7 @@ from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
 
 MAX_MESSAGES = 500
+MAX_ROWS = 50
 
 
 class MessageOut(BaseModel):
@@ -45,10 +47,35 @@ class MessageOut(BaseModel):
     created_at: datetime
 
 
+class TouchOut(BaseModel):
+    id: int
+    sequence_no: int
+    touch: int
+    strategy: str
+    due_at: datetime
+    status: str = Field(description="pending | sent | cancelled | skipped")
+    reason: str | None
+    replied: bool
+    sent_at: datetime | None
+
+
+class ContactCallOut(BaseModel):
+    id: int
+    scheduled_at: datetime = Field(description="UTC")
+    timezone: str
+    status: str = Field(description="pending | confirmed | cancelled | done")
+    notes: str | None
+    created_at: datetime
+
+
 class Conversation(BaseModel):
+    """A contact, its messages (oldest first), its follow-up touches and its scheduled calls."""
+
     contact: ContactOut
     messages: list[MessageOut]
     older_before: int | None = Field(description="Pass as ?before= for older messages; null when there are none")
+    follow_ups: list[TouchOut] = Field(description="The touches of the contact's latest sequences, newest first")
+    calls: list[ContactCallOut] = Field(description="Scheduled calls, latest first")
 
 
 class ConversationQuery(BaseModel):
@@ -77,6 +104,25 @@ async def get_conversation(request: web.Request) -> web.Response:
         if query.before is not None:
             stmt = stmt.where(m.id < query.before)
         rows = (await session.execute(stmt.order_by(m.id.desc()).limit(query.limit + 1))).mappings().all()
+        f, k = tables.follow_ups.c, tables.scheduled_calls.c
+        touches = (
+            await session.execute(
+                select(tables.follow_ups)
+                .where(f.contact_id == contact["id"])
+                .order_by(f.sequence_no.desc(), f.touch)
+                .limit(MAX_ROWS)
+            )
+        ).mappings()
+        calls = (
+            await session.execute(
+                select(tables.scheduled_calls)
+                .where(k.contact_id == contact["id"])
+                .order_by(k.scheduled_at.desc())
+                .limit(MAX_ROWS)
+            )
+        ).mappings()
+        follow_ups = [TouchOut.model_validate(dict(t)) for t in touches]
+        booked = [ContactCallOut.model_validate(dict(c)) for c in calls]
     more = len(rows) > query.limit
     rows = list(reversed(rows[: query.limit]))
     return json_response(
@@ -84,6 +130,8 @@ async def get_conversation(request: web.Request) -> web.Response:
             contact=ContactOut.model_validate(dict(contact)),
             messages=[MessageOut.model_validate(dict(r)) for r in rows],
             older_before=rows[0]["id"] if more and rows else None,
+            follow_ups=follow_ups,
+            calls=booked,
         )
     )
 
