@@ -167,6 +167,12 @@ async def test_knowledge_routes_list_and_reload(amqp_url: str, tmp_path: Path) -
         body = await (await client.get("/knowledge", headers=AUTH)).json()
         assert {d["name"] for d in body["documents"]} == {"faq.md", "prices.pdf", "terms.txt"}
         assert {p["problem"] for p in body["problems"]} >= {"encrypted", "no_text", "corrupt"}
+        assert body["chunks"] is None
+        listed = await (await client.get("/knowledge", params={"chunks": "true"}, headers=AUTH)).json()
+        assert len(listed["chunks"]) == body["totals"]["chunks"]
+        walnut = next(c for c in listed["chunks"] if c["chunk_id"] == "prices.pdf:p3:c1")
+        assert (walnut["doc"], walnut["page"]) == ("prices.pdf", 3) and "Walnut desk" in walnut["preview"]
+        assert (await client.get("/knowledge", params={"chunk": "1"}, headers=AUTH)).status == 400
         (kb / "new.md").write_text("# Chairs\nThe Mesh chair costs 30 000 KZT.")
         reloaded = await (await client.post("/knowledge/reload", headers=AUTH)).json()
         assert "new.md" in {d["name"] for d in reloaded["documents"]}

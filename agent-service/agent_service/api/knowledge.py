@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_service.knowledge import KNOWLEDGE
-from parley_shared.http import json_response
+from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
 
 
@@ -32,6 +32,20 @@ class KnowledgeTotals(BaseModel):
     terms: int
 
 
+class KnowledgeChunk(BaseModel):
+    chunk_id: str
+    doc: str
+    page: int
+    chars: int
+    preview: str
+
+
+class KnowledgeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunks: bool = Field(False, description="Also list the chunks (id, document, page, size, first words)")
+
+
 class KnowledgeSummary(BaseModel):
     """What the agent answers from, and what it could not read."""
 
@@ -42,15 +56,23 @@ class KnowledgeSummary(BaseModel):
     documents: list[KnowledgeDocument]
     totals: KnowledgeTotals
     problems: list[KnowledgeProblem]
+    chunks: list[KnowledgeChunk] | None = None
 
 
 @describe(
-    "The knowledge base: documents, pages, chunks, problems", responses={200: KnowledgeSummary}, tags=("knowledge",)
+    "The knowledge base: documents, pages, chunks, problems",
+    query=KnowledgeQuery,
+    responses={200: KnowledgeSummary},
+    tags=("knowledge",),
 )
 async def get_knowledge(request: web.Request) -> web.Response:
+    query = await read_query(request, KnowledgeQuery)
     knowledge = request.app[KNOWLEDGE]
     await knowledge.ensure_loaded()
-    return json_response(KnowledgeSummary.model_validate(knowledge.summary()))
+    summary = knowledge.summary()
+    if query.chunks:
+        summary["chunks"] = knowledge.chunk_list()
+    return json_response(KnowledgeSummary.model_validate(summary))
 
 
 @describe(

@@ -198,6 +198,18 @@ class KnowledgeBase:
         return None if index is None else self._passage(self._snapshot, index, 0.0)
 
     # ---------------------------------------------------------------- reporting
+    def chunk_list(self, preview_chars: int = 120) -> list[dict[str, Any]]:
+        return [
+            {
+                "chunk_id": c.chunk_id,
+                "doc": c.doc,
+                "page": c.page,
+                "chars": len(c.text),
+                "preview": c.text[:preview_chars].replace("\n", " "),
+            }
+            for c in self._snapshot.chunks
+        ]
+
     def summary(self) -> dict[str, Any]:
         s = self._snapshot
         per_doc: dict[str, int] = {}
