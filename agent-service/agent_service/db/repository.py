@@ -25,9 +25,16 @@ m = messages.c
 
 
 async def upsert_contact(
-    session: AsyncSession, *, phone: str, name: str | None, provider: str | None, now: datetime
+    session: AsyncSession,
+    *,
+    phone: str,
+    name: str | None,
+    provider: str | None,
+    now: datetime,
+    turn_due_at: datetime | None = None,
 ) -> RowMapping:
-    """Create the contact on its first message or refresh it (name, provider, last inbound time)."""
+    """Create the contact on its first message or refresh it (name, provider, last inbound time,
+    and the turn's due time when given)."""
     module = postgresql if dialect_name(session) == "postgresql" else sqlite
     stmt = module.insert(contacts).values(
         phone=phone,
@@ -37,16 +44,17 @@ async def upsert_contact(
         last_inbound_at=now,
         created_at=now,
         updated_at=now,
+        turn_due_at=turn_due_at,
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={
-            "name": func.coalesce(stmt.excluded.name, c.name),
-            "provider": func.coalesce(stmt.excluded.provider, c.provider),
-            "last_inbound_at": stmt.excluded.last_inbound_at,
-            "updated_at": stmt.excluded.updated_at,
-        },
-    ).returning(*contacts.c)
+    refreshed: dict[str, Any] = {
+        "name": func.coalesce(stmt.excluded.name, c.name),
+        "provider": func.coalesce(stmt.excluded.provider, c.provider),
+        "last_inbound_at": stmt.excluded.last_inbound_at,
+        "updated_at": stmt.excluded.updated_at,
+    }
+    if turn_due_at is not None:
+        refreshed["turn_due_at"] = stmt.excluded.turn_due_at
+    stmt = stmt.on_conflict_do_update(index_elements=["phone"], set_=refreshed).returning(*contacts.c)
     return (await session.execute(stmt)).mappings().one()
 
 
@@ -68,10 +76,6 @@ async def message_by_id(session: AsyncSession, message_id: str) -> RowMapping | 
 
 
 # ---------------------------------------------------------------------------- turns
-
-
-async def set_turn_due(session: AsyncSession, contact_id: int, due: datetime) -> None:
-    await session.execute(update(contacts).where(c.id == contact_id).values(turn_due_at=due))
 
 
 def contact_cause(contact_id: int) -> str:

@@ -3,7 +3,8 @@
 The handler is one short transaction -- claim the message id in the inbox (a redelivery
 changes nothing), upsert the contact, store the message as ``pending`` (or ``silent`` when a
 manager holds the contact or it is a settled non-client: recorded, never answered by the AI),
-push the contact's ``turn_due_at`` to now + ``BUFFER_WINDOW_S`` and tell the follow-ups that
+push the contact's ``turn_due_at`` to now + ``BUFFER_WINDOW_S`` (in the same upsert; for a silent
+message the sweeper later finds nothing pending and clears it) and tell the follow-ups that
 the prospect wrote. After the commit it arms the contact's turn timer; the broker acks. No
 model call ever happens while a message is unacknowledged.
 
@@ -100,7 +101,12 @@ class IncomingHandler:
                 log.info("incoming.duplicate")
                 return None, None
             contact = await repo.upsert_contact(
-                session, phone=message.phone, name=message.contact_name, provider=message.provider.value, now=now
+                session,
+                phone=message.phone,
+                name=message.contact_name,
+                provider=message.provider.value,
+                now=now,
+                turn_due_at=now + timedelta(seconds=self.window_s),
             )
             status = inbound_status(
                 contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
@@ -123,8 +129,6 @@ class IncomingHandler:
                     "created_at": now,
                 },
             )
-            if status == "pending":
-                await repo.set_turn_due(session, contact["id"], now + timedelta(seconds=self.window_s))
             await self.follow_ups.on_inbound(session, contact, now)
         log.debug("incoming.recorded", contact_id=contact["id"], status=status, kind=message.kind.value)
         return int(contact["id"]), status

@@ -215,11 +215,12 @@ class TurnRunner:
         token = f"{self.instance}:{new_id()[:8]}"
         async with self._session(begin=True) as session:
             contact = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
-        if contact is None:
-            return None
+            if contact is None:
+                return None
+            loaded = await self._load(session, contact)  # read under the lease, in the claim's transaction
         heartbeat = asyncio.create_task(self._keep_lease(contact_id, token))
         try:
-            report = await self._turn(contact, token)
+            report = await self._turn(contact, token, loaded)
         except asyncio.CancelledError:  # shutting down: let another worker take it at once
             await asyncio.shield(self._give_up(contact_id, token, retry_in_s=0.0))
             raise
@@ -247,15 +248,22 @@ class TurnRunner:
                 retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
                 await repo.release_turn(session, contact_id, token, retry_at=retry_at)
 
-    async def _turn(self, contact: Any, token: str) -> TurnReport:
+    async def _load(self, session: AsyncSession, contact: Any) -> tuple[Any, Any, list[str]]:
+        """The pending messages, the recent history and (when the moderator will judge) the first texts."""
         contact_id = int(contact["id"])
         classify = needs_classification(
             contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
         )
-        async with self._session() as session:
-            pending = await repo.pending_messages(session, contact_id)
-            past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in pending])
-            first_texts = await repo.inbound_texts(session, contact_id) if classify else []
+        pending = await repo.pending_messages(session, contact_id)
+        past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in pending])
+        # The first classification judges the pending messages themselves; later ones also the first texts.
+        again = classify and pending and int(contact["classified_turns"] or 0) > 0
+        first_texts = await repo.inbound_texts(session, contact_id) if again else []
+        return pending, past, first_texts
+
+    async def _turn(self, contact: Any, token: str, loaded: tuple[Any, Any, list[str]]) -> TurnReport:
+        contact_id = int(contact["id"])
+        pending, past, first_texts = loaded
         if not pending:
             async with self._session(begin=True) as session:
                 await repo.release_turn(session, contact_id, token)
