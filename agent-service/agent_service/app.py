@@ -7,12 +7,13 @@ from aiohttp import web
 from agent_service import wiring as conversation_wiring
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
+from agent_service.api import demo as demo_api
 from agent_service.api import stats as stats_api
 from agent_service.db import MIGRATIONS, tables
 from agent_service.engines.base import Engine
 from agent_service.followups import wiring as followups_wiring
 from agent_service.settings import AgentSettings
-from parley_shared.clock import Clock
+from parley_shared.clock import Clock, OffsetClock
 from parley_shared.service import service_app
 
 SETTINGS = web.AppKey("settings", AgentSettings)
@@ -20,6 +21,8 @@ SETTINGS = web.AppKey("settings", AgentSettings)
 
 def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: Engine | None = None) -> web.Application:
     """``engine``: a decision engine to use instead of the configured one (tests pass fakes)."""
+    if clock is None and settings.demo_mode:
+        clock = OffsetClock()  # the demo's fast-forward moves it (POST /demo/clock)
     app, runtime = service_app(
         service="agent-service",
         settings=settings,
@@ -33,6 +36,7 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
     contacts_api.add_routes(app)  # before any /contacts/{phone} route: it adds /contacts/export.csv
     analytics_api.add_routes(app, working_tz=settings.working_tz)
     stats_api.add_routes(app)
+    demo_api.add_routes(app)
     knowledge = conversation_wiring.build_knowledge(settings)
     follow_ups, booker = followups_wiring.install(app, runtime, settings, knowledge=knowledge)
     conversation_wiring.install(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agent_service.followups.settings import BusinessHoursSettings
-from parley_shared.settings import CommonSettings, env
+from parley_shared.settings import CommonSettings, ConfigurationError, env
 
 
 class AgentSettings(CommonSettings, BusinessHoursSettings):
     database_url: str = Field("sqlite+aiosqlite:///./data/agent.db", validation_alias=env("AGENT_DATABASE_URL"))
     http_port: int = Field(8081, ge=1, le=65535, validation_alias=env("AGENT_HTTP_PORT"))
+    demo_mode: bool = Field(False, validation_alias=env("DEMO_MODE"))
 
     # --- conversation turns
     buffer_window_s: float = Field(3.0, ge=0, le=60, validation_alias=env("BUFFER_WINDOW_S"))
@@ -46,3 +47,9 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
         max_length=1000,
         validation_alias=env("BUSINESS_DESCRIPTION"),
     )
+
+    @model_validator(mode="after")
+    def _no_demo_clock_in_production(self) -> AgentSettings:
+        if self.demo_mode and self.production:
+            raise ConfigurationError("DEMO_MODE (the movable demo clock) cannot be used with APP_ENV=production")
+        return self

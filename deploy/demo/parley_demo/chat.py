@@ -22,7 +22,7 @@ from parley_demo.client import ParleyClient, ParleyError
 from parley_shared.phone import PhoneError, to_e164
 
 HELP = """[bold]Type a message[/bold] to write to the business as the prospect. Commands:
-  /as <phone> [name]   switch to another prospect (e.g. /as +77010000002 Dana)
+  /as <phone> \\[name]   switch to another prospect (e.g. /as +77010000002 Dana)
   /voice <file>        send an audio file as a voice note
   /card                the prospect's contact card (classification, stage, outcome, conversation)
   /contacts            all contacts, as a manager sees them
@@ -117,7 +117,7 @@ class ChatApp:
     async def _switch(self, rest: str) -> None:
         parts = rest.split(maxsplit=1)
         if not parts:
-            self.console.print("usage: /as <phone> [name]")
+            self.console.print("usage: /as <phone> \\[name]")
             return
         try:
             phone = to_e164(parts[0])
@@ -201,6 +201,10 @@ class ChatApp:
 
     def _render_analytics(self, data: dict[str, Any]) -> None:
         table = Table(title="Analytics", show_header=False)
+        messages = data.get("messages")
+        if isinstance(messages, dict) and isinstance(messages.get("per_day"), list):  # only days with traffic
+            busy = [d for d in messages["per_day"] if isinstance(d, dict) and (d.get("in") or d.get("out"))]
+            data = {**data, "messages": {**messages, "per_day": busy}}
         for key, value in _flatten(data):
             table.add_row(key, value)
         self.console.print(table)
