@@ -41,3 +41,7 @@ migrate: install  ## apply both services' migrations to the configured databases
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
+
+.PHONY: catalogue
+catalogue: install  ## rebuild the sample knowledge_base/komfortoffice_catalogue.pdf (needs the DejaVu fonts)
+	$(BIN)/python knowledge_base/_source/build_catalogue.py

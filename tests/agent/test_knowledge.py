@@ -3,6 +3,7 @@ hybrid retrieval, its speed, and the ``/knowledge`` routes."""
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from fpdf import FPDF
+from pypdf import PdfReader
 
 from agent_service.knowledge import KnowledgeBase
 from agent_service.knowledge.bm25 import BM25Index
@@ -186,3 +188,18 @@ def test_the_shipped_catalogue_loads_in_both_languages() -> None:
     assert summary["problems"] == [] and summary["documents"][0]["pages"] == 10
     assert "89 900 ₸" in kb.lexical_search("ErgoPro 300 price", 1)[0].text
     assert "Эргономичное" in kb.lexical_search("кресло ErgoPro 300 цена", 1)[0].text
+
+
+def test_the_shipped_catalogue_is_what_its_script_builds(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("build_catalogue", ROOT / "knowledge_base/_source/build_catalogue.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    if not (script.FONT_DIR / "DejaVuSans.ttf").exists():
+        pytest.skip("DejaVu fonts are not installed here")
+    built = script.build(tmp_path / "catalogue.pdf")
+
+    def text(path: Path) -> list[str]:
+        return [page.extract_text() for page in PdfReader(path).pages]
+
+    assert text(built) == text(ROOT / "knowledge_base" / "komfortoffice_catalogue.pdf")
