@@ -106,6 +106,7 @@ def install(
     runtime.add_consumer(STATUS, StatusHandler(runtime.sessions))
     runtime.add_worker("turn-sweeper", runner.run_sweeper)
     runtime.on_stop(engine.close)
+    runtime.on_stop(knowledge.close)
     runtime.on_stop(lambda: runner.stop(settings.shutdown_timeout_s / 2))
 
     async def load_knowledge(_app: web.Application) -> None:

@@ -7,7 +7,7 @@ in ``error`` (no uncertain action: ``action`` stays ``none``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -59,7 +59,6 @@ class EngineResult:
     fallback: bool = False
     error: str | None = None
     attempts: int = 1
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Engine(Protocol):

@@ -38,6 +38,8 @@ QUERY_CACHE = 2048
 class Embedder(Protocol):
     async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]: ...
 
+    async def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -138,6 +140,10 @@ class KnowledgeBase:
         self._snapshot = _Snapshot(documents, problems, chunks, bm25, None, self.clock.now())
         self._by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
         self._loaded = True
+
+    async def close(self) -> None:
+        if self.embedder is not None:
+            await self.embedder.close()
 
     # ---------------------------------------------------------------- searching
     @property

@@ -44,3 +44,8 @@ class GeminiEmbedder:
                 raise ValueError(f"asked for {len(batch)} embeddings, got {len(embeddings)}")
             vectors.extend(normalised(e.values or []) for e in embeddings)
         return vectors
+
+    async def close(self) -> None:
+        aclose = getattr(self.client.aio, "aclose", None)
+        if aclose is not None:
+            await aclose()
