@@ -56,6 +56,10 @@ class GatewaySettings(CommonSettings):
     send_timeout_s: float = Field(30.0, gt=0, validation_alias=env("SEND_TIMEOUT_S"))
     campaign_prefetch: int = Field(4, ge=1, le=1000, validation_alias=env("CAMPAIGN_PREFETCH"))
 
+    # --- sandbox fault injection (tests and demos only; refused in production)
+    sandbox_send_429_rate: float = Field(0.0, ge=0, le=0.9, validation_alias=env("SANDBOX_SEND_429_RATE"))
+    sandbox_retry_after_s: float = Field(0.0, ge=0, le=3600, validation_alias=env("SANDBOX_RETRY_AFTER_S"))
+
     # --- voice transcription
     gemini_transcription_model: str = Field("gemini-2.5-flash", validation_alias=env("GEMINI_TRANSCRIPTION_MODEL"))
     transcription_timeout_s: float = Field(60.0, gt=0, validation_alias=env("TRANSCRIPTION_TIMEOUT_S"))
@@ -111,6 +115,8 @@ class GatewaySettings(CommonSettings):
             self.ignored_phones()
         except PhoneError as exc:
             raise ConfigurationError(f"IGNORED_NUMBERS holds a value that is not a phone number: {exc}") from None
+        if self.production and self.sandbox_send_429_rate > 0:
+            raise ConfigurationError("SANDBOX_SEND_429_RATE is a test setting; APP_ENV=production refuses it")
         missing = self.missing_credentials()
         if missing and self.production:
             raise ConfigurationError(

@@ -19,4 +19,10 @@ def build_provider(
         return WappiProvider(settings, clock)
     if settings.provider is ProviderName.META:
         return MetaProvider(settings, clock)
-    return SandboxProvider(sessions, clock, settings.max_media_bytes)
+    return SandboxProvider(
+        sessions,
+        clock,
+        settings.max_media_bytes,
+        failure_rate=settings.sandbox_send_429_rate,
+        retry_after_s=settings.sandbox_retry_after_s,
+    )

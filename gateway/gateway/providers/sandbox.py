@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db import tables
-from gateway.providers.base import Media, MediaError, SendResult, WhatsAppProvider, inline_media
+from gateway.domain.retry import classify_http
+from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
 from parley_shared.db import dialect_name, insert_ignore
@@ -50,15 +51,40 @@ class Delivered:
 class SandboxProvider(WhatsAppProvider):
     name = Provider.SANDBOX
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, max_media_bytes: int) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        max_media_bytes: int,
+        *,
+        failure_rate: float = 0.0,
+        retry_after_s: float = 0.0,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.max_media_bytes = max_media_bytes
         self._delivered = asyncio.Condition()
         self.version = 0  # bumped on every delivery (long polling compares it)
+        self.failure_rate = failure_rate
+        self.retry_after_s = retry_after_s
+        self.send_calls = 0
+        self.refused = 0
+
+    def _inject_429(self) -> None:
+        """Test fault injection (``SANDBOX_SEND_429_RATE``): answer 429 to that share of the send
+        calls, spread evenly and deterministically (call n fails when floor(n * rate) steps up), before
+        anything is stored, so the sender's retry path meets a real "certainly not delivered"."""
+        self.send_calls += 1
+        if self.failure_rate <= 0:
+            return
+        if int(self.send_calls * self.failure_rate) > int((self.send_calls - 1) * self.failure_rate):
+            self.refused += 1
+            retry_after = self.retry_after_s or None
+            raise SendError(classify_http(429, None, "sandbox: injected 429 (SANDBOX_SEND_429_RATE)", retry_after))
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Store the message once per message id (a repeat finds the stored one)."""
+        self._inject_429()
         t = tables.sandbox_outbox
         async with self.sessions() as session, session.begin():
             values = {

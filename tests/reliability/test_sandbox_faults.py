@@ -1,0 +1,48 @@
+"""The sandbox's test-only 429 injection (``SANDBOX_SEND_429_RATE``) that the fault suite relies on."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gateway.domain.retry import Outcome
+from gateway.providers.base import SendError
+from gateway.providers.sandbox import SandboxProvider
+from gateway.settings import GatewaySettings
+from parley_shared.clock import ManualClock
+from parley_shared.settings import ConfigurationError
+
+
+def _calls(provider: SandboxProvider, n: int) -> list[SendError | None]:
+    out: list[SendError | None] = []
+    for _ in range(n):
+        try:
+            provider._inject_429()
+        except SendError as exc:
+            out.append(exc)
+        else:
+            out.append(None)
+    return out
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (0.2, 20), (1 / 3, 33), (0.5, 50)])
+def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> None:
+    provider = SandboxProvider(None, ManualClock(), 1024, failure_rate=rate)  # type: ignore[arg-type]
+    results = _calls(provider, 100)
+    failures = [r for r in results if r is not None]
+    assert len(failures) == expected == provider.refused
+    # never two refusals in a row below one half: a message's retry gets through
+    assert not any(a is not None and b is not None for a, b in itertools.pairwise(results))
+
+
+def test_an_injected_429_is_transient_and_carries_retry_after() -> None:
+    provider = SandboxProvider(None, ManualClock(), 1024, failure_rate=0.5, retry_after_s=1.5)  # type: ignore[arg-type]
+    failure = next(r for r in _calls(provider, 2) if r is not None).failure
+    assert failure.outcome is Outcome.TRANSIENT and failure.code == "429" and failure.retry_after_s == 1.5
+
+
+def test_production_refuses_the_injection() -> None:
+    with pytest.raises(ConfigurationError, match="SANDBOX_SEND_429_RATE"):
+        GatewaySettings(app_env="production", api_token="x" * 20, sandbox_send_429_rate=0.2)  # type: ignore[call-arg]
+    assert GatewaySettings(app_env="test", sandbox_send_429_rate=0.2).sandbox_send_429_rate == 0.2  # type: ignore[call-arg]
