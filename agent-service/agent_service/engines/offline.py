@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -169,7 +170,8 @@ class OfflineEngine:
         For prices, stock and open questions the subject (product, thing asked about) must be
         found in the line: at least half of the message's content words. For delivery, payment,
         warranty, discount and location questions the topic itself is the subject; the words
-        only rank the lines.
+        only rank the lines -- but a question naming something the passages never mention (a
+        capitalised word inside the sentence: a city, a brand) is not answered from them.
         """
         terms = content_terms(ctx.text, ignore=INTENT_VOCABULARY)
         if not terms and intents & {Intent.PRICE, Intent.AVAILABILITY}:
@@ -179,7 +181,13 @@ class OfflineEngine:
         units = self._units(ctx.passages, ctx.language)
         if not units:
             return None
-        words = set(tokens(ctx.text))
+        known = set().union(*(u.terms for u in units))
+        if _proper_nouns(ctx.text) - known:
+            return None  # names a place, brand or product the documents never mention ("deliver to Astana?")
+        # The message's words, each weighted by how rare it is among the lines ("installment" says
+        # more than "payment" when every payment line says "payment").
+        df = Counter(term for u in units for term in u.terms)
+        words = {w: math.log(1 + len(units) / df[w]) for w in set(tokens(ctx.text)) if df[w]}
         wanted: list[Intent | None] = [i for i in _MARKERS if i in intents] or [None]
         markers = [_MARKERS[i] for i in wanted if i is not None]
         chosen: list[_Unit] = []
@@ -215,7 +223,7 @@ class OfflineEngine:
     def _best_units(
         units: list[_Unit],
         terms: set[str],
-        words: set[str],
+        words: dict[str, float],
         intent: Intent | None,
         markers: list[re.Pattern[str]],
         *,
@@ -223,7 +231,7 @@ class OfflineEngine:
     ) -> list[_Unit] | None:
         needed = max(1, math.ceil(len(terms) / 2)) if terms and subject_needed else 0
         marker = _MARKERS.get(intent) if intent is not None else None
-        scored: list[tuple[tuple[int, int, int, int], _Unit]] = []
+        scored: list[tuple[tuple[int, int, float, int], _Unit]] = []
         for unit in units:
             if marker is not None and not marker.search(unit.text):
                 continue
@@ -231,7 +239,8 @@ class OfflineEngine:
             if overlap < needed:
                 continue
             also = sum(1 for m in markers if m.search(unit.text))
-            score = (overlap, also, len(words & unit.terms), 0 if unit.pair else 1)
+            weight = round(sum(w for term, w in words.items() if term in unit.terms), 6)
+            score = (overlap, also, weight, 0 if unit.pair else 1)
             scored.append((score, unit))
         if not scored:
             return None
@@ -247,3 +256,15 @@ def _answer_part(line: str) -> str:
     if mark and answer.strip() and len(question) < 200:
         return answer.strip()
     return line
+
+
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-ZА-ЯЁӘҒҚҢӨҰҮҺІ][\w-]+)")
+
+
+def _proper_nouns(text: str) -> set[str]:
+    """Capitalised words that do not start a sentence, as index terms."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        for match in _CAPITALISED.finditer(line.strip()):
+            found.update(tokens(match.group(1)))
+    return found
