@@ -182,6 +182,20 @@ class SalesAgent:
             classification=verdict,
         )
 
+    def fallback_plan(self, turn: TurnInput, error: str) -> TurnPlan:
+        """The safe reply when planning itself failed: a manager will answer; nothing else changes."""
+        texts = [m.text for m in turn.messages if m.text]
+        language = detect_language("\n".join(texts), previous=turn.contact.get("language"))
+        decision = AgentDecision(
+            reply=self.prompts.phrase(language, "fallback"),
+            spin_stage=turn.contact.get("spin_stage") or "situation",
+            outcome=turn.contact.get("outcome") or "open",
+            language=language,
+        )
+        values = {"language": language, "needs_human": True, "needs_human_reason": f"the agent failed: {error}"[:500]}
+        metrics.HANDOFFS.labels("agent_failed").inc()
+        return TurnPlan(decision.reply, decision, language, values, engine_error=error[:500])
+
     async def _classify(self, texts: list[str]) -> Classification:
         try:
             verdict = await self.engine.classify(texts, self.profile)

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent_service.domain.decision import MAX_REPLY
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import HistoryItem, TurnContext
 from agent_service.engines.offline import OfflineEngine
-from agent_service.knowledge import KnowledgeBase
+from agent_service.knowledge import KnowledgeBase, Passage
 from agent_service.knowledge.loader import load_file
 from agent_service.prompts import PromptBook
 from tests.agent.conversation_support import ROOT
@@ -126,3 +127,10 @@ def test_the_loader_never_raises_on_arbitrary_bytes(data: bytes, suffix: str, tm
     path.write_bytes(b"%PDF-1.4\n" + data if suffix == ".pdf" else data)
     document, problem = load_file(path, path.name)
     assert document is not None or problem is not None
+
+
+def test_long_document_lines_are_cut_at_a_sentence_within_the_reply_limit() -> None:
+    long_line = "The Titan desk costs 99 000 ₸. " + " ".join(f"Titan fact number {i} is long." for i in range(200))
+    passage = Passage("big.md", 1, "big.md:p1:c1", long_line, 1.0)
+    decision = ENGINE.compose(ctx("How much is the Titan desk?", passages=[passage]))
+    assert len(decision.reply) <= MAX_REPLY and "99 000 ₸" in decision.reply and decision.reply.endswith(".")

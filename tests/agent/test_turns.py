@@ -371,3 +371,15 @@ async def test_a_call_request_books_a_call_shown_with_the_conversation(amqp_url:
     assert convo["contact"]["outcome"] == "agreed"
     assert reply.text.startswith(PromptBook(ROOT / "prompts").phrase("en", "call_confirm"))
     assert len(reply.text) > len(PromptBook(ROOT / "prompts").phrase("en", "call_confirm"))  # the booking's own words
+
+
+async def test_a_crashing_engine_gets_the_fallback_reply_and_a_human(amqp_url: str, database_url: str) -> None:
+    async def broken(context: TurnContext) -> Any:
+        raise ZeroDivisionError("bug in a custom engine")
+
+    async with running_agent(amqp_url, database_url, engine=ScriptedEngine(broken)) as agent:
+        reply = await agent.say("+77010000010", "Hello?")
+        convo = await agent.conversation("+77010000010")
+    assert reply.text == PromptBook(ROOT / "prompts").phrase("en", "fallback")
+    assert convo["contact"]["needs_human"] is True and "ZeroDivisionError" in convo["contact"]["needs_human_reason"]
+    assert convo["messages"][0]["status"] == "handled"

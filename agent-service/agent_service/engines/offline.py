@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent_service.domain.call_request import requested_call_time
-from agent_service.domain.decision import SPIN_STAGES, AgentDecision, next_stage
+from agent_service.domain.decision import MAX_REPLY, SPIN_STAGES, AgentDecision, next_stage
 from agent_service.domain.intents import FACT_INTENTS, INTENT_VOCABULARY, Intent, detect_intents
 from agent_service.domain.language import detect_language
 from agent_service.domain.moderation import Classification, classify_rules
@@ -86,7 +86,7 @@ class OfflineEngine:
         def decide(parts: Iterable[str], **fields: object) -> AgentDecision:
             values: dict[str, object] = {"spin_stage": ctx.spin_stage, "outcome": ctx.outcome, "language": lang}
             values.update(fields)
-            return AgentDecision(reply=" ".join(p for p in parts if p), **values)  # type: ignore[arg-type]
+            return AgentDecision(reply=_fit(" ".join(p for p in parts if p)), **values)  # type: ignore[arg-type]
 
         text = ctx.text
         if not text.strip():
@@ -268,3 +268,12 @@ def _proper_nouns(text: str) -> set[str]:
         for match in _CAPITALISED.finditer(line.strip()):
             found.update(tokens(match.group(1)))
     return found
+
+
+def _fit(reply: str) -> str:
+    """Long documents make long quotes: keep whole sentences within the reply limit."""
+    if len(reply) <= MAX_REPLY:
+        return reply
+    cut = reply[:MAX_REPLY]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > 0 else cut

@@ -281,7 +281,11 @@ class TurnRunner:
                 first_texts=first_texts,
                 now=self.clock.now(),
             )
-            plan = await self.agent.plan(turn)
+            try:
+                plan = await self.agent.plan(turn)
+            except Exception as exc:  # a bug in an engine or the knowledge base must not block the contact
+                log.exception("turn.plan_failed", contact_id=contact_id)
+                plan = self.agent.fallback_plan(turn, f"{type(exc).__name__}: {exc}")
         return await self._commit(contact_id, token, turn_id, pending, plan)
 
     async def _commit(
