@@ -209,6 +209,9 @@ class Outbox:
     async def run(self, interval_s: float = 1.0) -> None:
         """Relay loop: drains pending rows every ``interval_s`` (or when woken) until cancelled."""
         while True:
+            # Clear before draining: a wake() that arrives during the batch then starts the next
+            # round at once instead of being lost until the interval ends.
+            self._wake.clear()
             try:
                 while await self.relay_once() >= self.batch_size:
                     pass
@@ -216,7 +219,6 @@ class Outbox:
                 raise
             except Exception as exc:  # broker or database away: try again next round
                 log.warning("outbox.relay_failed", error=type(exc).__name__)
-            self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
 

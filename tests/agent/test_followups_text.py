@@ -26,7 +26,6 @@ from tests.support.followups import START, make_rig
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 FACT = "Delivery within Almaty is free for orders above 150 000 tenge."
 # google-genai subclasses aiohttp.ClientSession, which aiohttp 3.14 deprecates (a library matter, not ours).
-SDK_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 HISTORY = [("in", "Do you deliver office chairs to Almaty?"), ("out", "We do. How many chairs do you need?")]
 
 
@@ -101,7 +100,6 @@ async def test_offline_value_proposition_quotes_a_grounded_fact(knowledge: Knowl
     assert FACT not in reminder.text and reminder.knowledge_refs == []
 
 
-@SDK_WARNING
 async def test_gemini_writes_with_the_prompt_conversation_and_passages(
     knowledge: KnowledgeBase, gemini: FakeGemini
 ) -> None:
@@ -118,7 +116,6 @@ async def test_gemini_writes_with_the_prompt_conversation_and_passages(
     assert call.response_schema is not None
 
 
-@SDK_WARNING
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
@@ -139,7 +136,6 @@ async def test_any_model_failure_falls_back_to_the_template(
     assert "20%" not in result.text and FACT in result.text
 
 
-@SDK_WARNING
 async def test_the_scheduler_sends_gemini_text_when_a_key_is_set(
     database_url: str, amqp_url: str, gemini: FakeGemini
 ) -> None:

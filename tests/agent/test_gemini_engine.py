@@ -21,7 +21,6 @@ from tests.agent.conversation_support import running_agent
 from tests.support.fake_gemini import FakeGemini, FakeReply, GeminiCall
 
 # google-genai subclasses aiohttp.ClientSession, which aiohttp deprecates (a warning, an error under -W error).
-pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = BusinessProfile("KomfortOffice", "office furniture shop in Almaty", "Asia/Almaty")

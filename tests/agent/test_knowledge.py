@@ -137,7 +137,6 @@ def test_bm25_over_a_thousand_page_catalogue_is_fast(tmp_path: Path) -> None:
 
 
 # google-genai subclasses aiohttp.ClientSession, which aiohttp deprecates (a warning, an error under -W error).
-@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 async def test_hybrid_retrieval_with_gemini_embeddings_and_fallback_to_bm25(tmp_path: Path) -> None:
     fake = await FakeGemini().start()
     try:

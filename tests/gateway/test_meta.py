@@ -39,7 +39,6 @@ from tests.support.fake_meta import (
     text_message,
 )
 
-SDK_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 SECRET = META_SECRET
 VERIFY = META_VERIFY
 WA_ID = "77010000001"
@@ -180,7 +179,6 @@ async def test_sends_statuses_and_templates_through_the_graph_api(amqp_url: str,
         assert stats["messages"]["outbound"]["by_status"] == {"read": 1, "failed": 1}
 
 
-@SDK_WARNING
 async def test_voice_note_via_two_step_download_with_an_expired_url(amqp_url: str, tmp_path, graph: FakeMeta) -> None:  # type: ignore[no-untyped-def]
     gemini = await FakeGemini().start()
     try:

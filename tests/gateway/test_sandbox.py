@@ -22,7 +22,6 @@ from tests.gateway.helpers import AUTH, eventually, gateway_settings, publish, q
 from tests.support.fake_gemini import FakeGemini, FakeReply
 
 # google-genai subclasses aiohttp.ClientSession, which aiohttp 3.14 warns about (-W error).
-SDK_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 PHONE = "+77010000001"
 AUDIO = b"OggS\x00\x02fake-opus-audio" * 20
 
@@ -114,7 +113,6 @@ async def test_outbox_long_poll_answers_when_a_message_arrives(amqp_url: str, tm
         assert (await other.json())["messages"] == []
 
 
-@SDK_WARNING
 async def test_voice_note_is_transcribed_through_the_real_sdk(amqp_url: str, tmp_path, gemini: FakeGemini) -> None:  # type: ignore[no-untyped-def]
     gemini.queue(FakeReply.error(503), FakeReply.text("Сколько стоит кресло?"))
     settings = gateway_settings(
@@ -143,7 +141,6 @@ async def test_voice_note_is_transcribed_through_the_real_sdk(amqp_url: str, tmp
     assert [r[1] for r in rows] == ["transcribed"]
 
 
-@SDK_WARNING
 @pytest.mark.parametrize("case", ["no_key", "gemini_down", "blocked"])
 async def test_voice_note_without_transcription_still_reaches_the_agent(
     amqp_url: str,

@@ -31,7 +31,6 @@ from tests.gateway.helpers import (
 from tests.support.fake_gemini import FakeGemini, FakeReply, GeminiCall
 from tests.support.fake_wappi import FakeWappi, wappi_message
 
-SDK_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 IGNORED = ["77019990001", "77019990002"]
 
 
@@ -110,7 +109,6 @@ def build_account(wappi: FakeWappi, now: int) -> set[str]:
     return expected
 
 
-@SDK_WARNING
 async def test_account_of_120_messages_published_once_across_a_restart_mid_poll(
     amqp_url: str, database_url: str, wappi: FakeWappi, gemini: FakeGemini
 ) -> None:
