@@ -45,3 +45,7 @@ clean:
 .PHONY: catalogue
 catalogue: install  ## rebuild the sample knowledge_base/komfortoffice_catalogue.pdf (needs the DejaVu fonts)
 	$(BIN)/python knowledge_base/_source/build_catalogue.py
+
+.PHONY: bench
+bench: install services  ## the benchmarks (not part of make test): prints a table, writes bench/results/latest.json (BENCH_ARGS="--quick" or names)
+	$(BIN)/python -m bench --no-services $(BENCH_ARGS)

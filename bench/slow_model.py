@@ -1,0 +1,140 @@
+"""Benchmark 2: a slow model. Gemini (the fake, through the real SDK) takes 1 s per call; 2,000
+prospects write at once; how long until every one of them is answered?
+
+Each prospect writes two messages back to back (a burst, as people write) at the same moment
+as everyone else. With the default ``BUFFER_WINDOW_S`` (3 s) the burst is one turn: the
+moderator's first look (one model call) and the sales agent's decision (another), so an answer
+takes at least window + 2 s. Checked per prospect: exactly one answer, and it answers both
+messages in the order they were sent (``in_reply_to``). Reported: time from the first message
+to the last answer, answer-time percentiles, model calls and the peak of calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import profile
+from bench.common import CpuMeter, peak_rss_mib, percentile
+from bench.load import phone
+from bench.pipeline import parley_stack
+
+MODEL_DELAY_S = 1.0
+TEXTS = ("Hello! Do you sell office chairs?", "How much is the ErgoPro 300?")
+
+
+def decision(call: Any) -> dict[str, Any]:
+    ids = [line[1:].split("]")[0] for line in call.prompt.splitlines() if line.startswith("[")]
+    return {
+        "reply": "Hello! Yes, we sell office chairs; tell me about your office.",
+        "spin_stage": "situation",
+        "outcome": "open",
+        "action": "none",
+        "language": "en",
+        "passages_used": ids[:1],
+    }
+
+
+async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0) -> dict[str, Any]:
+    from tests.support.fake_gemini import FakeGemini, FakeReply
+
+    fake = await FakeGemini().start()
+
+    async def respond(call: Any) -> FakeReply:
+        if "moderator" in call.system:
+            verdict = {"status": "client", "category": "prospect", "reason": "asks about chairs", "confidence": 0.95}
+            return FakeReply.json(verdict, delay_s=MODEL_DELAY_S)
+        return FakeReply.json(decision(call), prompt_tokens=400, output_tokens=40, delay_s=MODEL_DELAY_S)
+
+    fake.responder = respond
+    agent_env = {
+        "LLM_ENGINE": "gemini",
+        "GEMINI_API_KEY": "bench-key",
+        "GEMINI_BASE_URL": fake.url,
+        "KNOWLEDGE_EMBEDDINGS": "false",
+        "BUFFER_WINDOW_S": "3.0",
+    }
+    sent: dict[str, list[str]] = defaultdict(list)
+    answers: dict[str, list[tuple[float, list[str]]]] = defaultdict(list)
+    all_answered = asyncio.Event()
+    try:
+        async with (
+            parley_stack(workdir, "slowmodel", agent_env=agent_env) as stack,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=prospects + 10), timeout=aiohttp.ClientTimeout(total=deadline_s)
+            ) as http,
+        ):
+
+            async def read() -> None:
+                cursor = 0
+                while True:
+                    params = {"after": str(cursor), "limit": "500", "wait": "10"}
+                    async with http.get(
+                        f"{stack.gateway.url}/sandbox/outbox", params=params, headers=stack.headers
+                    ) as r:
+                        page = await r.json()
+                    now = time.perf_counter()
+                    for message in page["messages"]:
+                        answers[message["to"]].append((now, message["in_reply_to"]))
+                    cursor = page["next_cursor"]
+                    if len(answers) >= prospects:
+                        all_answered.set()
+
+            async def prospect(index: int) -> None:
+                to = phone(index)
+                for k, text in enumerate(TEXTS):
+                    body = {"from": to, "text": text, "id": f"slow-{to}-{k}"}
+                    async with http.post(f"{stack.gateway.url}/sandbox/inbound", json=body, headers=stack.headers) as r:
+                        r.raise_for_status()
+                        sent[to].append(str((await r.json())["message_id"]))
+
+            reader = asyncio.create_task(read())
+            assert stack.gateway.process and stack.agent.process
+            pids = {"gateway": stack.gateway.process.pid, "agent": stack.agent.process.pid}
+            meter = CpuMeter(groups={k: [v] for k, v in pids.items()})
+            meter.start()
+            started = time.perf_counter()
+            async with profile.recording(pids):
+                await asyncio.gather(*(prospect(i) for i in range(prospects)))
+                written_s = time.perf_counter() - started
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_answered.wait(), deadline_s)
+                answered_s = time.perf_counter() - started
+            await asyncio.sleep(1.0)  # anything sent twice would show up now
+            cpu = meter.stop()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            memory = {k: peak_rss_mib(v) for k, v in pids.items()}
+    finally:
+        await fake.close()
+    first_answers = [a[0][0] - started for a in answers.values() if a]
+    # In order: the answers, in the order they arrived, answer the prospect's messages in the order sent.
+    in_order = sum(1 for to, ids in sent.items() if [i for a in answers.get(to, []) for i in a[1]] == ids)
+    replies = sum(len(a) for a in answers.values())
+    model_calls = [c for c in fake.calls if c.method == "generateContent"]
+    return {
+        "prospects": prospects,
+        "messages": sum(len(v) for v in sent.values()),
+        "buffer_window_s": 3.0,
+        "model_delay_s": MODEL_DELAY_S,
+        "writes_done_s": round(written_s, 2),
+        "all_answered_s": round(answered_s, 2) if len(answers) >= prospects else None,
+        "answered": len(answers),
+        "answered_in_order": in_order,
+        "replies": replies,
+        "prospects_with_two_turns": sum(1 for a in answers.values() if len(a) > 1),
+        "answer_p50_s": round(percentile(first_answers, 50), 2),
+        "answer_p99_s": round(percentile(first_answers, 99), 2),
+        "model_calls": len(model_calls),
+        "peak_model_calls_in_flight": fake.peak_in_flight,
+        "target_s": 10.0,
+        "cpu_s": cpu,
+        "peak_rss_mib": memory,
+    }
