@@ -69,13 +69,13 @@ def _read(path: str) -> str:
         return ""
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (0 when it is gone)."""
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """User + system (or only system) CPU time of a process (0 when it is gone)."""
     stat = _read(f"/proc/{pid}/stat")
     if not stat:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[12]) if system_only else int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -107,27 +107,35 @@ class CpuMeter:
 
     groups: dict[str, list[int]] = field(default_factory=dict)
     _start: dict[str, float] = field(default_factory=dict)
+    _start_system: dict[str, float] = field(default_factory=dict)
     result: dict[str, float] = field(default_factory=dict)
+    system: dict[str, float] = field(default_factory=dict)  # the part spent in the kernel
     wall_s: float = 0.0
     _t0: float = 0.0
 
-    def _sample(self) -> dict[str, float]:
-        groups = {
+    def _groups(self) -> dict[str, list[int]]:
+        return {
             **self.groups,
             "postgresql": pids_named("postgres"),
             "rabbitmq": pids_named("beam.smp"),
             "bench driver": [os.getpid()],
         }
-        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
+
+    def _sample(self, *, system_only: bool = False) -> dict[str, float]:
+        return {
+            name: sum(cpu_seconds(p, system_only=system_only) for p in pids) for name, pids in self._groups().items()
+        }
 
     def start(self) -> None:
         self._start = self._sample()
+        self._start_system = self._sample(system_only=True)
         self._t0 = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
         self.wall_s = time.perf_counter() - self._t0
-        end = self._sample()
+        end, end_system = self._sample(), self._sample(system_only=True)
         self.result = {k: round(end[k] - self._start.get(k, 0.0), 2) for k in end}
+        self.system = {k: round(end_system[k] - self._start_system.get(k, 0.0), 2) for k in end_system}
         return self.result
 
 

@@ -98,7 +98,7 @@ async def run_reference(prospects: int, messages: tuple[str, ...]) -> dict[str, 
             memory = {"server": peak_rss_mib(server.pid), "worker": peak_rss_mib(worker.pid)}
         finally:
             await connection.close()
-    return _report(result, cpu, memory)
+    return _report(result, cpu, memory, meter.system)
 
 
 # ---------------------------------------------------------------------------- Parley
@@ -176,12 +176,15 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         memory = {"gateway": peak_rss_mib(gw_pid), "agent": peak_rss_mib(agent_pid)}
-    return _report(result, cpu, memory)
+    return _report(result, cpu, memory, meter.system)
 
 
-def _report(result: LoadResult, cpu: dict[str, float], memory: dict[str, float]) -> dict[str, Any]:
+def _report(
+    result: LoadResult, cpu: dict[str, float], memory: dict[str, float], system: dict[str, float]
+) -> dict[str, Any]:
     summary: dict[str, Any] = result.summary()
     summary["cpu_s"] = cpu
+    summary["cpu_system_s"] = system
     summary["cpu_ms_per_message"] = {
         k: round(v * 1000 / result.answered, 2) if result.answered else 0.0 for k, v in cpu.items()
     }

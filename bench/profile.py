@@ -43,6 +43,7 @@ async def recording(pids: dict[str, int]) -> AsyncIterator[None]:
                 "--output",
                 str(out),
                 "--nonblocking",
+                "--gil",
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
