@@ -18,6 +18,7 @@ not recognised.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -205,27 +206,36 @@ def source_keys(texts: Iterable[str]) -> set[str]:
     keys: set[str] = set()
     for text in texts:
         for line in text.splitlines() or [text]:
-            claims = extract_claims(line)
-            # A line that names a price but writes no currency next to its numbers (a table with
-            # "Price, KZT" in the header) makes each of its numbers a possible price.
-            price_line = bool(_PRICE_WORDS.search(line)) and not any(c.kind == "money" for c in claims)
-            for claim in claims:
-                if claim.code:  # "ErgoPro 300" grounds "ErgoPro 300", not "300 chairs"
-                    keys.update(claim.coded_keys)
-                    continue
-                for key in claim.keys:
-                    kind, _, value = key.partition(":")
-                    if kind in ("n", "m", "p"):
-                        keys.add(f"n:{value}")  # any number grounds a plain number
-                        if kind == "p":
-                            keys.add(f"p:{value}")
-                        if kind == "m" or price_line:
-                            keys.add(f"m:{value}")
-                    else:
-                        keys.add(key)
-                for group in claim.all_of:  # "2 300" read as two numbers grounds plain numbers only
-                    keys.update(group)
+            keys |= _line_keys(line)
     return keys
+
+
+@functools.lru_cache(maxsize=8192)
+def _line_keys(line: str) -> frozenset[str]:
+    """The keys one source line grounds. Cached: the same catalogue lines and business profile
+    are the sources of turn after turn (a pure function of the line)."""
+    keys: set[str] = set()
+    claims = extract_claims(line)
+    # A line that names a price but writes no currency next to its numbers (a table with
+    # "Price, KZT" in the header) makes each of its numbers a possible price.
+    price_line = bool(_PRICE_WORDS.search(line)) and not any(c.kind == "money" for c in claims)
+    for claim in claims:
+        if claim.code:  # "ErgoPro 300" grounds "ErgoPro 300", not "300 chairs"
+            keys.update(claim.coded_keys)
+            continue
+        for key in claim.keys:
+            kind, _, value = key.partition(":")
+            if kind in ("n", "m", "p"):
+                keys.add(f"n:{value}")  # any number grounds a plain number
+                if kind == "p":
+                    keys.add(f"p:{value}")
+                if kind == "m" or price_line:
+                    keys.add(f"m:{value}")
+            else:
+                keys.add(key)
+        for group in claim.all_of:  # "2 300" read as two numbers grounds plain numbers only
+            keys.update(group)
+    return frozenset(keys)
 
 
 def _grounded(claim: Claim, keys: set[str]) -> bool:
