@@ -181,7 +181,10 @@ class Sender:
             if not await self._still_to_send(message):
                 return
             async with self.pacer.turn(ticket):
-                await self._send_with_retries(message)
+                result = await self._send_with_retries(message)
+            # The provider call is over: the account serves the next message while this one is recorded.
+            if result is not None:
+                await self._sent(message, result)
         finally:
             self.pacer.cancel(ticket)
             self._in_flight.discard(message.message_id)
@@ -200,7 +203,8 @@ class Sender:
             )
         return True
 
-    async def _send_with_retries(self, message: OutgoingMessage) -> None:
+    async def _send_with_retries(self, message: OutgoingMessage) -> SendResult | None:
+        """Send (retrying transient failures); the provider's answer, or None if there was nothing to send."""
         failures = 0
         first_attempt = True
         while True:
@@ -210,7 +214,7 @@ class Sender:
             if not await self.outbound.start_sending(message.message_id):
                 # Someone else moved it on since we looked (another replica): never send it twice.
                 if not await self._still_to_send(message):
-                    return
+                    return None
                 continue
             started = time.perf_counter()
             try:
@@ -219,8 +223,7 @@ class Sender:
                 failure = exc.failure
             else:
                 metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
-                await self._sent(message, result)
-                return
+                return result
             metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
             failures += 1
             if failure.outcome is Outcome.AMBIGUOUS:
