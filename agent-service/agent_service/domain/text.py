@@ -70,9 +70,23 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
+# How prospects name what the catalogue calls otherwise: a stem becomes the catalogue's terms.
+# Applied to documents and questions alike, so both sides meet ("standing desk" finds the
+# "height-adjustable desk"). Keep it small and about the business's own vocabulary.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "standing": ("height", "adjustable"),
+    "стояч": ("регулировк", "высот"),  # стоячий / стоячие / стоячих стол(ы)
+}
+
+
 def tokens(text: str) -> list[str]:
-    """Index/query terms: words without stopwords, stemmed."""
-    return [stem(w) for w in words(text) if w not in STOPWORDS]
+    """Index/query terms: words without stopwords, stemmed, synonyms mapped to catalogue terms."""
+    out: list[str] = []
+    for word in words(text):
+        if word not in STOPWORDS:
+            stemmed = stem(word)
+            out.extend(SYNONYMS.get(stemmed, (stemmed,)))
+    return out
 
 
 def content_terms(text: str, ignore: Iterable[str] = ()) -> set[str]:
