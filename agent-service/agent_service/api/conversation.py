@@ -17,6 +17,7 @@ from sqlalchemy import select
 from agent_service.api.contacts import ContactOut, parse_phone
 from agent_service.db import repository as repo
 from agent_service.db import tables
+from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
@@ -82,7 +83,7 @@ class ConversationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(100, ge=1, le=MAX_MESSAGES)
-    before: int | None = Field(None, ge=1, description="Only messages with a smaller id")
+    before: int | None = Field(None, ge=1, le=SQL_INT_MAX, description="Only messages with a smaller id")
 
 
 @describe(

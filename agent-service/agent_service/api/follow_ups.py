@@ -24,6 +24,7 @@ from agent_service.db import repository as repo
 from agent_service.db.tables import contacts, follow_ups
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
+from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
 from parley_shared.phone import PhoneError, to_e164
@@ -39,7 +40,7 @@ class ActiveQuery(BaseModel):
 
     phone: str | None = Field(None, max_length=40, description="Only this contact's touches")
     limit: int = Field(100, ge=1, le=PAGE_MAX, description=f"Page size (1..{PAGE_MAX})")
-    offset: int = Field(0, ge=0, description="Rows to skip")
+    offset: int = Field(0, ge=0, le=SQL_INT_MAX, description="Rows to skip")
 
 
 class ActiveTouch(BaseModel):

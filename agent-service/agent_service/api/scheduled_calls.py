@@ -22,6 +22,7 @@ from agent_service.api.follow_ups import query_phone
 from agent_service.db.tables import contacts, scheduled_calls
 from agent_service.domain.call_slots import propose, refusal
 from agent_service.followups.wiring import CALL_BOOKER
+from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
@@ -41,7 +42,7 @@ class CallsQuery(BaseModel):
     to: QueryDatetime | None = Field(None, description="scheduled_at < this (ISO 8601 with offset)")
     phone: str | None = Field(None, max_length=40, description="Only this contact's calls")
     limit: int = Field(100, ge=1, le=PAGE_MAX)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=SQL_INT_MAX)
 
 
 class CallOut(BaseModel):
@@ -141,6 +142,8 @@ async def patch_call(request: web.Request) -> web.Response:
         call_id = int(request.match_info["id"])
     except ValueError:
         raise HTTPError(400, "the call id must be an integer") from None
+    if not 0 < call_id <= SQL_INT_MAX:
+        raise HTTPError(404, "no such call")
     patch = await read_model(request, CallPatch)
     runtime = request.app[RUNTIME]
     booker = request.app[CALL_BOOKER]

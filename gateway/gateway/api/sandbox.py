@@ -24,6 +24,7 @@ from gateway.context import GATEWAY
 from gateway.domain.events import InboundEvent
 from gateway.providers.sandbox import SandboxProvider
 from parley_shared.contracts import MAX_INLINE_MEDIA_B64, MAX_TEXT, MediaRef, MessageKind, Provider, new_id
+from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import describe
 from parley_shared.phone import PhoneError, to_e164
@@ -62,7 +63,9 @@ class OutboxQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str | None = Field(default=None, max_length=64, description="Only messages to this phone (any format)")
-    after: int = Field(default=0, ge=0, description="Cursor: only messages after it (next_cursor of the last call)")
+    after: int = Field(
+        default=0, ge=0, le=SQL_INT_MAX, description="Cursor: only messages after it (next_cursor of the last call)"
+    )
     limit: int = Field(default=100, ge=1, le=500)
     wait: int = Field(default=0, ge=0, le=MAX_WAIT_S, description="Seconds to wait for a message when none is there")
 
