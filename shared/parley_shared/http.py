@@ -133,11 +133,31 @@ def bearer_auth_middleware(token: str | None) -> Callable[[web.Request, HandlerT
     return middleware
 
 
+def body_limit_middleware(max_body_bytes: int) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
+    """413 for a declared body over the limit on EVERY route, before auth and the handler.
+
+    aiohttp's ``client_max_size`` only acts when a handler reads the body; a route that never
+    reads it (``POST .../handback``) would otherwise answer 200 to a 100 MB upload."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return json_error(413, "request body too large")
+        return await handler(request)
+
+    return middleware
+
+
 def base_app(*, token: str | None, max_body_bytes: int) -> web.Application:
     """An application with the shared middlewares (outermost first)."""
     return web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[correlation_middleware, error_middleware, bearer_auth_middleware(token)],
+        middlewares=[
+            correlation_middleware,
+            error_middleware,
+            body_limit_middleware(max_body_bytes),
+            bearer_auth_middleware(token),
+        ],
     )
 
 
