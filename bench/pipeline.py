@@ -166,17 +166,45 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
         assert stack.gateway.process and stack.agent.process
         gw_pid, agent_pid = stack.gateway.process.pid, stack.agent.process.pid
         meter = CpuMeter(groups={"gateway": [gw_pid], "agent": [agent_pid]})
+        databases = {"gateway": stack.gateway_db, "agent": stack.agent_db}
+        before = await transactions(databases)
         meter.start()
         try:
             async with profile.recording({"gateway": gw_pid, "agent": agent_pid}):
                 result = await closed_loop(send, replies, prospects=prospects, messages=messages)
         finally:
             cpu = meter.stop()
+            after = await transactions(databases)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         memory = {"gateway": peak_rss_mib(gw_pid), "agent": peak_rss_mib(agent_pid)}
-    return _report(result, cpu, memory, meter.system)
+    report = _report(result, cpu, memory, meter.system)
+    report["db_transactions_per_message"] = {
+        k: round((after[k] - before[k]) / result.answered, 1) if result.answered else 0.0 for k in databases
+    }
+    return report
+
+
+async def transactions(databases: dict[str, str]) -> dict[str, int]:
+    """Committed + rolled back transactions so far in each database (``pg_stat_database``)."""
+    import asyncpg
+
+    from tests.support import infra
+
+    conn = await asyncpg.connect(infra.pg_url("postgres").replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        out = {}
+        for name, url in databases.items():
+            row = await conn.fetchrow(
+                "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = $1",
+                url.rsplit("/", 1)[-1],
+            )
+            out[name] = int(row["n"]) if row else 0
+        return out
+    finally:
+        await conn.close()
 
 
 def _report(
