@@ -55,6 +55,14 @@ class Ticket:
     released: bool = False
 
 
+@dataclass(eq=False)
+class _Delivery:
+    """One message being delivered; every copy of it that arrives meanwhile awaits ``task``."""
+
+    task: asyncio.Task[None]
+    dead_lettered: bool = False
+
+
 class AccountPacer:
     """Turns for one provider account: priority order, the token bucket, one call at a time."""
 
@@ -143,6 +151,10 @@ class AccountPacer:
             ticket.granted = True
             ticket.future.set_result(None)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Shutdown: messages still in line give up their turn (unacknowledged, RabbitMQ redelivers them)."""
         self._closed = True
@@ -168,15 +180,39 @@ class Sender:
         self.settings = settings
         self.sleep = sleep
         self.name = provider.name.value
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, _Delivery] = {}
 
     async def handle(self, message: OutgoingMessage) -> None:
-        if message.message_id in self._in_flight:
-            # Another copy of this message (published twice) is already being handled here.
+        """Deliver ``message`` in a task of its own that every copy of it waits for.
+
+        Shielded: losing the AMQP channel cancels this handler, but a provider call cut off midway
+        would leave an unknown outcome (and a dead letter). The send finishes; the copy RabbitMQ
+        redelivers meanwhile waits for the same task and is settled with its outcome -- and only
+        one copy carries a permanent failure to the dead-letter queue."""
+        delivery = self._in_flight.get(message.message_id)
+        if delivery is None:
+            ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
+            delivery = _Delivery(asyncio.get_running_loop().create_task(self._deliver(message, ticket)))
+            self._in_flight[message.message_id] = delivery
+            delivery.task.add_done_callback(lambda _t, key=message.message_id: self._in_flight.pop(key, None))
+        else:
+            # Another copy (published twice, or redelivered after a lost channel) is being sent here.
             log.info("sender.duplicate_in_flight", message_id=message.message_id)
-            return
-        self._in_flight.add(message.message_id)
-        ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
+        try:
+            await asyncio.shield(delivery.task)
+        except asyncio.CancelledError:
+            if self.pacer.closed:
+                # Shutting down (after SHUTDOWN_TIMEOUT_S): the send stops too; the next start finds
+                # it "sending" and reports an unknown outcome rather than sending it again.
+                delivery.task.cancel()
+            raise
+        except PermanentFailure:
+            if delivery.dead_lettered:
+                return  # another copy took the failure to the dead-letter queue
+            delivery.dead_lettered = True
+            raise
+
+    async def _deliver(self, message: OutgoingMessage, ticket: Ticket) -> None:
         try:
             if not await self._still_to_send(message):
                 return
@@ -187,7 +223,6 @@ class Sender:
                 await self._sent(message, result)
         finally:
             self.pacer.cancel(ticket)
-            self._in_flight.discard(message.message_id)
 
     async def _still_to_send(self, message: OutgoingMessage) -> bool:
         row = await self.outbound.claim(message)
