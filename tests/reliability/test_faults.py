@@ -74,6 +74,7 @@ FAULTS = (
     (0.80, "postgres_terminate"),
 )
 
+STALL_S = 45.0  # no reply at all for this long: something is lost, stop and report
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(PROFILE["timeout"])]
 
 
@@ -198,14 +199,31 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
                         faults["postgres_backends_terminated"] += await infra.terminate_connections(agent_db)
                         faults["postgres_terminations"] += 1
 
+            async def stalled() -> None:
+                """Returns once nothing was answered for STALL_S (a lost message leaves its prospect waiting)."""
+                last, since = -1, time.monotonic()
+                while time.monotonic() - since < STALL_S:
+                    if sandbox.answered != last:
+                        last, since = sandbox.answered, time.monotonic()
+                    await asyncio.sleep(0.5)
+
             started = time.monotonic()
             injector = asyncio.create_task(inject())
+            watchdog = asyncio.create_task(stalled())
             conversations = [asyncio.create_task(converse(sandbox, p)) for p in prospects]
+            everyone = asyncio.gather(*conversations)
             done, _ = await asyncio.wait(
-                [*conversations, injector], timeout=PROFILE["timeout"] - 25, return_when=asyncio.FIRST_EXCEPTION
+                [everyone, injector, watchdog], timeout=PROFILE["timeout"] - 40, return_when=asyncio.FIRST_COMPLETED
             )
+            if injector in done and injector.exception() is None:
+                done, _ = await asyncio.wait(
+                    [everyone, watchdog], timeout=PROFILE["timeout"] - 40, return_when=asyncio.FIRST_COMPLETED
+                )
             for task in done:
-                task.result()  # a failed fault injection or prospect fails the run here
+                if task is not watchdog:
+                    task.result()  # a failed fault injection or prospect fails the run here
+            watchdog.cancel()
+            everyone.cancel()
             elapsed = time.monotonic() - started
             unanswered = sum(1 for p in prospects if not p.answered.is_set())
 
@@ -226,9 +244,9 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
                 with contextlib.suppress(AssertionError):
                     await wait_until(quiet, timeout=30, what="the stack to go quiet")
             await sandbox.read_once(wait=0)
-            for task in (reader, injector, *conversations):
+            for task in (reader, injector, watchdog, *conversations):
                 task.cancel()
-            await asyncio.gather(reader, injector, *conversations, return_exceptions=True)
+            await asyncio.gather(reader, injector, watchdog, *conversations, return_exceptions=True)
             gateway_metrics = await _metrics(session, stack.gateway.url)
         queues = await asyncio.to_thread(queue_table, infra.VHOST)
         rows = await _agent_rows(agent_db)
