@@ -89,6 +89,13 @@ def rss_mib(pid: int) -> float:
     return round(int(match.group(1)) / 1024, 1) if match else 0.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used (every core), from ``/proc/stat``."""
+    fields = [int(x) for x in _read("/proc/stat").splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 def pids_named(prefix: str) -> list[int]:
     """Processes whose command name starts with ``prefix`` (postgres backends, beam.smp)."""
     out = []
@@ -102,7 +109,9 @@ def pids_named(prefix: str) -> list[int]:
 class CpuMeter:
     """CPU seconds spent by named groups of processes between ``start()`` and ``stop()``.
 
-    PostgreSQL and RabbitMQ are machine-wide: anything else using them at the same time counts too.
+    RabbitMQ is one process for the whole machine: anything else using it at the same time counts
+    too. ``machine (all processes)`` is every core's busy time: what is left after the named
+    groups is PostgreSQL and whatever else ran on the machine meanwhile.
     """
 
     groups: dict[str, list[int]] = field(default_factory=dict)
@@ -116,15 +125,17 @@ class CpuMeter:
     def _groups(self) -> dict[str, list[int]]:
         return {
             **self.groups,
-            "postgresql": pids_named("postgres"),
             "rabbitmq": pids_named("beam.smp"),
             "bench driver": [os.getpid()],
         }
 
     def _sample(self, *, system_only: bool = False) -> dict[str, float]:
-        return {
+        sample = {
             name: sum(cpu_seconds(p, system_only=system_only) for p in pids) for name, pids in self._groups().items()
         }
+        if not system_only:
+            sample["machine (all processes)"] = machine_busy_seconds()
+        return sample
 
     def start(self) -> None:
         self._start = self._sample()
@@ -156,6 +167,33 @@ async def bench_vhost(label: str) -> AsyncIterator[str]:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(infra.delete_vhost, vhost)
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving some databases (their pids, from ``pg_stat_activity``)."""
+
+    def __init__(self, database_urls: list[str]) -> None:
+        self.names = [url.rsplit("/", 1)[-1] for url in database_urls]
+        self._start: dict[int, float] = {}
+
+    async def _pids(self) -> list[int]:
+        import asyncpg
+
+        from tests.support import infra
+
+        conn = await asyncpg.connect(infra.pg_url("postgres").replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])", self.names)
+            return [int(r["pid"]) for r in rows]
+        finally:
+            await conn.close()
+
+    async def start(self) -> None:
+        self._start = {pid: cpu_seconds(pid) for pid in await self._pids()}
+
+    async def stop(self) -> float:
+        """CPU since ``start()`` (backends that ended meanwhile are not counted)."""
+        return round(sum(cpu_seconds(pid) - self._start.get(pid, 0.0) for pid in await self._pids()), 2)
 
 
 async def drop_databases() -> None:

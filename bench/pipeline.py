@@ -23,7 +23,7 @@ import aio_pika
 import aiohttp
 
 from bench import profile
-from bench.common import ROOT, CpuMeter, bench_vhost, peak_rss_mib
+from bench.common import ROOT, BackendCpu, CpuMeter, bench_vhost, peak_rss_mib
 from bench.load import CONVERSATION, LoadResult, Replies, closed_loop
 from parley_demo.processes import free_port
 
@@ -168,12 +168,15 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
         meter = CpuMeter(groups={"gateway": [gw_pid], "agent": [agent_pid]})
         databases = {"gateway": stack.gateway_db, "agent": stack.agent_db}
         before = await transactions(databases)
+        backends = BackendCpu(list(databases.values()))
+        await backends.start()
         meter.start()
         try:
             async with profile.recording({"gateway": gw_pid, "agent": agent_pid}):
                 result = await closed_loop(send, replies, prospects=prospects, messages=messages)
         finally:
             cpu = meter.stop()
+            cpu["postgresql"] = await backends.stop()
             after = await transactions(databases)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from bench import profile
-from bench.common import CpuMeter, peak_rss_mib, percentile
+from bench.common import BackendCpu, CpuMeter, peak_rss_mib, percentile
 from bench.load import phone
 from bench.pipeline import parley_stack
 
@@ -98,6 +98,8 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
             assert stack.gateway.process and stack.agent.process
             pids = {"gateway": stack.gateway.process.pid, "agent": stack.agent.process.pid}
             meter = CpuMeter(groups={k: [v] for k, v in pids.items()})
+            backends = BackendCpu([stack.gateway_db, stack.agent_db])
+            await backends.start()
             meter.start()
             started = time.perf_counter()
             async with profile.recording(pids):
@@ -108,6 +110,7 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
                 answered_s = time.perf_counter() - started
             await asyncio.sleep(1.0)  # anything sent twice would show up now
             cpu = meter.stop()
+            cpu["postgresql"] = await backends.stop()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
