@@ -22,6 +22,7 @@ import structlog
 
 from agent_service import metrics
 from agent_service.domain.decision import AgentDecision
+from agent_service.domain.disclosure import Runs, discloses, instruction_runs
 from agent_service.domain.grounding import extract_claims, source_keys, ungrounded_claims
 from agent_service.domain.language import detect_language
 from agent_service.domain.moderation import (
@@ -35,7 +36,7 @@ from agent_service.domain.profile import BusinessProfile
 from agent_service.domain.text import content_terms
 from agent_service.engines.base import Engine, HistoryItem, TurnContext
 from agent_service.knowledge.base import KnowledgeBase, Passage
-from agent_service.prompts import PromptBook
+from agent_service.prompts import MODERATOR_PROMPT, SALES_PROMPT, PromptBook
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +96,7 @@ class SalesAgent:
         self.top_k = top_k
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
+        self._instructions: tuple[tuple[str, ...], Runs] = ((), frozenset())
 
     async def plan(self, turn: TurnInput) -> TurnPlan:
         contact = turn.contact
@@ -139,6 +141,8 @@ class SalesAgent:
         reply_language = decision.language or language
         sources = [p.text for p in passages] + [self.profile.source_text()]
         ungrounded = [] if result.fallback else ungrounded_claims(reply, sources, prospect_texts=texts)
+        if not result.fallback and discloses(reply, self._instruction_runs()):
+            ungrounded = [*ungrounded, "the agent's instructions"]
         if ungrounded:
             log.warning("agent.ungrounded_reply", claims=len(ungrounded), model=result.model)
             metrics.UNGROUNDED.labels(engine).inc()
@@ -195,6 +199,13 @@ class SalesAgent:
         values = {"language": language, "needs_human": True, "needs_human_reason": f"the agent failed: {error}"[:500]}
         metrics.HANDOFFS.labels("agent_failed").inc()
         return TurnPlan(decision.reply, decision, language, values, engine_error=error[:500])
+
+    def _instruction_runs(self) -> Runs:
+        """The prompt files' word runs (recomputed only when a file was edited)."""
+        texts = tuple(self.prompts.text(name, {}) for name in (SALES_PROMPT, MODERATOR_PROMPT))
+        if texts != self._instructions[0]:
+            self._instructions = (texts, instruction_runs(texts))
+        return self._instructions[1]
 
     async def _classify(self, texts: list[str]) -> Classification:
         try:

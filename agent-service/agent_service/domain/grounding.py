@@ -12,8 +12,10 @@ Number formats are compared by value: ``12 500``, ``12,500``, ``12.500``, ``1250
 ``12 500 ₸`` are the same number; ``12,5`` is twelve and a half. A run such as ``2 300`` is
 grounded either as 2300 or, when both parts appear, as 2 and 300. A percentage must match a
 percentage in the sources, a price (a number with a currency) a number that is written as a
-price there (next to a currency, or on a line that mentions one). Numbers written as words are
-not recognised.
+price there (next to a currency, or on a line that mentions one). A percentage in a sentence that
+speaks of a discount ("50% off", "скидка 10%") must match a percentage on a source line that
+speaks of one too: "50% prepayment" cannot ground "50% off everything" (found by the prompt-
+injection suite, ``tests/reliability``). Numbers written as words are not recognised.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ _CURRENCY_AFTER = re.compile(rf"^\s?{_CURRENCY}", re.IGNORECASE)
 _CURRENCY_BEFORE = re.compile(r"(?:₸|kzt|\$|€|₽)\s?$", re.IGNORECASE)
 _PRICE_WORDS = re.compile(rf"{_CURRENCY}|\bprice|\bcost|цен[аыеу]|стоимост|стоит|баға", re.IGNORECASE)
 _PERCENT_AFTER = re.compile(r"^\s?(?:%|процент\w*|percent\b|per cent\b|пайыз\w*)", re.IGNORECASE)
+# Words that make a percentage a discount (the sentence of the claim, the line of a source).
+_DISCOUNT_CONTEXT = re.compile(
+    r"discount\w*|скидк\w*|жеңілдік\w*|promo ?code\w*|промокод\w*|\bакци[яию]|\boff\b|\bsale\b|распродаж\w*",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[!?\n]|\.(?:\s|$)")
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
 _AT_HOUR = re.compile(
     r"\b(?:at|by|from|until|till|after|before|around|в|к|с|до|после|около)\s+"
@@ -162,7 +170,7 @@ def extract_claims(text: str) -> list[Claim]:
         rest = text[span[1] :]
         before = text[max(0, span[0] - 4) : span[0]]
         if _PERCENT_AFTER.match(rest):
-            kind, prefix = "percent", "p:"
+            kind, prefix = "percent", "pd:" if _DISCOUNT_CONTEXT.search(_sentence(text, span)) else "p:"
         elif _CURRENCY_AFTER.match(rest) or _CURRENCY_BEFORE.search(before):
             kind, prefix = "money", "m:"
         else:
@@ -186,6 +194,13 @@ def extract_claims(text: str) -> list[Claim]:
             claims.append((m.start(), Claim(m.group(0).strip(), "term", frozenset({f"term:{name}"}))))
             break
     return [claim for _, claim in sorted(claims, key=lambda pair: pair[0])]
+
+
+def _sentence(text: str, span: tuple[int, int]) -> str:
+    """The sentence around ``span`` (a source is read line by line, so there it is the line)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, span[0])]
+    after = _SENTENCE_END.search(text, span[1])
+    return text[ends[-1] if ends else 0 : after.start() if after else len(text)]
 
 
 def _month(word: str) -> int | None:
@@ -219,16 +234,19 @@ def _line_keys(line: str) -> frozenset[str]:
     # A line that names a price but writes no currency next to its numbers (a table with
     # "Price, KZT" in the header) makes each of its numbers a possible price.
     price_line = bool(_PRICE_WORDS.search(line)) and not any(c.kind == "money" for c in claims)
+    discount_line = bool(_DISCOUNT_CONTEXT.search(line))  # "Is there a discount? Yes, 5% from ..."
     for claim in claims:
         if claim.code:  # "ErgoPro 300" grounds "ErgoPro 300", not "300 chairs"
             keys.update(claim.coded_keys)
             continue
         for key in claim.keys:
             kind, _, value = key.partition(":")
-            if kind in ("n", "m", "p"):
+            if kind in ("n", "m", "p", "pd"):
                 keys.add(f"n:{value}")  # any number grounds a plain number
-                if kind == "p":
-                    keys.add(f"p:{value}")
+                if kind in ("p", "pd"):
+                    keys.add(f"p:{value}")  # a discount percentage grounds a plain one, not the reverse
+                if kind == "pd" or (kind == "p" and discount_line):
+                    keys.add(f"pd:{value}")
                 if kind == "m" or price_line:
                     keys.add(f"m:{value}")
             else:
