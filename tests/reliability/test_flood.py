@@ -54,15 +54,12 @@ class CountingModel:
         self.moderations: dict[str, int] = {}
 
     async def __call__(self, call: GeminiCall) -> FakeReply:
-        schema = call.response_schema or {}
-        new = call.prompt.split("New messages from the prospect:", 1)[-1]
-        who = (
-            "flood"
-            if "FLOOD" in (new if "status" not in (schema.get("properties") or {}) else call.prompt)
-            else "other"
-        )
+        moderator = "status" in ((call.response_schema or {}).get("properties") or {})
+        # a decision is the flooder's when its NEW messages are (the history may hold anything)
+        text = call.prompt if moderator else call.prompt.split("New messages from the prospect:", 1)[-1]
+        who = "flood" if "FLOOD" in text else "other"
         await asyncio.sleep(MODEL_DELAY_S)
-        if "status" in (schema.get("properties") or {}):
+        if moderator:
             self.moderations[who] = self.moderations.get(who, 0) + 1
             return FakeReply.json({"status": "client", "category": "prospect", "reason": "asks", "confidence": 0.9})
         self.decisions[who] = self.decisions.get(who, 0) + 1
