@@ -11,6 +11,9 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
 
 from bench.common import percentile
 
@@ -28,6 +31,42 @@ CONVERSATION = (
     "Do you have a showroom where we can try the chairs?",
     "Thanks, that helps a lot.",
 )
+
+
+@dataclass
+class Retries:
+    """5xx answers and dropped connections the client retried (a provider retries them too)."""
+
+    count: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    retries: Retries,
+    attempts: int = 8,
+) -> dict[str, Any]:
+    """POST and return the JSON answer, retrying server errors (the body carries its own id, so a
+    retry that reached the server after all is deduplicated)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with http.post(url, json=body, headers=headers) as r:
+                if r.status < 500:
+                    r.raise_for_status()
+                    return dict(await r.json())
+                reason = str(r.status)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            reason = type(exc).__name__
+        if attempt == attempts:
+            raise RuntimeError(f"POST {url} failed {attempts} times: {reason}")
+        retries.count += 1
+        retries.statuses[reason] = retries.statuses.get(reason, 0) + 1
+        await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def phone(index: int) -> str:

@@ -24,7 +24,7 @@ import aiohttp
 
 from bench import profile
 from bench.common import ROOT, BackendCpu, CpuMeter, bench_vhost, peak_rss_mib
-from bench.load import CONVERSATION, LoadResult, Replies, closed_loop
+from bench.load import CONVERSATION, LoadResult, Replies, Retries, closed_loop, post
 from parley_demo.processes import free_port
 
 
@@ -86,10 +86,11 @@ async def run_reference(prospects: int, messages: tuple[str, ...]) -> dict[str, 
 
             await queue.consume(sink)
 
+            retries = Retries()
+
             async def send(to: str, text: str, _k: int) -> str:
-                async with http.post(f"http://127.0.0.1:{port}/inbound", json={"from": to, "text": text}) as r:
-                    r.raise_for_status()
-                    return str((await r.json())["message_id"])
+                url = f"http://127.0.0.1:{port}/inbound"
+                return str((await post(http, url, {"from": to, "text": text}, retries=retries))["message_id"])
 
             meter = CpuMeter(groups={"server": [server.pid], "worker": [worker.pid]})
             meter.start()
@@ -98,7 +99,7 @@ async def run_reference(prospects: int, messages: tuple[str, ...]) -> dict[str, 
             memory = {"server": peak_rss_mib(server.pid), "worker": peak_rss_mib(worker.pid)}
         finally:
             await connection.close()
-    return _report(result, cpu, memory, meter.system)
+    return {**_report(result, cpu, memory, meter.system), "http_retries": retries.statuses}
 
 
 # ---------------------------------------------------------------------------- Parley
@@ -156,12 +157,11 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
         replies = Replies()
         reader = asyncio.create_task(read_sandbox_outbox(http, stack, replies))
         url = f"{stack.gateway.url}/sandbox/inbound"
+        retries = Retries()
 
         async def send(to: str, text: str, k: int) -> str:
             body = {"from": to, "text": text, "id": f"bench-{to}-{k}"}
-            async with http.post(url, json=body, headers=stack.headers) as r:
-                r.raise_for_status()
-                return str((await r.json())["message_id"])
+            return str((await post(http, url, body, headers=stack.headers, retries=retries))["message_id"])
 
         assert stack.gateway.process and stack.agent.process
         gw_pid, agent_pid = stack.gateway.process.pid, stack.agent.process.pid
@@ -183,6 +183,7 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
                 await reader
         memory = {"gateway": peak_rss_mib(gw_pid), "agent": peak_rss_mib(agent_pid)}
     report = _report(result, cpu, memory, meter.system)
+    report["http_retries"] = retries.statuses
     report["db_transactions_per_message"] = {
         k: round((after[k] - before[k]) / result.answered, 1) if result.answered else 0.0 for k in databases
     }

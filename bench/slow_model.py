@@ -22,7 +22,7 @@ import aiohttp
 
 from bench import profile
 from bench.common import BackendCpu, CpuMeter, peak_rss_mib, percentile
-from bench.load import phone
+from bench.load import Retries, phone, post
 from bench.pipeline import parley_stack
 
 MODEL_DELAY_S = 1.0
@@ -63,6 +63,7 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
     sent: dict[str, list[str]] = defaultdict(list)
     answers: dict[str, list[tuple[float, list[str]]]] = defaultdict(list)
     all_answered = asyncio.Event()
+    retries = Retries()
     try:
         async with (
             parley_stack(workdir, "slowmodel", agent_env=agent_env) as stack,
@@ -90,9 +91,9 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
                 to = phone(index)
                 for k, text in enumerate(TEXTS):
                     body = {"from": to, "text": text, "id": f"slow-{to}-{k}"}
-                    async with http.post(f"{stack.gateway.url}/sandbox/inbound", json=body, headers=stack.headers) as r:
-                        r.raise_for_status()
-                        sent[to].append(str((await r.json())["message_id"]))
+                    url = f"{stack.gateway.url}/sandbox/inbound"
+                    answer = await post(http, url, body, headers=stack.headers, retries=retries)
+                    sent[to].append(str(answer["message_id"]))
 
             reader = asyncio.create_task(read())
             assert stack.gateway.process and stack.agent.process
@@ -138,6 +139,7 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
         "model_calls": len(model_calls),
         "peak_model_calls_in_flight": fake.peak_in_flight,
         "target_s": 10.0,
+        "http_retries": retries.statuses,
         "cpu_s": cpu,
         "peak_rss_mib": memory,
     }
