@@ -115,7 +115,8 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "Pipeline: ratio (target >= 0.5)",
                 str(b["pipeline"]["ratio"]),
-                f"{p['answered']}/{p['messages']} answered, {p['out_of_order']} out of order",
+                f"{p['answered']}/{p['messages']} answered, {p['out_of_order']} out of order;"
+                f" CPU ratio {b['pipeline']['cpu_ratio']}",
             ),
             (
                 "Pipeline: peak RSS",
@@ -125,8 +126,11 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "Pipeline: CPU per message",
                 f"gateway {cpu['gateway']} ms",
-                f"agent {cpu['agent']} ms, PostgreSQL {cpu['postgresql']} ms, RabbitMQ {cpu['rabbitmq']} ms",
+                f"agent {cpu['agent']} ms, PostgreSQL {cpu['postgresql']} ms, RabbitMQ {cpu['rabbitmq']} ms;"
+                f" all {b['pipeline']['cpu_ms_per_message']['parley']} ms"
+                f" (reference {b['pipeline']['cpu_ms_per_message']['reference']} ms)",
             ),
+            ("Pipeline: other load on the machine", f"{p['other_load_cores']} cores", "busy outside the run"),
         ]
     if "slow_model" in b and "error" not in b["slow_model"]:
         s = b["slow_model"]
