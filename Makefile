@@ -49,3 +49,7 @@ catalogue: install  ## rebuild the sample knowledge_base/komfortoffice_catalogue
 .PHONY: bench
 bench: install services  ## the benchmarks (not part of make test): prints a table, writes bench/results/latest.json (BENCH_ARGS="--quick" or names)
 	$(BIN)/python -m bench --no-services $(BENCH_ARGS)
+
+.PHONY: chaos
+chaos: install services  ## the full reliability profile: 2,000 messages under faults, 100 fuzz examples per operation (figures printed; see docs/reliability.md)
+	PARLEY_CHAOS_PROFILE=full PARLEY_FUZZ_EXAMPLES=100 $(BIN)/python -m pytest tests/reliability -s -p no:cacheprovider $(PYTEST_ARGS)

@@ -43,7 +43,9 @@ WINDOW_S = 1.0
 OTHERS = 20
 ROUNDS = 3
 MODEL_DELAY_S = 0.2
-LATENCY_SLACK_S = 1.5  # the bound asserted on the others' p95 (flood minus baseline); measured: see docs
+# The bound asserted on the others' p95 (during the flood minus before it). Measured: +0.5 s on an
+# idle 2-core machine, +2.3 s with other work on it (docs/reliability.md explains where it goes).
+LATENCY_SLACK_S = 3.0
 FLOOD_PHONE = "+77019990000"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(110)]
 
