@@ -7,6 +7,8 @@
 * ``insert_ignore``: ``INSERT ... ON CONFLICT DO NOTHING`` for either dialect -- the primitive
   every idempotent write stands on.
 * ``as_utc``: SQLite returns naive datetimes; everything leaving the database is UTC-aware.
+* Engines hide bound parameters in their errors: a database exception (and so a logged
+  traceback) never carries a phone number or a message text.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -84,7 +86,9 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
             cursor.close()
 
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_async_engine(
+        url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+    )
     _check_on_checkout(engine)
     return engine
 

@@ -45,3 +45,29 @@ def test_bodies_only_when_switched_on(capture) -> None:  # type: ignore[no-untyp
     lines = capture(True)
     assert lines[0]["text"] == "my card is 4111"
     assert "77010000001" not in json.dumps(lines)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_database_errors_carry_no_bound_values(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A failing statement's exception (logged with its traceback) must not show phones or texts."""
+    from sqlalchemy import Column, MetaData, String, Table
+    from sqlalchemy.exc import IntegrityError
+
+    from parley_shared.db import create_engine
+    from tests.support import infra
+
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/p.db"
+    url = sqlite_url if backend == "sqlite" else await infra.recreate_database("hide_params")
+    engine = create_engine(url)
+    table = Table("t", MetaData(), Column("phone", String(20), primary_key=True), Column("text", String(100)))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+            await conn.execute(table.insert().values(phone="+77010000001", text="my secret order"))
+        with pytest.raises(IntegrityError) as info:
+            async with engine.begin() as conn:
+                await conn.execute(table.insert().values(phone="+77010000001", text="my secret order"))
+        assert "77010000001" not in str(info.value) and "secret order" not in str(info.value)
+        assert "hidden due to hide_parameters" in str(info.value)
+    finally:
+        await engine.dispose()
