@@ -19,9 +19,10 @@ from typing import Annotated, Any, Literal
 import structlog
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_service.db import repository as repo
 from agent_service.db import tables
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
@@ -213,11 +214,22 @@ async def fetch_page(
     return rows[:limit], (last["updated_at"], last["id"])
 
 
+PHONE_PARAM = {"phone": "E.164 (other formats are normalised; encode + as %2B)"}
+
+
 def parse_phone(request: web.Request) -> str:
     try:
         return to_e164(request.match_info["phone"])
     except PhoneError as exc:
         raise HTTPError(400, f"invalid phone: {exc}") from None
+
+
+async def contact_or_404(session: AsyncSession, phone: str) -> RowMapping:
+    """The contact with this phone, or a 404 for the caller's route."""
+    contact = await repo.contact_by_phone(session, phone)
+    if contact is None:
+        raise HTTPError(404, "no contact with this phone")
+    return contact
 
 
 # ---------------------------------------------------------------------------- routes
@@ -275,7 +287,7 @@ def _follow_up_stop_reason(patch: ContactPatch) -> StopReason | None:
     description="A client-status override is recorded with classified_by=manager and the reason. "
     "Marking a non-client or a definitive outcome (agreed, declined) stops pending follow-ups.",
     body=ContactPatch,
-    path_params={"phone": "E.164 (other formats are normalised; encode + as %2B)"},
+    path_params=PHONE_PARAM,
     responses={200: ContactOut, 404: "No contact with this phone"},
     tags=("contacts",),
 )

@@ -14,11 +14,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from agent_service.api.contacts import ContactOut, parse_phone
-from agent_service.db import repository as repo
+from agent_service.api.contacts import PHONE_PARAM, ContactOut, contact_or_404, parse_phone
 from agent_service.db import tables
 from parley_shared.db import SQL_INT_MAX
-from parley_shared.http import HTTPError, json_response, read_query
+from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
 
@@ -89,7 +88,7 @@ class ConversationQuery(BaseModel):
 @describe(
     "One contact with its conversation",
     query=ConversationQuery,
-    path_params={"phone": "E.164 (other formats are normalised; encode + as %2B)"},
+    path_params=PHONE_PARAM,
     responses={200: Conversation, 404: "No contact with this phone"},
     tags=("contacts",),
 )
@@ -98,9 +97,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     query = await read_query(request, ConversationQuery)
     m = tables.messages.c
     async with request.app[RUNTIME].sessions() as session:
-        contact = await repo.contact_by_phone(session, phone)
-        if contact is None:
-            raise HTTPError(404, "no contact with this phone")
+        contact = await contact_or_404(session, phone)
         stmt = select(tables.messages).where(m.contact_id == contact["id"])
         if query.before is not None:
             stmt = stmt.where(m.id < query.before)

@@ -15,12 +15,9 @@ from datetime import datetime
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import RowMapping, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
 
-from agent_service.api.contacts import parse_phone
-from agent_service.api.handoff import PHONE_PARAM
-from agent_service.db import repository as repo
+from agent_service.api.contacts import PHONE_PARAM, contact_or_404, parse_phone
 from agent_service.db.tables import contacts, follow_ups
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
@@ -141,7 +138,7 @@ async def cancel(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
-        contact = await _contact(session, phone)
+        contact = await contact_or_404(session, phone)
         cancelled = await request.app[FOLLOW_UPS].stop(
             session, contact["id"], StopReason.MANAGER, now, permanent=query.permanent
         )
@@ -161,16 +158,9 @@ async def resume(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     runtime = request.app[RUNTIME]
     async with runtime.sessions() as session, session.begin():
-        contact = await _contact(session, phone)
+        contact = await contact_or_404(session, phone)
         await request.app[FOLLOW_UPS].resume(session, contact["id"], runtime.clock.now())
     return json_response(FollowUpState(phone=phone, cancelled=0, follow_ups_stopped=False))
-
-
-async def _contact(session: AsyncSession, phone: str) -> RowMapping:
-    contact = await repo.contact_by_phone(session, phone)
-    if contact is None:
-        raise HTTPError(404, "no contact with this phone")
-    return contact
 
 
 def add_routes(app: web.Application) -> None:

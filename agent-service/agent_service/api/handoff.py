@@ -18,18 +18,17 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent_service.api.contacts import ContactOut, parse_phone
+from agent_service.api.contacts import PHONE_PARAM, ContactOut, contact_or_404, parse_phone
 from agent_service.db import repository as repo
 from agent_service.followups.wiring import FOLLOW_UPS
 from parley_shared.broker import PublishError
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
-from parley_shared.http import HTTPError, json_response, read_model
+from parley_shared.http import json_response, read_model
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
 from parley_shared.topology import OUTGOING
 
 log = structlog.get_logger(__name__)
-PHONE_PARAM = {"phone": "E.164 (other formats are normalised; encode + as %2B)"}
 
 
 class TakeoverIn(BaseModel):
@@ -73,13 +72,6 @@ async def _take_over(session: Any, request: web.Request, contact: Any, manager: 
     return updated
 
 
-async def _contact(session: Any, phone: str) -> Any:
-    contact = await repo.contact_by_phone(session, phone)
-    if contact is None:
-        raise HTTPError(404, "no contact with this phone")
-    return contact
-
-
 @describe(
     "Take a conversation over from the AI",
     body=TakeoverIn,
@@ -91,7 +83,7 @@ async def takeover(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     body = await read_model(request, TakeoverIn)
     async with request.app[RUNTIME].sessions() as session, session.begin():
-        updated = await _take_over(session, request, await _contact(session, phone), body.manager)
+        updated = await _take_over(session, request, await contact_or_404(session, phone), body.manager)
     log.info("handoff.takeover", contact_id=updated["id"])
     return json_response(ContactOut.model_validate(dict(updated)))
 
@@ -106,7 +98,7 @@ async def handback(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     runtime = request.app[RUNTIME]
     async with runtime.sessions() as session, session.begin():
-        contact = await _contact(session, phone)
+        contact = await contact_or_404(session, phone)
         updated = await repo.update_contact(
             session, contact["id"], {"owner": "ai", "owner_name": None, "updated_at": runtime.clock.now()}
         )
@@ -128,7 +120,7 @@ async def operator_message(request: web.Request) -> web.Response:
     now = runtime.clock.now()
     message_id = stable_id("operator", phone, body.client_message_id) if body.client_message_id else new_id()
     async with runtime.sessions() as session, session.begin():
-        contact = await _contact(session, phone)
+        contact = await contact_or_404(session, phone)
         existing = await repo.message_by_id(session, message_id)
         if existing is None:
             if contact["owner"] != "human" or body.manager is not None:
