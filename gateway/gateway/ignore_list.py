@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db import tables
 from parley_shared.clock import Clock
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import insert_ignore
 
 SOURCE_CONFIG = "config"
 SOURCE_API = "api"
@@ -49,7 +49,7 @@ class IgnoreList:
             if self.configured:
                 now = self.clock.now()
                 rows = [{"phone": p, "note": None, "source": SOURCE_CONFIG, "created_at": now} for p in self.configured]
-                await session.execute(insert_ignore(dialect_name(session), t, rows, ["phone"]))
+                await insert_ignore(session, t, rows, ["phone"])
 
     async def list(self) -> list[IgnoredNumber]:
         t = tables.ignored_numbers
@@ -62,7 +62,7 @@ class IgnoreList:
         t = tables.ignored_numbers
         async with self.sessions() as session, session.begin():
             values = {"phone": phone, "note": note, "source": SOURCE_API, "created_at": self.clock.now()}
-            result = await session.execute(insert_ignore(dialect_name(session), t, values, ["phone"]))
+            result = await insert_ignore(session, t, values, ["phone"])
             return bool(result.rowcount)
 
     async def remove(self, phone: str) -> bool:

@@ -31,7 +31,7 @@ from gateway.db import tables
 from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 from parley_shared.topology import VOICE
@@ -119,8 +119,7 @@ class Ingestor:
             "created_at": now,
             "updated_at": now,
         }
-        stmt = insert_ignore(dialect_name(session), tables.message_logs, row, ["direction", "message_id"])
-        if not (await session.execute(stmt)).rowcount:
+        if not (await insert_ignore(session, tables.message_logs, row, ["direction", "message_id"])).rowcount:
             metrics.DUPLICATES.labels(provider).inc()
             return Outcome("duplicate", message_id)
         if status == STATUS_IGNORED:

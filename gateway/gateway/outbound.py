@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from gateway import metrics
 from gateway.db import tables
 from gateway.domain.events import StatusEvent
 from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 from parley_shared.topology import STATUS
@@ -86,6 +86,20 @@ class OutboundRow:
     provider_message_id: str | None
 
 
+# Built once (building a statement costs more CPU than running it); values travel as parameters,
+# and parameters named after columns become SET columns of the UPDATE.
+_THIS_OUTBOUND = (tables.message_logs.c.direction == OUTBOUND) & (
+    tables.message_logs.c.message_id == bindparam("b_message_id")
+)
+_SELECT_OUTBOUND = select(tables.message_logs).where(_THIS_OUTBOUND)
+_UPDATE_OUTBOUND = update(tables.message_logs).where(_THIS_OUTBOUND)
+_START_SENDING = (
+    update(tables.message_logs)
+    .where(_THIS_OUTBOUND, tables.message_logs.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]))
+    .values(status=OutStatus.SENDING.value)
+)
+
+
 class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
@@ -109,36 +123,22 @@ class OutboundLog:
                 "created_at": now,
                 "updated_at": now,
             }
-            await session.execute(insert_ignore(dialect_name(session), t, values, ["direction", "message_id"]))
-            row = (
-                await session.execute(select(t).where(t.c.direction == OUTBOUND, t.c.message_id == message.message_id))
-            ).one()
+            await insert_ignore(session, t, values, ["direction", "message_id"])
+            row = (await session.execute(_SELECT_OUTBOUND, {"b_message_id": message.message_id})).one()
         return _row(row)
 
     async def start_sending(self, message_id: str) -> bool:
         """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed: True if this caller owns the send."""
-        t = tables.message_logs
         async with self.runtime.sessions() as session, session.begin():
-            result = await session.execute(
-                update(t)
-                .where(
-                    t.c.direction == OUTBOUND,
-                    t.c.message_id == message_id,
-                    t.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]),
-                )
-                .values(status=OutStatus.SENDING.value, updated_at=self.runtime.clock.now())
-            )
+            params = {"b_message_id": message_id, "updated_at": self.runtime.clock.now()}
+            result = await session.execute(_START_SENDING, params)
             return bool(result.rowcount)
 
     async def set_status(self, message_id: str, status: OutStatus, *, error: str | None = None) -> None:
         """Record progress in its own committed transaction (``sending`` must be durable before the call)."""
-        t = tables.message_logs
         async with self.runtime.sessions() as session, session.begin():
-            await session.execute(
-                update(t)
-                .where(t.c.direction == OUTBOUND, t.c.message_id == message_id)
-                .values(status=status.value, error=error, updated_at=self.runtime.clock.now())
-            )
+            params = {"b_message_id": message_id, "status": status.value, "error": error}
+            await session.execute(_UPDATE_OUTBOUND, {**params, "updated_at": self.runtime.clock.now()})
 
     async def finish(
         self,
@@ -151,7 +151,6 @@ class OutboundLog:
     ) -> str:
         """Terminal outcome + its DeliveryStatus, in one transaction; returns the status message id."""
         state = DeliveryState.SENT if status is OutStatus.SENT else DeliveryState.FAILED
-        t = tables.message_logs
         now = self.runtime.clock.now()
         payload = DeliveryStatus(
             message_id=status_message_id(message.message_id, state),
@@ -167,16 +166,14 @@ class OutboundLog:
         )
         error = f"{error_code}: {error_reason}" if error_code or error_reason else None
         async with self.runtime.sessions() as session, session.begin():
-            await session.execute(
-                update(t)
-                .where(t.c.direction == OUTBOUND, t.c.message_id == message.message_id)
-                .values(
-                    status=status.value,
-                    provider_message_id=provider_message_id,
-                    error=error,
-                    updated_at=now,
-                )
-            )
+            params = {
+                "b_message_id": message.message_id,
+                "status": status.value,
+                "provider_message_id": provider_message_id,
+                "error": error,
+                "updated_at": now,
+            }
+            await session.execute(_UPDATE_OUTBOUND, params)
             await self.runtime.outbox.add(session, STATUS, payload, cause_id=message.message_id)
         metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
         return payload.message_id

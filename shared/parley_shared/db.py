@@ -4,8 +4,8 @@
   (asyncpg), chosen by URL. SQLite gets WAL, a busy timeout and foreign keys.
 * ``migrate(engine, script_location)``: Alembic to head from inside the running loop; on
   PostgreSQL an advisory lock makes concurrent replicas migrate one at a time.
-* ``insert_ignore``: ``INSERT ... ON CONFLICT DO NOTHING`` for either dialect -- the primitive
-  every idempotent write stands on.
+* ``insert_ignore``: ``INSERT ... ON CONFLICT DO NOTHING`` for either dialect (built once, the
+  rows as parameters) -- the primitive every idempotent write stands on.
 * ``as_utc``: SQLite returns naive datetimes; everything leaving the database is UTC-aware.
 * Engines hide bound parameters in their errors: a database exception (and so a logged
   traceback) never carries a phone number or a message text.
@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Result, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -133,11 +134,25 @@ def dialect_name(session: AsyncSession) -> str:
 
 
 def insert_ignore(
-    dialect_name: str, table: Table, values: dict[str, Any] | Sequence[dict[str, Any]], index_elements: Sequence[str]
-) -> Any:
-    """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for PostgreSQL or SQLite."""
-    module = postgresql if dialect_name == "postgresql" else sqlite
-    return module.insert(table).values(values).on_conflict_do_nothing(index_elements=list(index_elements))
+    session: AsyncSession,
+    table: Table,
+    values: dict[str, Any] | Sequence[dict[str, Any]],
+    index_elements: Sequence[str],
+) -> Awaitable[Result[Any]]:
+    """Run ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for PostgreSQL or SQLite.
+
+    The statement is built once per (dialect, table, key) and the row(s) travel as parameters:
+    building and cache-keying a statement with its values inside costs more CPU than running it.
+    A list of rows is an executemany.
+    """
+    stmt = _insert_ignore_statement(dialect_name(session), table, tuple(index_elements))
+    return session.execute(stmt, values if isinstance(values, dict) else list(values))
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Table, index_elements: tuple[str, ...]) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
 async def ping(engine: AsyncEngine) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     func,
+    or_,
     select,
     text,
     update,
@@ -38,10 +41,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from parley_shared.broker import Broker, PublishError
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import Contract
-from parley_shared.db import UtcDateTime, dialect_name, insert_ignore
+from parley_shared.db import UtcDateTime, insert_ignore
 from parley_shared.topology import BY_NAME, WorkQueue
 
 log = structlog.get_logger("parley.outbox")
+
+MAX_FLUSHES = 2  # publish flushes running at once (each serves every request made before it began)
+
+
+@dataclass(frozen=True)
+class _Request:
+    ids: tuple[str, ...]
+    causes: tuple[str, ...]
+    future: asyncio.Future[None]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -86,13 +98,12 @@ class Inbox:
 
     async def claim(self, session: AsyncSession, queue: str, message_id: str) -> bool:
         """True the first time ``message_id`` is claimed (in the caller's transaction), else False."""
-        stmt = insert_ignore(
-            dialect_name(session),
+        result = await insert_ignore(
+            session,
             self.table,
             {"message_id": message_id, "queue": queue, "processed_at": self.clock.now()},
             ["message_id"],
         )
-        result = await session.execute(stmt)
         return bool(result.rowcount)
 
 
@@ -120,6 +131,27 @@ class Outbox:
         self._serial: asyncio.Lock | None = (
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
+        self._requests: list[_Request] = []
+        self._flushes = 0
+        self._flush_tasks: set[asyncio.Task[None]] = set()
+        # Built once (building a statement costs more CPU than running it).
+        t = table
+        pending = (
+            select(t.c.id, t.c.message_id, t.c.correlation_id, t.c.queue, t.c.body)
+            .where(t.c.published_at.is_(None))
+            .order_by(t.c.id)
+            .limit(bindparam("b_limit"))
+        )
+        self._relay_query = pending.with_for_update(skip_locked=True)
+        self._requested_query = pending.where(
+            or_(
+                t.c.message_id.in_(bindparam("b_ids", expanding=True)),
+                t.c.cause_id.in_(bindparam("b_causes", expanding=True)),
+            )
+        ).with_for_update()
+        in_ids = t.c.id.in_(bindparam("b_ids", expanding=True))
+        self._mark_published = update(t).where(in_ids)  # + published_at
+        self._mark_failed = update(t).where(in_ids).values(attempts=t.c.attempts + 1)  # + last_error
 
     # ---------------------------------------------------------------- writing (in the caller's tx)
     async def add(
@@ -128,8 +160,8 @@ class Outbox:
         """Stage ``payload`` for ``queue`` in the caller's transaction. False if already staged."""
         if not isinstance(payload, queue.contract):
             raise TypeError(f"{queue.name} carries {queue.contract.__name__}, not {type(payload).__name__}")
-        stmt = insert_ignore(
-            dialect_name(session),
+        result = await insert_ignore(
+            session,
             self.table,
             {
                 "message_id": payload.message_id,
@@ -141,40 +173,77 @@ class Outbox:
             },
             ["message_id"],
         )
-        result = await session.execute(stmt)
         return bool(result.rowcount)
 
     # ---------------------------------------------------------------- publishing (after commit)
-    async def publish_caused_by(self, cause_id: str) -> int:
+    async def publish_caused_by(self, cause_id: str) -> None:
         """Publish what the handling of ``cause_id`` staged (call after the commit)."""
-        return await self._publish_where(self.table.c.cause_id == cause_id)
+        await self._publish_requested(causes=(cause_id,))
 
-    async def publish_ids(self, message_ids: Sequence[str]) -> int:
-        if not message_ids:
-            return 0
-        return await self._publish_where(self.table.c.message_id.in_(list(message_ids)))
+    async def publish_ids(self, message_ids: Sequence[str]) -> None:
+        """Publish these staged messages (call after the commit)."""
+        if message_ids:
+            await self._publish_requested(ids=message_ids)
 
     async def relay_once(self) -> int:
         """Publish the oldest pending rows (a batch); returns how many were confirmed."""
-        return await self._publish_where(None, skip_locked=True)
+        return await self._publish_where(self._relay_query, {})
 
-    async def _publish_where(self, condition: Any, *, skip_locked: bool = False) -> int:
+    async def _publish_requested(self, *, ids: Sequence[str] = (), causes: Sequence[str] = ()) -> None:
+        """Wait until these rows are published (PublishError if the broker did not confirm them).
+
+        Group commit: requests made while a flush runs are served together by the next one --
+        one transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them --
+        instead of a transaction per request; at most ``MAX_FLUSHES`` flushes run at once.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.append(_Request(tuple(ids), tuple(causes), future))
+        if self._flushes < MAX_FLUSHES:
+            self._start_flush()
+        await future
+
+    def _start_flush(self) -> None:
+        batch, self._requests = self._requests, []
+        self._flushes += 1
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
+
+    async def _flush(self, batch: list[_Request]) -> None:
+        params = {
+            "b_ids": sorted({i for r in batch for i in r.ids}),
+            "b_causes": sorted({c for r in batch for c in r.causes}),
+        }
+        failure: Exception | None = None
+        try:
+            while await self._publish_where(self._requested_query, params) >= self.batch_size:
+                pass
+        except Exception as exc:  # handed to every waiting caller
+            failure = exc if isinstance(exc, PublishError) else PublishError(repr(exc))
+        finally:
+            self._flushes -= 1
+            for request in batch:
+                if request.future.done():
+                    continue
+                if failure is not None:
+                    request.future.set_exception(failure)
+                elif asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    request.future.cancel()  # shutting down: the relay (next start) publishes them
+                else:
+                    request.future.set_result(None)
+            if self._requests and self._flushes < MAX_FLUSHES:
+                self._start_flush()
+
+    async def _publish_where(self, query: Any, params: dict[str, Any]) -> int:
         if self._serial is None:
-            return await self._publish_rows(condition, skip_locked=skip_locked)
+            return await self._publish_rows(query, params)
         async with self._serial:
-            return await self._publish_rows(condition, skip_locked=skip_locked)
+            return await self._publish_rows(query, params)
 
-    async def _publish_rows(self, condition: Any, *, skip_locked: bool) -> int:
-        t = self.table
-        query = select(t.c.id, t.c.message_id, t.c.correlation_id, t.c.queue, t.c.body).where(
-            t.c.published_at.is_(None)
-        )
-        if condition is not None:
-            query = query.where(condition)
-        query = query.order_by(t.c.id).limit(self.batch_size).with_for_update(skip_locked=skip_locked)
+    async def _publish_rows(self, query: Any, params: dict[str, Any]) -> int:
         count = 0
         async with self.sessions() as session, session.begin():
-            rows = (await session.execute(query)).all()
+            rows = (await session.execute(query, {**params, "b_limit": self.batch_size})).all()
             # Confirms are pipelined on one channel: publish the batch together, then mark.
             results = await asyncio.gather(
                 *(
@@ -189,13 +258,10 @@ class Outbox:
             failed = [(row.id, res) for row, res in zip(rows, results, strict=True) if res is not None]
             failure: BaseException | None = failed[0][1] if failed else None
             if failed:
-                await session.execute(
-                    update(t)
-                    .where(t.c.id.in_([i for i, _ in failed]))
-                    .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
-                )
+                error = str(failure)[:500]
+                await session.execute(self._mark_failed, {"b_ids": [i for i, _ in failed], "last_error": error})
             if done:
-                await session.execute(update(t).where(t.c.id.in_(done)).values(published_at=self.clock.now()))
+                await session.execute(self._mark_published, {"b_ids": done, "published_at": self.clock.now()})
             count = len(done)
         self.published += count
         if failure is not None:

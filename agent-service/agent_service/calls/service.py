@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db.tables import scheduled_calls
 from agent_service.domain.call_slots import CallRules, booked_text, proposal_text, propose, refusal
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import insert_ignore
 
 log = structlog.get_logger(__name__)
 
@@ -79,22 +79,20 @@ class CallBooker:
                 False, proposed_slots=slots, reply_hint=proposal_text(slots, hours, language), reason=reason
             )
         assert requested is not None
-        await session.execute(
-            insert_ignore(
-                dialect_name(session),
-                scheduled_calls,
-                {
-                    "contact_id": contact_id,
-                    "scheduled_at": requested,
-                    "timezone": hours.tz.key,
-                    "status": "pending",
-                    "notes": notes,
-                    "source_turn_id": turn_id,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                ["source_turn_id"],
-            )
+        await insert_ignore(
+            session,
+            scheduled_calls,
+            {
+                "contact_id": contact_id,
+                "scheduled_at": requested,
+                "timezone": hours.tz.key,
+                "status": "pending",
+                "notes": notes,
+                "source_turn_id": turn_id,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["source_turn_id"],
         )
         call_id = int(
             await session.scalar(select(scheduled_calls.c.id).where(scheduled_calls.c.source_turn_id == turn_id))

@@ -8,11 +8,12 @@ right before a turn's result is written.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,27 +36,34 @@ async def upsert_contact(
 ) -> RowMapping:
     """Create the contact on its first message or refresh it (name, provider, last inbound time,
     and the turn's due time when given)."""
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
-    stmt = module.insert(contacts).values(
-        phone=phone,
-        name=name,
-        provider=provider,
-        first_seen_at=now,
-        last_inbound_at=now,
-        created_at=now,
-        updated_at=now,
-        turn_due_at=turn_due_at,
-    )
+    stmt = _upsert_contact_statement(dialect_name(session), turn_due_at is not None)
+    values = {
+        "phone": phone,
+        "name": name,
+        "provider": provider,
+        "first_seen_at": now,
+        "last_inbound_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "turn_due_at": turn_due_at,
+    }
+    return (await session.execute(stmt, values)).mappings().one()
+
+
+@functools.cache
+def _upsert_contact_statement(dialect: str, refresh_due: bool) -> Any:
+    """Built once per dialect (statement building costs more CPU than running it); values are parameters."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(contacts)
     refreshed: dict[str, Any] = {
         "name": func.coalesce(stmt.excluded.name, c.name),
         "provider": func.coalesce(stmt.excluded.provider, c.provider),
         "last_inbound_at": stmt.excluded.last_inbound_at,
         "updated_at": stmt.excluded.updated_at,
     }
-    if turn_due_at is not None:
+    if refresh_due:
         refreshed["turn_due_at"] = stmt.excluded.turn_due_at
-    stmt = stmt.on_conflict_do_update(index_elements=["phone"], set_=refreshed).returning(*contacts.c)
-    return (await session.execute(stmt)).mappings().one()
+    return stmt.on_conflict_do_update(index_elements=["phone"], set_=refreshed).returning(*contacts.c)
 
 
 async def contact_by_phone(session: AsyncSession, phone: str) -> RowMapping | None:
@@ -67,8 +75,11 @@ async def update_contact(session: AsyncSession, contact_id: int, values: Mapping
     return (await session.execute(stmt)).mappings().one()
 
 
+_INSERT_MESSAGE = messages.insert()
+
+
 async def insert_message(session: AsyncSession, values: Mapping[str, Any]) -> None:
-    await session.execute(messages.insert().values(**values))
+    await session.execute(_INSERT_MESSAGE, dict(values))
 
 
 async def message_by_id(session: AsyncSession, message_id: str) -> RowMapping | None:
@@ -83,72 +94,81 @@ def contact_cause(contact_id: int) -> str:
     return f"contact:{contact_id}"
 
 
+_UNPUBLISHED = (
+    select(outbox.c.id).where(outbox.c.cause_id == bindparam("b_cause"), outbox.c.published_at.is_(None)).exists()
+)
+_CLAIM_TURN = (
+    update(contacts)
+    .where(
+        c.id == bindparam("b_contact_id"),
+        c.turn_due_at.is_not(None),
+        c.turn_due_at <= bindparam("b_now"),
+        or_(c.turn_lease_until.is_(None), c.turn_lease_until < bindparam("b_now")),
+        ~_UNPUBLISHED,
+    )
+    .values(turn_lease_owner=bindparam("b_token"), turn_lease_until=bindparam("b_until"))
+    .returning(*contacts.c)
+)
+
+
 async def claim_turn(
     session: AsyncSession, contact_id: int, token: str, now: datetime, lease_until: datetime
 ) -> RowMapping | None:
     """Take the contact's turn lease if its messages are due, nobody holds it, and everything
     said to the contact before has been published (else None) -- so replies leave in order even
     when the outbox relay, not the turn, publishes one of them."""
-    unpublished = (
-        select(outbox.c.id)
-        .where(outbox.c.cause_id == contact_cause(contact_id), outbox.c.published_at.is_(None))
-        .exists()
-    )
-    stmt = (
-        update(contacts)
-        .where(
-            c.id == contact_id,
-            c.turn_due_at.is_not(None),
-            c.turn_due_at <= now,
-            or_(c.turn_lease_until.is_(None), c.turn_lease_until < now),
-            ~unpublished,
-        )
-        .values(turn_lease_owner=token, turn_lease_until=lease_until)
-        .returning(*contacts.c)
-    )
-    return (await session.execute(stmt)).mappings().first()
+    params = {
+        "b_contact_id": contact_id,
+        "b_cause": contact_cause(contact_id),
+        "b_now": now,
+        "b_token": token,
+        "b_until": lease_until,
+    }
+    return (await session.execute(_CLAIM_TURN, params)).mappings().first()
+
+
+_OWN_LEASE = (c.id == bindparam("b_contact_id")) & (c.turn_lease_owner == bindparam("b_token"))
+_RECHECK_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_now")).returning(*contacts.c)
+_RENEW_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_until"))
+# ``turn_due_at`` kept only while the contact still has pending messages.
+_DUE_WHILE_WAITING = case(
+    (
+        select(func.count())
+        .select_from(messages)
+        .where(m.contact_id == bindparam("b_contact_id"), m.status == "pending")
+        .scalar_subquery()
+        > 0,
+        c.turn_due_at,
+    ),
+    else_=None,
+)
+_FINISH_TURN = (
+    update(contacts)
+    .where(_OWN_LEASE)
+    .values(turn_lease_owner=None, turn_lease_until=None, turn_due_at=_DUE_WHILE_WAITING)
+    .returning(*contacts.c)
+)
+_RELEASE_TURN = update(contacts).where(_OWN_LEASE).values(turn_lease_owner=None, turn_lease_until=None)
 
 
 async def recheck_lease(session: AsyncSession, contact_id: int, token: str, now: datetime) -> RowMapping | None:
     """The contact as it is now, if we still hold its lease. Being an UPDATE, it locks the row
     until the transaction ends, so a takeover either happened before (and we see it) or waits."""
-    stmt = (
-        update(contacts)
-        .where(c.id == contact_id, c.turn_lease_owner == token)
-        .values(turn_lease_until=now)
-        .returning(*contacts.c)
-    )
-    return (await session.execute(stmt)).mappings().first()
+    params = {"b_contact_id": contact_id, "b_token": token, "b_now": now}
+    return (await session.execute(_RECHECK_LEASE, params)).mappings().first()
 
 
 async def renew_lease(session: AsyncSession, contact_id: int, token: str, until: datetime) -> bool:
-    result = await session.execute(
-        update(contacts).where(c.id == contact_id, c.turn_lease_owner == token).values(turn_lease_until=until)
-    )
+    result = await session.execute(_RENEW_LEASE, {"b_contact_id": contact_id, "b_token": token, "b_until": until})
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _due_while_waiting(contact_id: int) -> Any:
-    """``turn_due_at`` kept only while the contact still has pending messages."""
-    waiting = (
-        select(func.count())
-        .select_from(messages)
-        .where(m.contact_id == contact_id, m.status == "pending")
-        .scalar_subquery()
-    )
-    return case((waiting > 0, c.turn_due_at), else_=None)
 
 
 async def finish_turn(session: AsyncSession, contact_id: int, token: str, values: Mapping[str, Any]) -> RowMapping:
     """Write the turn's contact changes and give the lease back, in one statement (after the
     turn's messages were marked). Returns the contact as it is now."""
-    stmt = (
-        update(contacts)
-        .where(c.id == contact_id, c.turn_lease_owner == token)
-        .values(**values, turn_lease_owner=None, turn_lease_until=None, turn_due_at=_due_while_waiting(contact_id))
-        .returning(*contacts.c)
-    )
-    return (await session.execute(stmt)).mappings().one()
+    # Keys of ``values`` that are not bound parameters of the statement become SET columns.
+    params = {**values, "b_contact_id": contact_id, "b_token": token}
+    return (await session.execute(_FINISH_TURN, params)).mappings().one()
 
 
 async def release_turn(session: AsyncSession, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
@@ -156,9 +176,10 @@ async def release_turn(session: AsyncSession, contact_id: int, token: str, *, re
 
     ``retry_at``: the turn failed -- try again no earlier than this.
     """
-    values: dict[str, Any] = {"turn_lease_owner": None, "turn_lease_until": None}
-    values["turn_due_at"] = retry_at if retry_at is not None else _due_while_waiting(contact_id)
-    await session.execute(update(contacts).where(c.id == contact_id, c.turn_lease_owner == token).values(**values))
+    if retry_at is not None:
+        await session.execute(_RELEASE_TURN, {"b_contact_id": contact_id, "b_token": token, "turn_due_at": retry_at})
+    else:
+        await session.execute(_FINISH_TURN, {"b_contact_id": contact_id, "b_token": token})
 
 
 async def due_contacts(session: AsyncSession, now: datetime, limit: int) -> list[int]:
@@ -176,14 +197,37 @@ async def due_contacts(session: AsyncSession, now: datetime, limit: int) -> list
     return list((await session.execute(stmt)).scalars())
 
 
+_PENDING = (
+    select(messages)
+    .where(m.contact_id == bindparam("b_contact_id"), m.status == "pending")
+    .order_by(m.sent_at, m.created_at, m.id)
+)
+_HISTORY = (
+    select(messages)
+    .where(
+        m.contact_id == bindparam("b_contact_id"),
+        m.status != "suppressed",
+        m.id.not_in(bindparam("b_exclude", expanding=True)),
+    )
+    .order_by(m.id.desc())
+    .limit(bindparam("b_limit"))
+)
+_INBOUND_TEXTS = (
+    select(m.text)
+    .where(m.contact_id == bindparam("b_contact_id"), m.direction == "in", m.text.is_not(None))
+    .order_by(m.id)
+    .limit(bindparam("b_limit"))
+)
+_MARK_MESSAGES = (
+    update(messages)
+    .where(m.id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
+    .values(status=bindparam("b_status"), turn_id=bindparam("b_turn_id"))
+)
+
+
 async def pending_messages(session: AsyncSession, contact_id: int) -> Sequence[RowMapping]:
     """The contact's unanswered inbound messages in the order they were sent."""
-    stmt = (
-        select(messages)
-        .where(m.contact_id == contact_id, m.status == "pending")
-        .order_by(m.sent_at, m.created_at, m.id)
-    )
-    return (await session.execute(stmt)).mappings().all()
+    return (await session.execute(_PENDING, {"b_contact_id": contact_id})).mappings().all()
 
 
 async def history(
@@ -192,37 +236,38 @@ async def history(
     """The last ``limit`` messages of the conversation (oldest first), without ``exclude``."""
     if limit <= 0:
         return []
-    stmt = select(messages).where(m.contact_id == contact_id, m.status != "suppressed")
-    if exclude:
-        stmt = stmt.where(m.id.not_in(list(exclude)))
-    stmt = stmt.order_by(m.id.desc()).limit(limit)
-    rows = (await session.execute(stmt)).mappings().all()
+    params = {"b_contact_id": contact_id, "b_exclude": list(exclude), "b_limit": limit}
+    rows = (await session.execute(_HISTORY, params)).mappings().all()
     return list(reversed(rows))
 
 
 async def inbound_texts(session: AsyncSession, contact_id: int, limit: int = 10) -> list[str]:
     """The contact's first inbound texts (what the moderator judges), oldest first."""
-    stmt = (
-        select(m.text)
-        .where(m.contact_id == contact_id, m.direction == "in", m.text.is_not(None))
-        .order_by(m.id)
-        .limit(limit)
-    )
-    return [t for t in (await session.execute(stmt)).scalars() if t]
+    rows = await session.execute(_INBOUND_TEXTS, {"b_contact_id": contact_id, "b_limit": limit})
+    return [t for t in rows.scalars() if t]
 
 
 async def mark_messages(session: AsyncSession, ids: Sequence[int], status: str, turn_id: str | None) -> int:
     """Move pending messages to ``status``; returns how many were still pending."""
-    stmt = (
-        update(messages).where(and_(m.id.in_(list(ids)), m.status == "pending")).values(status=status, turn_id=turn_id)
-    )
-    result = await session.execute(stmt)
+    params = {"b_ids": list(ids), "b_status": status, "b_turn_id": turn_id}
+    result = await session.execute(_MARK_MESSAGES, params)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------- delivery status
 
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+_APPLY_DELIVERY_STATUS = (
+    update(messages)
+    .where(
+        m.message_id == bindparam("b_message_id"),
+        m.direction == "out",
+        m.status.in_(bindparam("b_earlier", expanding=True)),
+    )
+    .values(status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at")))
+)
 
 
 async def apply_delivery_status(
@@ -233,10 +278,13 @@ async def apply_delivery_status(
         earlier = ["queued", "sent"]
     else:
         earlier = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    values: dict[str, Any] = {"status": status, "sent_at": func.coalesce(m.sent_at, occurred_at)}
+    params: dict[str, Any] = {
+        "b_message_id": message_id,
+        "b_earlier": earlier,
+        "b_status": status,
+        "b_occurred_at": occurred_at,
+    }
     if error:
-        values["error"] = error[:500]
-    result = await session.execute(
-        update(messages).where(m.message_id == message_id, m.direction == "out", m.status.in_(earlier)).values(**values)
-    )
+        params["error"] = error[:500]  # a column name: SET error too
+    result = await session.execute(_APPLY_DELIVERY_STATUS, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -251,7 +251,7 @@ class FollowUpScheduler:
                 )
                 await self._finish_one(session, item, contact, decision, token, now, report, recorded)
             if recorded:  # the conversation shows the touches; the contacts show when we last wrote
-                await session.execute(insert_ignore(dialect_name(session), messages, recorded, ["message_id"]))
+                await insert_ignore(session, messages, recorded, ["message_id"])
                 await session.execute(
                     update(contacts)
                     .where(contacts.c.id.in_({r["contact_id"] for r in recorded}))

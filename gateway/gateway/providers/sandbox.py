@@ -20,7 +20,7 @@ from gateway.domain.retry import classify_http
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
-from parley_shared.db import dialect_name, insert_ignore
+from parley_shared.db import insert_ignore
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class SandboxProvider(WhatsAppProvider):
                 "in_reply_to": json.dumps(list(message.in_reply_to)),
                 "created_at": self.clock.now(),
             }
-            await session.execute(insert_ignore(dialect_name(session), t, values, ["message_id"]))
+            await insert_ignore(session, t, values, ["message_id"])
             cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
         async with self._delivered:
             self.version += 1
