@@ -12,8 +12,13 @@ For a batch of :class:`InboundEvent` values, in ONE transaction:
    for ``incoming_messages``;
 5. an optional ``within`` callback joins the same transaction (the poller advances its cursor there).
 
-After the commit the staged messages are published at once; if that fails (broker away, crash)
-the outbox relay publishes them later. Nothing acknowledged to a provider can be lost.
+Each step is one statement for the whole batch. After the commit the staged messages are
+published at once; if that fails (broker away, crash) the outbox relay publishes them later.
+Nothing acknowledged to a provider can be lost.
+
+A single event (a sandbox POST) goes through :meth:`Ingestor.submit`: the events submitted at
+about the same time share one batch (group commit, ``parley_shared.batching``), so a burst of
+requests costs a few transactions instead of one each.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from gateway.db import tables
 from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
+from parley_shared.batching import GroupCommit
+from parley_shared.broker import is_transient
+from parley_shared.contracts import Contract
 from parley_shared.db import insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
-from parley_shared.topology import VOICE
+from parley_shared.topology import VOICE, WorkQueue
 
 log = structlog.get_logger(__name__)
 
@@ -63,12 +71,36 @@ class IngestReport:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
+@dataclass(frozen=True)
+class _Admitted:
+    """An event that passed admission: its log row and, unless ignored, what to stage."""
+
+    event: InboundEvent
+    row: dict[str, object]
+    queue: WorkQueue
+    payload: Contract
+    reason: str | None
+
+
 class Ingestor:
     def __init__(self, runtime: Runtime, ignore_list: IgnoreList, outbound: OutboundLog) -> None:
         self.runtime = runtime
         self.ignore_list = ignore_list
         self.outbound = outbound
         self._background: set[asyncio.Task[None]] = set()
+        self._group: GroupCommit[InboundEvent, Outcome] = GroupCommit(
+            self._ingest_and_publish, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+        )
+
+    async def submit(self, event: InboundEvent) -> Outcome:
+        """Ingest and publish one event (an HTTP request's), sharing a transaction with the events
+        submitted at about the same time (group commit); returns what became of it."""
+        return await self._group.submit(event)
+
+    async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
+        report = await self.ingest(events)
+        await self.publish(report)
+        return report.outcomes
 
     async def ingest(
         self,
@@ -80,56 +112,79 @@ class Ingestor:
         """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction; commit."""
         report = IngestReport()
         async with self.runtime.sessions() as session, session.begin():
-            ignored = await self.ignore_list.phones(session) if events else frozenset()
-            for event in events:
-                report.outcomes.append(await self._one(session, event, ignored, report))
+            if events:
+                ignored = await self.ignore_list.phones(session)
+                report.outcomes = await self._log_and_stage(session, events, ignored, report)
             if statuses:
                 report.status_ids = await self.outbound.apply_provider_statuses(session, statuses)
             if within is not None:
                 await within(session)
         return report
 
-    async def _one(
-        self, session: AsyncSession, event: InboundEvent, ignored: frozenset[str], report: IngestReport
-    ) -> Outcome:
-        provider = event.provider.value
-        metrics.RECEIVED.labels(provider).inc()
-        admission = admit(event, ignored)
-        if admission.verdict is Verdict.SKIPPED:
-            metrics.SKIPPED.labels(provider, admission.reason or "other").inc()
-            return Outcome("skipped", reason=admission.reason)
-        assert admission.phone is not None
-        message_id = inbound_message_id(event.provider, event.provider_message_id)
+    async def _log_and_stage(
+        self, session: AsyncSession, events: Sequence[InboundEvent], ignored: frozenset[str], report: IngestReport
+    ) -> list[Outcome]:
+        """One statement logs every admitted event (a message seen before is a no-op), one stages them."""
         now = self.runtime.clock.now()
-        queue, payload = to_contract(event, admission.phone, now)
-        if admission.verdict is Verdict.IGNORED:
-            status = STATUS_IGNORED
-        else:
-            status = STATUS_TRANSCRIBING if queue is VOICE else STATUS_QUEUED
-        row = {
-            "direction": INBOUND,
-            "provider": provider,
-            "provider_message_id": event.provider_message_id,
-            "message_id": message_id,
-            "correlation_id": payload.correlation_id,
-            "phone": admission.phone,
-            "phone_masked": mask_phone(admission.phone),
-            "kind": event.kind.value,
-            "status": status,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if not (await insert_ignore(session, tables.message_logs, row, ["direction", "message_id"])).rowcount:
-            metrics.DUPLICATES.labels(provider).inc()
-            return Outcome("duplicate", message_id)
-        if status == STATUS_IGNORED:
-            metrics.IGNORED.labels(provider).inc()
-            log.info("ingest.ignored", provider=provider, phone=admission.phone, message_id=message_id)
-            return Outcome("ignored", message_id, admission.reason)
-        await self.runtime.outbox.add(session, queue, payload, cause_id=message_id)
-        report.staged.append(payload.message_id)
-        metrics.PUBLISHED.labels(provider, queue.name).inc()
-        return Outcome("published", message_id)
+        outcomes: list[Outcome | _Admitted] = []
+        for event in events:
+            provider = event.provider.value
+            metrics.RECEIVED.labels(provider).inc()
+            admission = admit(event, ignored)
+            if admission.verdict is Verdict.SKIPPED:
+                metrics.SKIPPED.labels(provider, admission.reason or "other").inc()
+                outcomes.append(Outcome("skipped", reason=admission.reason))
+                continue
+            assert admission.phone is not None
+            message_id = inbound_message_id(event.provider, event.provider_message_id)
+            queue, payload = to_contract(event, admission.phone, now)
+            if admission.verdict is Verdict.IGNORED:
+                status = STATUS_IGNORED
+            else:
+                status = STATUS_TRANSCRIBING if queue is VOICE else STATUS_QUEUED
+            row = {
+                "direction": INBOUND,
+                "provider": provider,
+                "provider_message_id": event.provider_message_id,
+                "message_id": message_id,
+                "correlation_id": payload.correlation_id,
+                "phone": admission.phone,
+                "phone_masked": mask_phone(admission.phone),
+                "kind": event.kind.value,
+                "status": status,
+                "created_at": now,
+                "updated_at": now,
+            }
+            outcomes.append(_Admitted(event, row, queue, payload, admission.reason))
+        admitted = [o for o in outcomes if isinstance(o, _Admitted)]
+        logged: set[object] = set()
+        if admitted:
+            keys = ["direction", "message_id"]
+            result = await insert_ignore(session, tables.message_logs, [a.row for a in admitted], keys, returning=keys)
+            logged = {message_id for _, message_id in result.all()}
+        staged: list[tuple[WorkQueue, Contract, str]] = []
+        final: list[Outcome] = []
+        for item in outcomes:
+            if not isinstance(item, _Admitted):
+                final.append(item)
+                continue
+            provider, message_id = item.event.provider.value, str(item.row["message_id"])
+            if message_id not in logged:  # seen before (or twice in this batch: the first one counts)
+                metrics.DUPLICATES.labels(provider).inc()
+                final.append(Outcome("duplicate", message_id))
+                continue
+            logged.discard(message_id)
+            if item.row["status"] == STATUS_IGNORED:
+                metrics.IGNORED.labels(provider).inc()
+                log.info("ingest.ignored", provider=provider, phone=item.row["phone"], message_id=message_id)
+                final.append(Outcome("ignored", message_id, item.reason))
+                continue
+            staged.append((item.queue, item.payload, message_id))
+            report.staged.append(item.payload.message_id)
+            metrics.PUBLISHED.labels(provider, item.queue.name).inc()
+            final.append(Outcome("published", message_id))
+        await self.runtime.outbox.add_many(session, staged)
+        return final
 
     # ---------------------------------------------------------------- after the commit
     async def publish(self, report: IngestReport) -> None:

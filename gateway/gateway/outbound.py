@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import metrics
 from gateway.db import tables
 from gateway.domain.events import StatusEvent
+from parley_shared.batching import GroupCommit
+from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
 from parley_shared.db import insert_ignore
 from parley_shared.phone import mask_phone
@@ -104,6 +106,9 @@ class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
+        self._finishes: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
+            self._finish_batch, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+        )
 
     async def claim(self, message: OutgoingMessage) -> OutboundRow:
         """The row for ``message`` (created as ``queued`` the first time)."""
@@ -123,7 +128,16 @@ class OutboundLog:
                 "created_at": now,
                 "updated_at": now,
             }
-            await insert_ignore(session, t, values, ["direction", "message_id"])
+            created = await insert_ignore(session, t, values, ["direction", "message_id"], returning=["id"])
+            if created.first() is not None:  # the first delivery of this message: the row is what we wrote
+                return OutboundRow(
+                    message.message_id,
+                    message.correlation_id,
+                    message.phone,
+                    self.provider.value,
+                    OutStatus.QUEUED,
+                    None,
+                )
             row = (await session.execute(_SELECT_OUTBOUND, {"b_message_id": message.message_id})).one()
         return _row(row)
 
@@ -149,7 +163,8 @@ class OutboundLog:
         error_code: str | None = None,
         error_reason: str | None = None,
     ) -> str:
-        """Terminal outcome + its DeliveryStatus, in one transaction; returns the status message id."""
+        """Terminal outcome + its DeliveryStatus, in one transaction (shared with the outcomes recorded
+        at about the same time: group commit); returns the status message id."""
         state = DeliveryState.SENT if status is OutStatus.SENT else DeliveryState.FAILED
         now = self.runtime.clock.now()
         payload = DeliveryStatus(
@@ -165,18 +180,22 @@ class OutboundLog:
             occurred_at=now,
         )
         error = f"{error_code}: {error_reason}" if error_code or error_reason else None
-        async with self.runtime.sessions() as session, session.begin():
-            params = {
-                "b_message_id": message.message_id,
-                "status": status.value,
-                "provider_message_id": provider_message_id,
-                "error": error,
-                "updated_at": now,
-            }
-            await session.execute(_UPDATE_OUTBOUND, params)
-            await self.runtime.outbox.add(session, STATUS, payload, cause_id=message.message_id)
+        params = {
+            "b_message_id": message.message_id,
+            "status": status.value,
+            "provider_message_id": provider_message_id,
+            "error": error,
+            "updated_at": now,
+        }
+        await self._finishes.submit((params, payload))
         metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
         return payload.message_id
+
+    async def _finish_batch(self, batch: list[tuple[dict[str, Any], DeliveryStatus]]) -> list[None]:
+        async with self.runtime.sessions() as session, session.begin():
+            await session.execute(_UPDATE_OUTBOUND, [params for params, _ in batch])
+            await self.runtime.outbox.add_many(session, [(STATUS, p, p.outgoing_message_id) for _, p in batch])
+        return [None] * len(batch)
 
     async def apply_provider_statuses(self, session: AsyncSession, events: Sequence[StatusEvent]) -> list[str]:
         """Delivery statuses a provider reported (Meta webhook), in the caller's transaction."""

@@ -138,21 +138,27 @@ def insert_ignore(
     table: Table,
     values: dict[str, Any] | Sequence[dict[str, Any]],
     index_elements: Sequence[str],
+    *,
+    returning: Sequence[str] = (),
 ) -> Awaitable[Result[Any]]:
     """Run ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for PostgreSQL or SQLite.
 
     The statement is built once per (dialect, table, key) and the row(s) travel as parameters:
     building and cache-keying a statement with its values inside costs more CPU than running it.
-    A list of rows is an executemany.
+    A list of rows is an executemany (one multi-row statement on PostgreSQL); ``returning`` names
+    columns to return for the rows actually inserted.
     """
-    stmt = _insert_ignore_statement(dialect_name(session), table, tuple(index_elements))
+    stmt = _insert_ignore_statement(dialect_name(session), table, tuple(index_elements), tuple(returning))
     return session.execute(stmt, values if isinstance(values, dict) else list(values))
 
 
 @functools.cache
-def _insert_ignore_statement(dialect: str, table: Table, index_elements: tuple[str, ...]) -> Any:
+def _insert_ignore_statement(
+    dialect: str, table: Table, index_elements: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
 
 
 async def ping(engine: AsyncEngine) -> float:

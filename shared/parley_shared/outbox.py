@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from parley_shared.batching import GroupCommit
 from parley_shared.broker import Broker, PublishError
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import Contract
@@ -45,15 +45,6 @@ from parley_shared.db import UtcDateTime, insert_ignore
 from parley_shared.topology import BY_NAME, WorkQueue
 
 log = structlog.get_logger("parley.outbox")
-
-MAX_FLUSHES = 2  # publish flushes running at once (each serves every request made before it began)
-
-
-@dataclass(frozen=True)
-class _Request:
-    ids: tuple[str, ...]
-    causes: tuple[str, ...]
-    future: asyncio.Future[None]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -106,6 +97,15 @@ class Inbox:
         )
         return bool(result.rowcount)
 
+    async def claim_many(self, session: AsyncSession, queue: str, message_ids: Sequence[str]) -> set[str]:
+        """:meth:`claim` for several ids in one statement: the ids claimed now (not seen before)."""
+        if not message_ids:
+            return set()
+        now = self.clock.now()
+        rows = [{"message_id": i, "queue": queue, "processed_at": now} for i in message_ids]
+        result = await insert_ignore(session, self.table, rows, ["message_id"], returning=["message_id"])
+        return set(result.scalars())
+
 
 class Outbox:
     def __init__(
@@ -131,9 +131,9 @@ class Outbox:
         self._serial: asyncio.Lock | None = (
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
-        self._requests: list[_Request] = []
-        self._flushes = 0
-        self._flush_tasks: set[asyncio.Task[None]] = set()
+        self._flushes: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
+            self._flush, max_batches=2
+        )
         # Built once (building a statement costs more CPU than running it).
         t = table
         pending = (
@@ -158,22 +158,26 @@ class Outbox:
         self, session: AsyncSession, queue: WorkQueue, payload: Contract, *, cause_id: str | None = None
     ) -> bool:
         """Stage ``payload`` for ``queue`` in the caller's transaction. False if already staged."""
+        result = await insert_ignore(session, self.table, self._row(queue, payload, cause_id), ["message_id"])
+        return bool(result.rowcount)
+
+    async def add_many(self, session: AsyncSession, items: Sequence[tuple[WorkQueue, Contract, str | None]]) -> None:
+        """Stage several ``(queue, payload, cause_id)`` in the caller's transaction, one statement."""
+        if items:
+            rows = [self._row(queue, payload, cause_id) for queue, payload, cause_id in items]
+            await insert_ignore(session, self.table, rows, ["message_id"])
+
+    def _row(self, queue: WorkQueue, payload: Contract, cause_id: str | None) -> dict[str, Any]:
         if not isinstance(payload, queue.contract):
             raise TypeError(f"{queue.name} carries {queue.contract.__name__}, not {type(payload).__name__}")
-        result = await insert_ignore(
-            session,
-            self.table,
-            {
-                "message_id": payload.message_id,
-                "correlation_id": payload.correlation_id,
-                "queue": queue.name,
-                "cause_id": cause_id,
-                "body": payload.encode(),
-                "created_at": self.clock.now(),
-            },
-            ["message_id"],
-        )
-        return bool(result.rowcount)
+        return {
+            "message_id": payload.message_id,
+            "correlation_id": payload.correlation_id,
+            "queue": queue.name,
+            "cause_id": cause_id,
+            "body": payload.encode(),
+            "created_at": self.clock.now(),
+        }
 
     # ---------------------------------------------------------------- publishing (after commit)
     async def publish_caused_by(self, cause_id: str) -> None:
@@ -194,45 +198,23 @@ class Outbox:
 
         Group commit: requests made while a flush runs are served together by the next one --
         one transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them --
-        instead of a transaction per request; at most ``MAX_FLUSHES`` flushes run at once.
+        instead of a transaction per request.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._requests.append(_Request(tuple(ids), tuple(causes), future))
-        if self._flushes < MAX_FLUSHES:
-            self._start_flush()
-        await future
+        await self._flushes.submit((tuple(ids), tuple(causes)))
 
-    def _start_flush(self) -> None:
-        batch, self._requests = self._requests, []
-        self._flushes += 1
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
-        self._flush_tasks.add(task)
-        task.add_done_callback(self._flush_tasks.discard)
-
-    async def _flush(self, batch: list[_Request]) -> None:
+    async def _flush(self, requests: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[None]:
         params = {
-            "b_ids": sorted({i for r in batch for i in r.ids}),
-            "b_causes": sorted({c for r in batch for c in r.causes}),
+            "b_ids": sorted({i for ids, _ in requests for i in ids}),
+            "b_causes": sorted({c for _, causes in requests for c in causes}),
         }
-        failure: Exception | None = None
         try:
             while await self._publish_where(self._requested_query, params) >= self.batch_size:
                 pass
-        except Exception as exc:  # handed to every waiting caller
-            failure = exc if isinstance(exc, PublishError) else PublishError(repr(exc))
-        finally:
-            self._flushes -= 1
-            for request in batch:
-                if request.future.done():
-                    continue
-                if failure is not None:
-                    request.future.set_exception(failure)
-                elif asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    request.future.cancel()  # shutting down: the relay (next start) publishes them
-                else:
-                    request.future.set_result(None)
-            if self._requests and self._flushes < MAX_FLUSHES:
-                self._start_flush()
+        except PublishError:
+            raise
+        except Exception as exc:  # the database: the relay publishes the rows later
+            raise PublishError(repr(exc)) from exc
+        return [None] * len(requests)
 
     async def _publish_where(self, query: Any, params: dict[str, Any]) -> int:
         if self._serial is None:

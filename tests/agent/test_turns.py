@@ -383,3 +383,53 @@ async def test_a_crashing_engine_gets_the_fallback_reply_and_a_human(amqp_url: s
     assert reply.text == PromptBook(ROOT / "prompts").phrase("en", "fallback")
     assert convo["contact"]["needs_human"] is True and "ZeroDivisionError" in convo["contact"]["needs_human_reason"]
     assert convo["messages"][0]["status"] == "handled"
+
+
+class _FollowUpsFailingFor:
+    """Follow-up hooks that fail for one phone (a message that cannot be recorded)."""
+
+    def __init__(self, bad_phone: str) -> None:
+        self.bad_phone = bad_phone
+        self.calls: list[int] = []
+
+    async def on_inbound(self, _session: Any, contacts: Any, _now: datetime) -> None:
+        self.calls.append(len(contacts))
+        if any(c["phone"] == self.bad_phone for c in contacts):
+            raise ValueError("cannot record this one")
+
+
+async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fails_alone(
+    amqp_url: str, database_url: str
+) -> None:
+    from agent_service.workers.incoming import IncomingHandler
+
+    async with running_agent(amqp_url, database_url, engine=echo_engine()) as agent:
+        runtime = agent.app[RUNTIME]
+        bad = "+77019999999"
+        follow_ups = _FollowUpsFailingFor(bad)
+        scheduled: list[int] = []
+        handler = IncomingHandler(
+            sessions=runtime.sessions,
+            inbox=runtime.inbox,
+            clock=runtime.clock,
+            follow_ups=follow_ups,  # type: ignore[arg-type]
+            schedule=lambda contact_id, _delay: scheduled.append(contact_id),
+            window_s=30.0,
+            min_confidence=0.6,
+            max_classification_turns=3,
+        )
+        good = [inbound(f"+7701555{i:04d}", f"hello {i}") for i in range(40)]
+        again = inbound("+77015550001", "a second message of one contact", key="second")
+        outcomes = await asyncio.gather(
+            *(handler(m) for m in [*good, inbound(bad, "poison"), again, good[3]]), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        assert len(errors) == 1 and "cannot record" in str(errors[0])  # only the bad message failed
+        assert handler._recorder.batches < handler._recorder.items  # several messages per transaction
+        assert max(follow_ups.calls) > 1
+        async with runtime.sessions() as session:
+            recorded = (await session.execute(select(tables.messages.c.text, tables.messages.c.status))).all()
+        texts = sorted(t for t, _ in recorded)
+        assert texts == sorted([f"hello {i}" for i in range(40)] + ["a second message of one contact"])
+        assert {s for _, s in recorded} == {"pending"}  # the redelivered good[3] was not recorded twice
+        assert len(scheduled) == 41 and len(set(scheduled)) == 40

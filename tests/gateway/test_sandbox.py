@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -92,6 +93,26 @@ async def test_sandbox_round_trip_once_each_way(amqp_url: str, database_url: str
         assert (await empty.json())["messages"] == []
     assert [(r[0], r[1]) for r in await log_rows(database_url, "inbound")] == [(body["message_id"], "queued")]
     assert await log_rows(database_url, "outbound") == [("reply-1", "sent", mask_phone(PHONE))]
+
+
+async def test_concurrent_inbound_posts_share_transactions_each_answered_for_itself(
+    amqp_url: str, database_url: str
+) -> None:
+    """Group commit: 60 POSTs at once (with a repeat and an ignored number among them) are logged
+    in fewer transactions than requests, and each request still gets its own outcome."""
+    settings = gateway_settings(amqp_url, database_url, ignored_numbers="+77010000099")
+    async with running(settings) as client:
+        bodies = [{"from": f"+7701000{i:04d}", "text": f"hello {i}", "id": f"burst-{i}"} for i in range(58)]
+        bodies += [{"from": "+77010000099", "text": "ignored", "id": "burst-ignored"}, dict(bodies[7])]
+        responses = await asyncio.gather(*(client.post("/sandbox/inbound", json=b, headers=AUTH) for b in bodies))
+        outcomes = Counter([(r.status, (await r.json())["status"]) for r in responses])
+        assert outcomes == {(202, "published"): 58, (202, "duplicate"): 1, (202, "ignored"): 1}
+        group = client.app[GATEWAY].ingestor._group
+        assert group.items == 60 and group.batches < group.items
+        published = await take(amqp_url, INCOMING.name, 58)
+        assert sorted(m["text"] for m in published) == sorted(f"hello {i}" for i in range(58))
+    logged = await log_rows(database_url, "inbound")
+    assert len(logged) == 59 and sorted(status for _, status, _ in logged).count("ignored") == 1
 
 
 async def _queue_empty(amqp_url: str, queue: str) -> bool:

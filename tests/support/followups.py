@@ -78,7 +78,7 @@ class Rig:
                 .where(tables.contacts.c.id == contact_id)
                 .values(last_inbound_at=now, updated_at=now, **columns)
             )
-            await self.follow_ups.on_inbound(session, await self.contact(session, contact_id), now)
+            await self.follow_ups.on_inbound(session, [await self.contact(session, contact_id)], now)
 
     async def agent_replies(self, contact_id: int, *, at: datetime | None = None, **columns: Any) -> None:
         """The AI's reply: the turn updates the contact (outcome, owner, ...), then calls ``on_agent_message``."""

@@ -25,29 +25,34 @@ c = contacts.c
 m = messages.c
 
 
-async def upsert_contact(
+async def upsert_contacts(
     session: AsyncSession,
+    people: Sequence[Mapping[str, Any]],
     *,
-    phone: str,
-    name: str | None,
-    provider: str | None,
     now: datetime,
     turn_due_at: datetime | None = None,
-) -> RowMapping:
-    """Create the contact on its first message or refresh it (name, provider, last inbound time,
-    and the turn's due time when given)."""
+) -> dict[str, RowMapping]:
+    """Create each contact (``phone``, ``name``, ``provider``; a phone at most once) on its first
+    message or refresh it (name, provider, last inbound time, and the turn's due time when given),
+    in one statement. Returns the contacts as they are now, by phone."""
+    if not people:
+        return {}
     stmt = _upsert_contact_statement(dialect_name(session), turn_due_at is not None)
-    values = {
-        "phone": phone,
-        "name": name,
-        "provider": provider,
-        "first_seen_at": now,
-        "last_inbound_at": now,
-        "created_at": now,
-        "updated_at": now,
-        "turn_due_at": turn_due_at,
-    }
-    return (await session.execute(stmt, values)).mappings().one()
+    values = [
+        {
+            "phone": p["phone"],
+            "name": p["name"],
+            "provider": p["provider"],
+            "first_seen_at": now,
+            "last_inbound_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "turn_due_at": turn_due_at,
+        }
+        for p in people
+    ]
+    rows = (await session.execute(stmt, values)).mappings().all()
+    return {row["phone"]: row for row in rows}
 
 
 @functools.cache
@@ -80,6 +85,11 @@ _INSERT_MESSAGE = messages.insert()
 
 async def insert_message(session: AsyncSession, values: Mapping[str, Any]) -> None:
     await session.execute(_INSERT_MESSAGE, dict(values))
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Several messages (every row with the same keys), one executemany."""
+    await session.execute(_INSERT_MESSAGE, [dict(r) for r in rows])
 
 
 async def message_by_id(session: AsyncSession, message_id: str) -> RowMapping | None:

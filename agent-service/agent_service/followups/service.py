@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db.tables import contacts, follow_ups, scheduled_calls
@@ -41,19 +41,43 @@ async def upcoming_calls(session: AsyncSession, contact_ids: Sequence[int], now:
     return set(rows.scalars())
 
 
+# The hooks' statements, built once (building costs more CPU than running them); values are parameters.
+_f = follow_ups.c
+_CANCEL_PENDING = (
+    update(follow_ups)
+    .where(_f.contact_id.in_(bindparam("b_ids", expanding=True)), _f.status == "pending")
+    .values(status="cancelled", claim_token=None, claimed_until=None)
+)
+_latest = follow_ups.alias("latest")
+_LAST_SENT = (
+    select(_f.id, _f.contact_id, _f.replied)
+    .where(
+        _f.contact_id.in_(bindparam("b_ids", expanding=True)),
+        _f.sequence_no
+        == select(func.max(_latest.c.sequence_no)).where(_latest.c.contact_id == _f.contact_id).scalar_subquery(),
+        _f.status == "sent",
+        _f.sent_at <= bindparam("b_now"),
+    )
+    .order_by(_f.contact_id, _f.touch.desc())
+)
+_MARK_REPLIED = update(follow_ups).where(_f.id.in_(bindparam("b_ids", expanding=True))).values(replied=True)
+
+
 class FollowUps:
     def __init__(self, policy: FollowUpPolicy) -> None:
         self.policy = policy
 
     # ---------------------------------------------------------------- hooks (caller's transaction)
-    async def on_inbound(self, session: AsyncSession, contact: Mapping[str, Any], now: datetime) -> None:
-        """The prospect wrote: cancel the pending touches of the current sequence (and note the reply)."""
-        contact_id = int(contact["id"])
-        await self._mark_replied(session, contact_id, now)
-        await self._cancel_pending(session, contact_id, StopReason.REPLIED, now)
-        decision = eligibility(contact, enabled=self.policy.enabled)
-        if decision.final:
-            await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
+    async def on_inbound(self, session: AsyncSession, contacts: Sequence[Mapping[str, Any]], now: datetime) -> None:
+        """These prospects wrote: cancel the pending touches of their current sequences (and note
+        the replies). One statement each for all of them (the incoming consumer records a batch)."""
+        ids = [int(contact["id"]) for contact in contacts]
+        await self._mark_replied(session, ids, now)
+        await self._cancel_pending(session, ids, StopReason.REPLIED, now)
+        for contact in contacts:
+            decision = eligibility(contact, enabled=self.policy.enabled)
+            if decision.final:
+                await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
     async def on_agent_message(self, session: AsyncSession, contact: Mapping[str, Any], now: datetime) -> None:
         """The AI just replied (the reply is staged in this transaction): start a new sequence if eligible.
@@ -62,7 +86,7 @@ class FollowUps:
         (non-clients, held by a human, definitive yes/no, follow-ups disabled) get none.
         """
         contact_id = int(contact["id"])
-        await self._cancel_pending(session, contact_id, StopReason.SUPERSEDED, now)
+        await self._cancel_pending(session, [contact_id], StopReason.SUPERSEDED, now)
         booked = bool(await upcoming_calls(session, [contact_id], now))
         decision = eligibility(contact, enabled=self.policy.enabled, call_booked=booked)
         if decision.final:
@@ -106,7 +130,7 @@ class FollowUps:
         message, if the contact is eligible again then (e.g. after a handback).
         Returns how many touches were cancelled.
         """
-        cancelled = await self._cancel_pending(session, contact_id, reason, now)
+        cancelled = await self._cancel_pending(session, [contact_id], reason, now)
         if permanent:
             await session.execute(
                 update(contacts)
@@ -124,29 +148,22 @@ class FollowUps:
         )
 
     # ---------------------------------------------------------------- helpers
-    async def _cancel_pending(self, session: AsyncSession, contact_id: int, reason: str, now: datetime) -> int:
-        result = await session.execute(
-            update(follow_ups)
-            .where(follow_ups.c.contact_id == contact_id, follow_ups.c.status == "pending")
-            .values(status="cancelled", reason=str(reason)[:200], claim_token=None, claimed_until=None, updated_at=now)
-        )
+    async def _cancel_pending(
+        self, session: AsyncSession, contact_ids: Sequence[int], reason: str, now: datetime
+    ) -> int:
+        params = {"b_ids": list(contact_ids), "reason": str(reason)[:200], "updated_at": now}
+        result = await session.execute(_CANCEL_PENDING, params)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def _mark_replied(self, session: AsyncSession, contact_id: int, now: datetime) -> None:
-        """The reply counts for the last touch sent in the contact's latest sequence (once)."""
-        t = follow_ups.c
-        latest = select(func.max(t.sequence_no)).where(t.contact_id == contact_id).scalar_subquery()
-        rows = (
-            await session.execute(
-                select(t.id, t.replied)
-                .where(t.contact_id == contact_id, t.sequence_no == latest, t.status == "sent", t.sent_at <= now)
-                .order_by(t.touch.desc())
-            )
-        ).all()
-        if rows and not any(r.replied for r in rows):
-            await session.execute(
-                update(follow_ups).where(follow_ups.c.id == rows[0].id).values(replied=True, updated_at=now)
-            )
+    async def _mark_replied(self, session: AsyncSession, contact_ids: Sequence[int], now: datetime) -> None:
+        """A reply counts for the last touch sent in each contact's latest sequence (once)."""
+        rows = (await session.execute(_LAST_SENT, {"b_ids": list(contact_ids), "b_now": now})).all()
+        by_contact: dict[int, list[Any]] = {}
+        for row in rows:  # highest touch first
+            by_contact.setdefault(row.contact_id, []).append(row)
+        replied = [touches[0].id for touches in by_contact.values() if not any(r.replied for r in touches)]
+        if replied:
+            await session.execute(_MARK_REPLIED, {"b_ids": replied, "updated_at": now})
 
     async def _stop_for_good(
         self, session: AsyncSession, contact: Mapping[str, Any], reason: str, now: datetime

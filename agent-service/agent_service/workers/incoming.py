@@ -1,7 +1,8 @@
 """Consuming ``incoming_messages``: record the message, then let a turn answer it.
 
-The handler is one short transaction -- claim the message id in the inbox (a redelivery
-changes nothing), upsert the contact, store the message as ``pending`` (or ``silent`` when a
+The handler is one short transaction -- shared with the messages delivered at about the same
+time (group commit, one statement per step for all of them) -- claim the message id in the
+inbox (a redelivery changes nothing), upsert the contact, store the message as ``pending`` (or ``silent`` when a
 manager holds the contact or it is a settled non-client: recorded, never answered by the AI),
 push the contact's ``turn_due_at`` to now + ``BUFFER_WINDOW_S`` (in the same upsert; for a silent
 message the sweeper later finds nothing pending and clears it) and tell the follow-ups that
@@ -24,12 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_service.db import repository as repo
 from agent_service.domain.moderation import inbound_status
 from agent_service.followups.service import FollowUps
+from parley_shared.batching import GroupCommit
+from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage
 from parley_shared.outbox import Inbox
 from parley_shared.topology import INCOMING
 
 log = structlog.get_logger(__name__)
+
+Recorded = tuple[int | None, str | None]  # (contact id, message status); (None, None) for a duplicate
 
 
 class KeyedLocks:
@@ -84,42 +89,53 @@ class IncomingHandler:
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
+        self._recorder: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
+            self._record_batch, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+        )
 
     async def __call__(self, message: IncomingMessage) -> None:
         await self._locks.acquire(message.phone)
         try:
-            contact_id, status = await self._record(message)
+            contact_id, status = await self._recorder.submit(message)
         finally:
             self._locks.release(message.phone)
         if contact_id is not None and status == "pending":
             self.schedule(contact_id, self.window_s)
 
-    async def _record(self, message: IncomingMessage) -> tuple[int | None, str | None]:
-        now = self.clock.now()
+    async def _record_batch(self, batch: list[IncomingMessage]) -> list[Recorded]:
+        """Record messages delivered at about the same time in one transaction (group commit).
+        A contact's messages never share a batch (the per-phone lock): each batch upserts a
+        contact once. A batch that fails for a reason of its own (not the database being away) is
+        recorded message by message, so that one bad message cannot fail the others."""
         async with self.sessions() as session, session.begin():
-            if not await self.inbox.claim(session, INCOMING.name, message.message_id):
-                log.info("incoming.duplicate")
-                return None, None
-            contact = await repo.upsert_contact(
-                session,
-                phone=message.phone,
-                name=message.contact_name,
-                provider=message.provider.value,
-                now=now,
-                turn_due_at=now + timedelta(seconds=self.window_s),
-            )
+            return await self._record(session, batch)
+
+    async def _record(self, session: AsyncSession, batch: list[IncomingMessage]) -> list[Recorded]:
+        now = self.clock.now()
+        claimed = await self.inbox.claim_many(session, INCOMING.name, [m.message_id for m in batch])
+        fresh = [m for m in batch if m.message_id in claimed]
+        if len(fresh) < len(batch):
+            log.info("incoming.duplicate", count=len(batch) - len(fresh))
+        contacts = await repo.upsert_contacts(
+            session,
+            [{"phone": m.phone, "name": m.contact_name, "provider": m.provider.value} for m in fresh],
+            now=now,
+            turn_due_at=now + timedelta(seconds=self.window_s),
+        )
+        rows = []
+        recorded: dict[str, Recorded] = {}
+        for message in fresh:
+            contact = contacts[message.phone]
             status = inbound_status(
                 contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
             )
-            text = message.text if message.text is not None else message.caption
-            await repo.insert_message(
-                session,
+            rows.append(
                 {
                     "contact_id": contact["id"],
                     "direction": "in",
                     "kind": message.kind.value,
                     "status": status,
-                    "text": text,
+                    "text": message.text if message.text is not None else message.caption,
                     "message_id": message.message_id,
                     "provider_message_id": message.provider_message_id,
                     "correlation_id": message.correlation_id,
@@ -127,8 +143,11 @@ class IncomingHandler:
                     "error": message.transcription_error,
                     "sent_at": message.sent_at,
                     "created_at": now,
-                },
+                }
             )
-            await self.follow_ups.on_inbound(session, contact, now)
-        log.debug("incoming.recorded", contact_id=contact["id"], status=status, kind=message.kind.value)
-        return int(contact["id"]), status
+            recorded[message.message_id] = (int(contact["id"]), status)
+        if rows:
+            await repo.insert_messages(session, rows)
+            await self.follow_ups.on_inbound(session, list(contacts.values()), now)
+        log.debug("incoming.recorded", messages=len(rows))
+        return [recorded.get(m.message_id, (None, None)) for m in batch]

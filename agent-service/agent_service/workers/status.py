@@ -10,6 +10,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db import repository as repo
+from parley_shared.batching import GroupCommit
+from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryStatus
 
 log = structlog.get_logger(__name__)
@@ -18,17 +20,29 @@ log = structlog.get_logger(__name__)
 class StatusHandler:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        # Statuses delivered at about the same time share a transaction, applied in delivery order.
+        self._group: GroupCommit[DeliveryStatus, bool] = GroupCommit(
+            self._apply, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+        )
 
     async def __call__(self, status: DeliveryStatus) -> None:
-        error = None
-        if status.error_code or status.error_reason:
-            error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
-        async with self.sessions() as session, session.begin():
-            changed = await repo.apply_delivery_status(
-                session,
-                message_id=status.outgoing_message_id,
-                status=status.status.value,
-                error=error,
-                occurred_at=status.occurred_at,
-            )
+        changed = await self._group.submit(status)
         log.debug("delivery.status", status=status.status.value, changed=changed)
+
+    async def _apply(self, batch: list[DeliveryStatus]) -> list[bool]:
+        changed = []
+        async with self.sessions() as session, session.begin():
+            for status in batch:
+                error = None
+                if status.error_code or status.error_reason:
+                    error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
+                changed.append(
+                    await repo.apply_delivery_status(
+                        session,
+                        message_id=status.outgoing_message_id,
+                        status=status.status.value,
+                        error=error,
+                        occurred_at=status.occurred_at,
+                    )
+                )
+        return changed

@@ -129,9 +129,7 @@ async def inbound(request: web.Request) -> web.Response:
         media=media,
         contact_name=body.name,
     )
-    report = await gateway.ingestor.ingest([event])
-    await gateway.ingestor.publish(report)
-    outcome = report.outcomes[0]
+    outcome = await gateway.ingestor.submit(event)
     return json_response(InboundAccepted(message_id=outcome.message_id, status=outcome.status), status=202)  # type: ignore[arg-type]
 
 

@@ -96,8 +96,9 @@ class SandboxProvider(WhatsAppProvider):
                 "in_reply_to": json.dumps(list(message.in_reply_to)),
                 "created_at": self.clock.now(),
             }
-            await insert_ignore(session, t, values, ["message_id"])
-            cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
+            cursor = (await insert_ignore(session, t, values, ["message_id"], returning=["id"])).scalar()
+            if cursor is None:  # sent before: the stored one
+                cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
         async with self._delivered:
             self.version += 1
             self._delivered.notify_all()

@@ -1,0 +1,122 @@
+"""Group commit: concurrent calls served in batches, one transaction for many callers.
+
+Under load most of a short transaction's cost is fixed (session, BEGIN, COMMIT, statement
+overhead), not per row. :class:`GroupCommit` lets every caller ``await submit(item)`` as if it
+ran alone, while the items submitted meanwhile are handed to one ``run_batch(items)`` call:
+
+* the first item starts a batch at once (no waiting, so a lone caller is not slowed down);
+* items that arrive while ``max_batches`` batches are running wait and go together into the
+  next one, up to ``max_size`` items;
+* ``run_batch`` returns one result per item, in order; a result that is an exception is raised
+  to that item's caller alone;
+* if ``run_batch`` raises and ``retry_alone(exc)`` says so (e.g. not the database being away but
+  something about one item), each item is run again in a batch of its own, so that one bad item
+  fails alone; otherwise every caller of the batch gets the exception.
+
+A caller that is cancelled leaves the batch running: its item is still handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger("parley.batching")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
+        *,
+        max_batches: int = 2,
+        max_size: int = 200,
+        retry_alone: Callable[[Exception], bool] | None = None,
+    ) -> None:
+        if max_batches < 1 or max_size < 1:
+            raise ValueError("max_batches and max_size must be at least 1")
+        self.run_batch = run_batch
+        self.retry_alone = retry_alone
+        self.max_batches = max_batches
+        self.max_size = max_size
+        self._waiting: list[_Pending[T, R]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0  # how many batches ran (for tests and metrics)
+        self.items = 0
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Pending(item, future))
+        self._start()
+        return await future
+
+    def _start(self) -> None:
+        while self._waiting and self._running < self.max_batches:
+            batch, self._waiting = self._waiting[: self.max_size], self._waiting[self.max_size :]
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Pending[T, R]]) -> None:
+        results: Sequence[R | Exception] = ()
+        failure: Exception | None = None
+        try:
+            results = await self._call([p.item for p in batch])
+            if len(results) != len(batch):
+                failure = RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
+        except Exception as exc:  # handed to every caller of the batch
+            failure = exc
+        finally:
+            self._running -= 1
+            self.batches += 1
+            self.items += len(batch)
+            cancelled = failure is None and len(results) != len(batch)  # run_batch itself was cancelled
+            for index, pending in enumerate(batch):
+                if pending.future.done():  # its caller was cancelled
+                    continue
+                if failure is not None:
+                    pending.future.set_exception(failure)
+                elif cancelled:
+                    pending.future.cancel()
+                else:
+                    result = results[index]
+                    if isinstance(result, Exception):
+                        pending.future.set_exception(result)
+                    else:
+                        pending.future.set_result(result)
+            self._start()
+
+    async def _call(self, items: list[T]) -> Sequence[R | Exception]:
+        try:
+            return await self.run_batch(items)
+        except Exception as exc:
+            if len(items) == 1 or self.retry_alone is None or not self.retry_alone(exc):
+                raise
+            log.warning("batch.retrying_alone", error=type(exc).__name__, items=len(items))
+        results: list[R | Exception] = []
+        for item in items:
+            try:
+                results += await self.run_batch([item])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the batches running now (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
