@@ -68,6 +68,21 @@ def run(
         return 0
     app = create_app(settings)
     web.run_app(
-        app, host=settings.http_host, port=http_port(settings), print=None, shutdown_timeout=settings.shutdown_timeout_s
+        app,
+        host=settings.http_host,
+        port=http_port(settings),
+        print=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        loop=new_event_loop(),
     )
     return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it exists (Linux, macOS): the services spend much of their CPU in the event
+    loop (sockets to RabbitMQ, PostgreSQL and HTTP clients); asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
