@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db import tables
 from parley_shared.clock import Clock
-from parley_shared.db import insert_ignore
+from parley_shared.db import Session, SessionFactory, insert_ignore
 
 SOURCE_CONFIG = "config"
 SOURCE_API = "api"
@@ -30,12 +29,12 @@ class IgnoredNumber:
 
 
 class IgnoreList:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, configured: set[str]) -> None:
+    def __init__(self, sessions: SessionFactory, clock: Clock, configured: set[str]) -> None:
         self.sessions = sessions
         self.clock = clock
         self.configured = frozenset(configured)
 
-    async def phones(self, session: AsyncSession) -> frozenset[str]:
+    async def phones(self, session: Session) -> frozenset[str]:
         rows = await session.scalars(select(tables.ignored_numbers.c.phone))
         return self.configured | frozenset(rows)
 

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import metrics
 from gateway.db import tables
@@ -39,7 +38,7 @@ from gateway.outbound import OutboundLog
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.contracts import Contract
-from parley_shared.db import insert_ignore
+from parley_shared.db import Session, insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 from parley_shared.topology import VOICE, WorkQueue
@@ -107,7 +106,7 @@ class Ingestor:
         events: Sequence[InboundEvent],
         *,
         statuses: Sequence[StatusEvent] = (),
-        within: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        within: Callable[[Session], Awaitable[None]] | None = None,
     ) -> IngestReport:
         """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction; commit."""
         report = IngestReport()
@@ -122,7 +121,7 @@ class Ingestor:
         return report
 
     async def _log_and_stage(
-        self, session: AsyncSession, events: Sequence[InboundEvent], ignored: frozenset[str], report: IngestReport
+        self, session: Session, events: Sequence[InboundEvent], ignored: frozenset[str], report: IngestReport
     ) -> list[Outcome]:
         """One statement logs every admitted event (a message seen before is a no-op), one stages them."""
         now = self.runtime.clock.now()

@@ -22,7 +22,6 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import metrics
 from gateway.db import tables
@@ -30,7 +29,7 @@ from gateway.domain.events import StatusEvent
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
-from parley_shared.db import insert_ignore
+from parley_shared.db import Session, insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 from parley_shared.topology import STATUS
@@ -197,7 +196,7 @@ class OutboundLog:
             await self.runtime.outbox.add_many(session, [(STATUS, p, p.outgoing_message_id) for _, p in batch])
         return [None] * len(batch)
 
-    async def apply_provider_statuses(self, session: AsyncSession, events: Sequence[StatusEvent]) -> list[str]:
+    async def apply_provider_statuses(self, session: Session, events: Sequence[StatusEvent]) -> list[str]:
         """Delivery statuses a provider reported (Meta webhook), in the caller's transaction."""
         t = tables.message_logs
         staged = []

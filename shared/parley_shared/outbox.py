@@ -35,13 +35,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import Broker, PublishError
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import Contract
-from parley_shared.db import UtcDateTime, insert_ignore
+from parley_shared.db import Session, SessionFactory, UtcDateTime, insert_ignore
 from parley_shared.topology import BY_NAME, WorkQueue
 
 log = structlog.get_logger("parley.outbox")
@@ -87,7 +86,7 @@ class Inbox:
         self.table = table
         self.clock = clock or SystemClock()
 
-    async def claim(self, session: AsyncSession, queue: str, message_id: str) -> bool:
+    async def claim(self, session: Session, queue: str, message_id: str) -> bool:
         """True the first time ``message_id`` is claimed (in the caller's transaction), else False."""
         result = await insert_ignore(
             session,
@@ -97,7 +96,7 @@ class Inbox:
         )
         return bool(result.rowcount)
 
-    async def claim_many(self, session: AsyncSession, queue: str, message_ids: Sequence[str]) -> set[str]:
+    async def claim_many(self, session: Session, queue: str, message_ids: Sequence[str]) -> set[str]:
         """:meth:`claim` for several ids in one statement: the ids claimed now (not seen before)."""
         if not message_ids:
             return set()
@@ -111,7 +110,7 @@ class Outbox:
     def __init__(
         self,
         table: Table,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: SessionFactory,
         broker: Broker,
         *,
         clock: Clock | None = None,
@@ -127,10 +126,7 @@ class Outbox:
         # SQLite ignores FOR UPDATE: without this, the relay and an immediate publish_ids could
         # read the same pending rows and publish them twice. One process writes a SQLite file,
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
-        bind = sessions.kw.get("bind")
-        self._serial: asyncio.Lock | None = (
-            asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
-        )
+        self._serial: asyncio.Lock | None = asyncio.Lock() if sessions.engine.dialect.name == "sqlite" else None
         self._flushes: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
             self._flush, max_batches=2
         )
@@ -154,14 +150,12 @@ class Outbox:
         self._mark_failed = update(t).where(in_ids).values(attempts=t.c.attempts + 1)  # + last_error
 
     # ---------------------------------------------------------------- writing (in the caller's tx)
-    async def add(
-        self, session: AsyncSession, queue: WorkQueue, payload: Contract, *, cause_id: str | None = None
-    ) -> bool:
+    async def add(self, session: Session, queue: WorkQueue, payload: Contract, *, cause_id: str | None = None) -> bool:
         """Stage ``payload`` for ``queue`` in the caller's transaction. False if already staged."""
         result = await insert_ignore(session, self.table, self._row(queue, payload, cause_id), ["message_id"])
         return bool(result.rowcount)
 
-    async def add_many(self, session: AsyncSession, items: Sequence[tuple[WorkQueue, Contract, str | None]]) -> None:
+    async def add_many(self, session: Session, items: Sequence[tuple[WorkQueue, Contract, str | None]]) -> None:
         """Stage several ``(queue, payload, cause_id)`` in the caller's transaction, one statement."""
         if items:
             rows = [self._row(queue, payload, cause_id) for queue, payload, cause_id in items]

@@ -21,11 +21,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley_shared.broker import Broker, BrokerUnavailable, Handler, RetryPolicy
 from parley_shared.clock import Clock, SystemClock
-from parley_shared.db import create_engine, migrate, ping, session_factory
+from parley_shared.db import SessionFactory, create_engine, migrate, ping, session_factory
 from parley_shared.outbox import Inbox, Outbox
 from parley_shared.settings import CommonSettings
 from parley_shared.topology import WorkQueue
@@ -58,7 +58,7 @@ class Runtime:
         self.migrations = migrations
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(database_url)
-        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.sessions: SessionFactory = session_factory(self.engine)
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
             service=service,

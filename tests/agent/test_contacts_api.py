@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from agent_service.api import contacts as contacts_api
@@ -26,6 +25,7 @@ from agent_service.db import tables
 from agent_service.followups.wiring import FOLLOW_UPS
 from agent_service.settings import AgentSettings
 from parley_shared.clock import ManualClock
+from parley_shared.db import Session
 from parley_shared.logging import redact
 from parley_shared.service import RUNTIME
 
@@ -42,7 +42,7 @@ class RecordingFollowUps:
         self.stops: list[tuple[int, str, bool]] = []
 
     async def stop(
-        self, session: AsyncSession, contact_id: int, reason: str, now: datetime, *, permanent: bool = False
+        self, session: Session, contact_id: int, reason: str, now: datetime, *, permanent: bool = False
     ) -> int:
         assert session.in_transaction() and now == NOW
         self.stops.append((contact_id, reason, permanent))

@@ -159,7 +159,7 @@ class create_engine_sessions:
         self.engine = create_engine(url)
 
     async def __aenter__(self) -> Any:
-        self.session = session_factory(self.engine)()
+        self.session = await session_factory(self.engine)().start()
         return self.session
 
     async def __aexit__(self, *exc: object) -> None:

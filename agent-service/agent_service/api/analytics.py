@@ -22,11 +22,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db import tables
 from agent_service.domain import analytics as calc
-from parley_shared.db import dialect_name
+from parley_shared.db import Session, dialect_name
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
@@ -160,7 +159,7 @@ def epoch_bucket(column: Any, dialect: str, size: int) -> ColumnElement[int]:
     return cast(func.strftime("%s", column), Integer) / divisor  # SQLite: integer division
 
 
-async def compute(session: AsyncSession, period: calc.Period) -> dict[str, Any]:
+async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
     c, m, f, s = tables.contacts.c, tables.messages.c, tables.follow_ups.c, tables.scheduled_calls.c
     start, end = period.start, period.end
 

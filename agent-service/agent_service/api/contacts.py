@@ -20,12 +20,12 @@ import structlog
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db import repository as repo
 from agent_service.db import tables
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
+from parley_shared.db import Session, SessionFactory
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
 from parley_shared.phone import PhoneError, to_e164
@@ -198,7 +198,7 @@ def filter_clauses(filters: ContactFilters) -> list[ColumnElement[bool]]:
 
 
 async def fetch_page(
-    session: AsyncSession, filters: ContactFilters, after: tuple[datetime, int] | None, limit: int
+    session: Session, filters: ContactFilters, after: tuple[datetime, int] | None, limit: int
 ) -> tuple[Sequence[Mapping[str, Any]], tuple[datetime, int] | None]:
     """Up to ``limit`` contacts after ``after`` in (updated_at, id) descending order, and the next position."""
     c = tables.contacts.c
@@ -224,7 +224,7 @@ def parse_phone(request: web.Request) -> str:
         raise HTTPError(400, f"invalid phone: {exc}") from None
 
 
-async def contact_or_404(session: AsyncSession, phone: str) -> RowMapping:
+async def contact_or_404(session: Session, phone: str) -> RowMapping:
     """The contact with this phone, or a 404 for the caller's route."""
     contact = await repo.contact_by_phone(session, phone)
     if contact is None:
@@ -347,9 +347,7 @@ def csv_cell(column: str, value: Any) -> str:
     return text
 
 
-async def _stream_csv(
-    response: web.StreamResponse, sessions: async_sessionmaker[AsyncSession], filters: ContactFilters
-) -> int:
+async def _stream_csv(response: web.StreamResponse, sessions: SessionFactory, filters: ContactFilters) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)

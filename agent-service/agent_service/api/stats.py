@@ -10,9 +10,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db import tables
+from parley_shared.db import Session
 from parley_shared.http import json_response
 from parley_shared.openapi import describe
 from parley_shared.service import RUNTIME
@@ -58,7 +58,7 @@ def _nested(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
     return out
 
 
-async def _database_counts(session: AsyncSession) -> dict[str, Any]:
+async def _database_counts(session: Session) -> dict[str, Any]:
     c, m, f, s = tables.contacts.c, tables.messages.c, tables.follow_ups.c, tables.scheduled_calls.c
     statuses = dict((await session.execute(select(c.client_status, func.count()).group_by(c.client_status))).all())
     flagged = await session.scalar(select(func.count()).where(c.needs_human == True))  # noqa: E712

@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db.tables import scheduled_calls
 from agent_service.domain.call_slots import CallRules, booked_text, proposal_text, propose, refusal
-from parley_shared.db import insert_ignore
+from parley_shared.db import Session, insert_ignore
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +45,7 @@ class CallBooker:
 
     async def book(
         self,
-        session: AsyncSession,
+        session: Session,
         *,
         contact_id: int,
         requested_at: datetime | None,

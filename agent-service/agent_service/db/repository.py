@@ -16,17 +16,16 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db.tables import contacts, messages, outbox
-from parley_shared.db import dialect_name
+from parley_shared.db import Session, dialect_name
 
 c = contacts.c
 m = messages.c
 
 
 async def upsert_contacts(
-    session: AsyncSession,
+    session: Session,
     people: Sequence[Mapping[str, Any]],
     *,
     now: datetime,
@@ -71,11 +70,11 @@ def _upsert_contact_statement(dialect: str, refresh_due: bool) -> Any:
     return stmt.on_conflict_do_update(index_elements=["phone"], set_=refreshed).returning(*contacts.c)
 
 
-async def contact_by_phone(session: AsyncSession, phone: str) -> RowMapping | None:
+async def contact_by_phone(session: Session, phone: str) -> RowMapping | None:
     return (await session.execute(select(contacts).where(c.phone == phone))).mappings().first()
 
 
-async def update_contact(session: AsyncSession, contact_id: int, values: Mapping[str, Any]) -> RowMapping:
+async def update_contact(session: Session, contact_id: int, values: Mapping[str, Any]) -> RowMapping:
     stmt = update(contacts).where(c.id == contact_id).values(**values).returning(*contacts.c)
     return (await session.execute(stmt)).mappings().one()
 
@@ -83,16 +82,16 @@ async def update_contact(session: AsyncSession, contact_id: int, values: Mapping
 _INSERT_MESSAGE = messages.insert()
 
 
-async def insert_message(session: AsyncSession, values: Mapping[str, Any]) -> None:
+async def insert_message(session: Session, values: Mapping[str, Any]) -> None:
     await session.execute(_INSERT_MESSAGE, dict(values))
 
 
-async def insert_messages(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+async def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Several messages (every row with the same keys), one executemany."""
     await session.execute(_INSERT_MESSAGE, [dict(r) for r in rows])
 
 
-async def message_by_id(session: AsyncSession, message_id: str) -> RowMapping | None:
+async def message_by_id(session: Session, message_id: str) -> RowMapping | None:
     return (await session.execute(select(messages).where(m.message_id == message_id))).mappings().first()
 
 
@@ -122,7 +121,7 @@ _CLAIM_TURN = (
 
 
 async def claim_turn(
-    session: AsyncSession, contact_id: int, token: str, now: datetime, lease_until: datetime
+    session: Session, contact_id: int, token: str, now: datetime, lease_until: datetime
 ) -> RowMapping | None:
     """Take the contact's turn lease if its messages are due, nobody holds it, and everything
     said to the contact before has been published (else None) -- so replies leave in order even
@@ -161,19 +160,19 @@ _FINISH_TURN = (
 _RELEASE_TURN = update(contacts).where(_OWN_LEASE).values(turn_lease_owner=None, turn_lease_until=None)
 
 
-async def recheck_lease(session: AsyncSession, contact_id: int, token: str, now: datetime) -> RowMapping | None:
+async def recheck_lease(session: Session, contact_id: int, token: str, now: datetime) -> RowMapping | None:
     """The contact as it is now, if we still hold its lease. Being an UPDATE, it locks the row
     until the transaction ends, so a takeover either happened before (and we see it) or waits."""
     params = {"b_contact_id": contact_id, "b_token": token, "b_now": now}
     return (await session.execute(_RECHECK_LEASE, params)).mappings().first()
 
 
-async def renew_lease(session: AsyncSession, contact_id: int, token: str, until: datetime) -> bool:
+async def renew_lease(session: Session, contact_id: int, token: str, until: datetime) -> bool:
     result = await session.execute(_RENEW_LEASE, {"b_contact_id": contact_id, "b_token": token, "b_until": until})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def finish_turn(session: AsyncSession, contact_id: int, token: str, values: Mapping[str, Any]) -> RowMapping:
+async def finish_turn(session: Session, contact_id: int, token: str, values: Mapping[str, Any]) -> RowMapping:
     """Write the turn's contact changes and give the lease back, in one statement (after the
     turn's messages were marked). Returns the contact as it is now."""
     # Keys of ``values`` that are not bound parameters of the statement become SET columns.
@@ -181,7 +180,7 @@ async def finish_turn(session: AsyncSession, contact_id: int, token: str, values
     return (await session.execute(_FINISH_TURN, params)).mappings().one()
 
 
-async def release_turn(session: AsyncSession, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
+async def release_turn(session: Session, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
     """Give the lease back; ``turn_due_at`` stays set only while messages still wait.
 
     ``retry_at``: the turn failed -- try again no earlier than this.
@@ -192,7 +191,7 @@ async def release_turn(session: AsyncSession, contact_id: int, token: str, *, re
         await session.execute(_FINISH_TURN, {"b_contact_id": contact_id, "b_token": token})
 
 
-async def due_contacts(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+async def due_contacts(session: Session, now: datetime, limit: int) -> list[int]:
     """Contacts whose turn is due and not leased (the sweeper's work list)."""
     stmt = (
         select(c.id)
@@ -235,14 +234,12 @@ _MARK_MESSAGES = (
 )
 
 
-async def pending_messages(session: AsyncSession, contact_id: int) -> Sequence[RowMapping]:
+async def pending_messages(session: Session, contact_id: int) -> Sequence[RowMapping]:
     """The contact's unanswered inbound messages in the order they were sent."""
     return (await session.execute(_PENDING, {"b_contact_id": contact_id})).mappings().all()
 
 
-async def history(
-    session: AsyncSession, contact_id: int, limit: int, *, exclude: Sequence[int] = ()
-) -> list[RowMapping]:
+async def history(session: Session, contact_id: int, limit: int, *, exclude: Sequence[int] = ()) -> list[RowMapping]:
     """The last ``limit`` messages of the conversation (oldest first), without ``exclude``."""
     if limit <= 0:
         return []
@@ -251,13 +248,13 @@ async def history(
     return list(reversed(rows))
 
 
-async def inbound_texts(session: AsyncSession, contact_id: int, limit: int = 10) -> list[str]:
+async def inbound_texts(session: Session, contact_id: int, limit: int = 10) -> list[str]:
     """The contact's first inbound texts (what the moderator judges), oldest first."""
     rows = await session.execute(_INBOUND_TEXTS, {"b_contact_id": contact_id, "b_limit": limit})
     return [t for t in rows.scalars() if t]
 
 
-async def mark_messages(session: AsyncSession, ids: Sequence[int], status: str, turn_id: str | None) -> int:
+async def mark_messages(session: Session, ids: Sequence[int], status: str, turn_id: str | None) -> int:
     """Move pending messages to ``status``; returns how many were still pending."""
     params = {"b_ids": list(ids), "b_status": status, "b_turn_id": turn_id}
     result = await session.execute(_MARK_MESSAGES, params)
@@ -281,7 +278,7 @@ _APPLY_DELIVERY_STATUS = (
 
 
 async def apply_delivery_status(
-    session: AsyncSession, *, message_id: str, status: str, error: str | None, occurred_at: datetime
+    session: Session, *, message_id: str, status: str, error: str | None, occurred_at: datetime
 ) -> bool:
     """Move an outbound message forward (queued < sent < delivered < read; failed unless delivered)."""
     if status == "failed":

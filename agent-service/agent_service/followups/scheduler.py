@@ -37,7 +37,6 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import and_, case, literal, null, or_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db.tables import contacts, follow_ups, messages
 from agent_service.domain.followup_policy import (
@@ -53,7 +52,7 @@ from agent_service.followups.service import upcoming_calls
 from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchContext
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
-from parley_shared.db import UtcDateTime, dialect_name, insert_ignore
+from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore
 from parley_shared.outbox import Outbox
 from parley_shared.topology import outgoing_queue
 
@@ -92,7 +91,7 @@ class FollowUpScheduler:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: SessionFactory,
         outbox: Outbox,
         policy: FollowUpPolicy,
         writer: FollowUpWriter,
@@ -220,7 +219,7 @@ class FollowUpScheduler:
 
         return list(await asyncio.gather(*(write(r) for r in rows)))
 
-    async def _history(self, session: AsyncSession, contact_id: int) -> list[tuple[str, str]]:
+    async def _history(self, session: Session, contact_id: int) -> list[tuple[str, str]]:
         if self.history_messages <= 0:
             return []
         m = messages
@@ -264,7 +263,7 @@ class FollowUpScheduler:
 
     async def _finish_one(
         self,
-        session: AsyncSession,
+        session: Session,
         item: _Claimed,
         contact: dict[str, Any] | None,
         decision: Eligibility,
@@ -347,7 +346,7 @@ class FollowUpScheduler:
         report.message_ids.append(message_id)
 
     async def _skip(
-        self, session: AsyncSession, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
+        self, session: Session, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
     ) -> None:
         result = await session.execute(
             update(follow_ups)
@@ -356,7 +355,7 @@ class FollowUpScheduler:
         )
         report.skipped += int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def _rebase(self, session: AsyncSession, row: Row[Any], sent_at: datetime) -> None:
+    async def _rebase(self, session: Session, row: Row[Any], sent_at: datetime) -> None:
         """Sent late (downtime, closing time): keep the configured spacing to the touches after it
         (a touch only ever moves later)."""
         later = plan(

@@ -22,15 +22,15 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_service.db.tables import contacts, follow_ups, scheduled_calls
 from agent_service.domain.followup_policy import FollowUpPolicy, StopReason, eligibility, plan
+from parley_shared.db import Session
 
 log = structlog.get_logger(__name__)
 
 
-async def upcoming_calls(session: AsyncSession, contact_ids: Sequence[int], now: datetime) -> set[int]:
+async def upcoming_calls(session: Session, contact_ids: Sequence[int], now: datetime) -> set[int]:
     """Which of these contacts have a pending or confirmed call still ahead (no touches before it)."""
     c = scheduled_calls.c
     rows = await session.execute(
@@ -68,7 +68,7 @@ class FollowUps:
         self.policy = policy
 
     # ---------------------------------------------------------------- hooks (caller's transaction)
-    async def on_inbound(self, session: AsyncSession, contacts: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    async def on_inbound(self, session: Session, contacts: Sequence[Mapping[str, Any]], now: datetime) -> None:
         """These prospects wrote: cancel the pending touches of their current sequences (and note
         the replies). One statement each for all of them (the incoming consumer records a batch)."""
         ids = [int(contact["id"]) for contact in contacts]
@@ -79,7 +79,7 @@ class FollowUps:
             if decision.final:
                 await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
-    async def on_agent_message(self, session: AsyncSession, contact: Mapping[str, Any], now: datetime) -> None:
+    async def on_agent_message(self, session: Session, contact: Mapping[str, Any], now: datetime) -> None:
         """The AI just replied (the reply is staged in this transaction): start a new sequence if eligible.
 
         ``contact`` carries the turn's outcome, owner and client status; ineligible contacts
@@ -121,7 +121,7 @@ class FollowUps:
         )
 
     async def stop(
-        self, session: AsyncSession, contact_id: int, reason: str, now: datetime, *, permanent: bool = False
+        self, session: Session, contact_id: int, reason: str, now: datetime, *, permanent: bool = False
     ) -> int:
         """Cancel the contact's pending touches (handoff, takeover, non-client, manager's request).
 
@@ -139,7 +139,7 @@ class FollowUps:
             )
         return cancelled
 
-    async def resume(self, session: AsyncSession, contact_id: int, now: datetime) -> None:
+    async def resume(self, session: Session, contact_id: int, now: datetime) -> None:
         """Allow follow-ups again (a manager's decision); the next AI message starts a sequence."""
         await session.execute(
             update(contacts)
@@ -148,14 +148,12 @@ class FollowUps:
         )
 
     # ---------------------------------------------------------------- helpers
-    async def _cancel_pending(
-        self, session: AsyncSession, contact_ids: Sequence[int], reason: str, now: datetime
-    ) -> int:
+    async def _cancel_pending(self, session: Session, contact_ids: Sequence[int], reason: str, now: datetime) -> int:
         params = {"b_ids": list(contact_ids), "reason": str(reason)[:200], "updated_at": now}
         result = await session.execute(_CANCEL_PENDING, params)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def _mark_replied(self, session: AsyncSession, contact_ids: Sequence[int], now: datetime) -> None:
+    async def _mark_replied(self, session: Session, contact_ids: Sequence[int], now: datetime) -> None:
         """A reply counts for the last touch sent in each contact's latest sequence (once)."""
         rows = (await session.execute(_LAST_SENT, {"b_ids": list(contact_ids), "b_now": now})).all()
         by_contact: dict[int, list[Any]] = {}
@@ -165,9 +163,7 @@ class FollowUps:
         if replied:
             await session.execute(_MARK_REPLIED, {"b_ids": replied, "updated_at": now})
 
-    async def _stop_for_good(
-        self, session: AsyncSession, contact: Mapping[str, Any], reason: str, now: datetime
-    ) -> None:
+    async def _stop_for_good(self, session: Session, contact: Mapping[str, Any], reason: str, now: datetime) -> None:
         await self.stop(session, int(contact["id"]), reason, now, permanent=True)
         if not contact.get("follow_ups_stopped"):
             log.info("follow_up.stopped", contact_id=contact["id"], reason=str(reason))

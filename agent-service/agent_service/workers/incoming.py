@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db import repository as repo
 from agent_service.domain.moderation import inbound_status
@@ -29,6 +28,7 @@ from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage
+from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Inbox
 from parley_shared.topology import INCOMING
 
@@ -71,7 +71,7 @@ class IncomingHandler:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: SessionFactory,
         inbox: Inbox,
         clock: Clock,
         follow_ups: FollowUps,
@@ -110,7 +110,7 @@ class IncomingHandler:
         async with self.sessions() as session, session.begin():
             return await self._record(session, batch)
 
-    async def _record(self, session: AsyncSession, batch: list[IncomingMessage]) -> list[Recorded]:
+    async def _record(self, session: Session, batch: list[IncomingMessage]) -> list[Recorded]:
         now = self.clock.now()
         claimed = await self.inbox.claim_many(session, INCOMING.name, [m.message_id for m in batch])
         fresh = [m for m in batch if m.message_id in claimed]

@@ -7,18 +7,18 @@ was already delivered), so redeliveries and out-of-order statuses change nothing
 from __future__ import annotations
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service.db import repository as repo
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryStatus
+from parley_shared.db import SessionFactory
 
 log = structlog.get_logger(__name__)
 
 
 class StatusHandler:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
         # Statuses delivered at about the same time share a transaction, applied in delivery order.
         self._group: GroupCommit[DeliveryStatus, bool] = GroupCommit(

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_service import metrics
 from agent_service.calls.service import CallBooker
@@ -48,6 +47,7 @@ from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
 from parley_shared.broker import PublishError
 from parley_shared.clock import Clock
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
+from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Outbox
 from parley_shared.topology import OUTGOING
 
@@ -76,7 +76,7 @@ class TurnRunner:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: SessionFactory,
         outbox: Outbox,
         agent: SalesAgent,
         clock: Clock,
@@ -114,7 +114,7 @@ class TurnRunner:
         self.in_flight = 0
 
     @contextlib.asynccontextmanager
-    async def _session(self, *, begin: bool = False) -> AsyncIterator[AsyncSession]:
+    async def _session(self, *, begin: bool = False) -> AsyncIterator[Session]:
         """A session for a turn step. Turns use at most ``TURN_DB_SLOTS`` connections at once, so the
         incoming consumer always finds one: a message is recorded promptly however many turns run,
         which keeps a contact's messages recorded in order across replicas."""
@@ -248,7 +248,7 @@ class TurnRunner:
                 retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
                 await repo.release_turn(session, contact_id, token, retry_at=retry_at)
 
-    async def _load(self, session: AsyncSession, contact: Any) -> tuple[Any, Any, list[str]]:
+    async def _load(self, session: Session, contact: Any) -> tuple[Any, Any, list[str]]:
         """The pending messages, the recent history and (when the moderator will judge) the first texts."""
         contact_id = int(contact["id"])
         classify = needs_classification(
@@ -369,7 +369,7 @@ class TurnRunner:
 
     async def _store_reply(
         self,
-        session: AsyncSession,
+        session: Session,
         contact: Any,
         turn_id: str,
         last: Any,

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from gateway.providers.base import WhatsAppProvider
 from gateway.providers.meta import MetaProvider
 from gateway.providers.sandbox import SandboxProvider
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings, ProviderName
 from parley_shared.clock import Clock
+from parley_shared.db import SessionFactory
 
 
-def build_provider(
-    settings: GatewaySettings, sessions: async_sessionmaker[AsyncSession], clock: Clock
-) -> WhatsAppProvider:
+def build_provider(settings: GatewaySettings, sessions: SessionFactory, clock: Clock) -> WhatsAppProvider:
     if settings.provider is ProviderName.WAPPI:
         return WappiProvider(settings, clock)
     if settings.provider is ProviderName.META:

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db import tables
 from gateway.domain.retry import classify_http
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
-from parley_shared.db import insert_ignore
+from parley_shared.db import SessionFactory, insert_ignore
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class SandboxProvider(WhatsAppProvider):
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: SessionFactory,
         clock: Clock,
         max_media_bytes: int,
         *,

@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import metrics
 from gateway.db import tables
@@ -33,7 +32,7 @@ from gateway.domain.wappi import Cursor, PollBatch, to_event
 from gateway.ingest import Ingestor
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings
-from parley_shared.db import dialect_name
+from parley_shared.db import Session, dialect_name
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -118,7 +117,7 @@ class WappiPoller:
         published = duplicates = ignored = 0
         if batch.new:
 
-            async def advance(session: AsyncSession) -> None:
+            async def advance(session: Session) -> None:
                 await self._save_cursor(session, next_cursor)
 
             report = await self.ingestor.ingest(events, within=advance)
@@ -151,7 +150,7 @@ class WappiPoller:
         floor = self.runtime.clock.now().timestamp() - self.settings.wappi_initial_lookback_s
         return Cursor.initial(int(floor), overlap)
 
-    async def _save_cursor(self, session: AsyncSession, cursor: Cursor) -> None:
+    async def _save_cursor(self, session: Session, cursor: Cursor) -> None:
         t = tables.provider_cursors
         values: dict[str, Any] = {
             "provider": PROVIDER,
