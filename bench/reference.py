@@ -5,10 +5,10 @@
            reference.out --> sink (in the bench driver, like the sandbox outbox reader for Parley)
 
 The server and the worker are separate processes (``python -m bench.reference server|worker``),
-like the gateway and the agent. The queues are durable quorum queues, as Parley's are, so the
-comparison is of the code and not of the broker's queue type. No database, no validation
-beyond JSON: this is the floor of what an HTTP -> RabbitMQ -> worker -> RabbitMQ pipeline costs
-on this machine.
+like the gateway and the agent, on the same event loop as the services (uvloop). The queues are
+durable quorum queues, as Parley's are, so the comparison is of the code and not of the broker's
+queue type. No database, no validation beyond JSON: this is the floor of what an HTTP ->
+RabbitMQ -> worker -> RabbitMQ pipeline costs on this machine.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import uuid
 
 import aio_pika
 from aiohttp import web
+
+from parley_shared.cli import new_event_loop
 
 IN, OUT = "reference.in", "reference.out"
 QUEUE_ARGS = {"x-queue-type": "quorum"}
@@ -94,13 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--prefetch", type=int, default=64)
     args = parser.parse_args(argv)
-    try:
-        if args.role == "server":
-            asyncio.run(serve(args.amqp, args.port))
-        else:
-            asyncio.run(work(args.amqp, args.prefetch))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    # The services' own event loop (uvloop), so that the comparison is of the work, not of the loop.
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        try:
+            if args.role == "server":
+                runner.run(serve(args.amqp, args.port))
+            else:
+                runner.run(work(args.amqp, args.prefetch))
+        except KeyboardInterrupt:
+            sys.exit(0)
 
 
 if __name__ == "__main__":

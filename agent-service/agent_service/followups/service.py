@@ -60,6 +60,21 @@ _LAST_SENT = (
     )
     .order_by(_f.contact_id, _f.touch.desc())
 )
+# In one statement: has the contact a call ahead (then no touches before it), and its last sequence number.
+_SEQUENCE_STATE = select(
+    select(scheduled_calls.c.id)
+    .where(
+        scheduled_calls.c.contact_id == bindparam("b_contact_id"),
+        scheduled_calls.c.status.in_(("pending", "confirmed")),
+        scheduled_calls.c.scheduled_at > bindparam("b_now"),
+    )
+    .exists()
+    .label("call_ahead"),
+    select(func.max(_f.sequence_no))
+    .where(_f.contact_id == bindparam("b_contact_id"))
+    .scalar_subquery()
+    .label("last_sequence"),
+)
 _MARK_REPLIED = update(follow_ups).where(_f.id.in_(bindparam("b_ids", expanding=True))).values(replied=True)
 
 
@@ -87,18 +102,15 @@ class FollowUps:
         """
         contact_id = int(contact["id"])
         await self._cancel_pending(session, [contact_id], StopReason.SUPERSEDED, now)
-        booked = bool(await upcoming_calls(session, [contact_id], now))
-        decision = eligibility(contact, enabled=self.policy.enabled, call_booked=booked)
+        state = (await session.execute(_SEQUENCE_STATE, {"b_contact_id": contact_id, "b_now": now})).one()
+        decision = eligibility(contact, enabled=self.policy.enabled, call_booked=bool(state.call_ahead))
         if decision.final:
             await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
             return
         if not decision.ok:
             log.debug("follow_up.not_planned", contact_id=contact_id, reason=decision.reason)
             return
-        last = await session.scalar(
-            select(func.max(follow_ups.c.sequence_no)).where(follow_ups.c.contact_id == contact_id)
-        )
-        sequence_no = int(last or 0) + 1
+        sequence_no = int(state.last_sequence or 0) + 1
         touches = plan(self.policy, after=now, contact_id=contact_id, sequence_no=sequence_no)
         await session.execute(
             follow_ups.insert(),
