@@ -142,6 +142,12 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
             ),
             ("Slow model: answer time", f"p50 {s['answer_p50_s']} s", f"p99 {s['answer_p99_s']} s"),
             ("Slow model: model calls", str(s["model_calls"]), f"peak in flight {s['peak_model_calls_in_flight']}"),
+            (
+                "Slow model: CPU per model call",
+                f"{s.get('sdk_call_cpu_ms')} ms (SDK)",
+                f"{s.get('raw_http_call_cpu_ms')} ms as a plain aiohttp POST; services' CPU"
+                f" gateway {s['cpu_s']['gateway']} s, agent {s['cpu_s']['agent']} s",
+            ),
         ]
     if "knowledge" in b and "error" not in b["knowledge"]:
         k = b["knowledge"]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,59 @@ def decision(call: Any) -> dict[str, Any]:
         "language": "en",
         "passages_used": ids[:1],
     }
+
+
+async def model_call_cpu(calls: int = 300) -> dict[str, float]:
+    """CPU per model call in the agent's process: the sales decision through the google-genai SDK
+    (as the Gemini engine makes it) against the fake server answering at once, and the same
+    request as a plain aiohttp POST. Both include the in-process fake server's share."""
+    from google import genai
+    from google.genai import types
+
+    from agent_service.engines.gemini import DecisionWire, _response_schema
+    from tests.support.fake_gemini import FakeGemini, FakeReply
+
+    fake = await FakeGemini().start()
+
+    async def respond(call: Any) -> FakeReply:
+        return FakeReply.json(decision(call), prompt_tokens=400, output_tokens=40)
+
+    fake.responder = respond
+    system, content = "You are the sales agent of a furniture store. " * 60, "[c1] ErgoPro 300: 89 900 KZT. " * 60
+    options = types.HttpOptions(base_url=fake.url, timeout=20_000, retry_options=types.HttpRetryOptions(attempts=1))
+    client = genai.Client(api_key="bench-key", http_options=options)
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": content}]}],
+        "systemInstruction": {"parts": [{"text": system}]},
+        "generationConfig": {"temperature": 0.3, "responseMimeType": "application/json"},
+    }
+
+    async def sdk() -> None:
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            temperature=0.3,
+            response_mime_type="application/json",
+            response_schema=_response_schema(DecisionWire),
+        )
+        await client.aio.models.generate_content(model="gemini-2.5-flash", contents=content, config=config)
+
+    async def raw(http: aiohttp.ClientSession) -> None:
+        url = f"{fake.url}/v1/models/gemini-2.5-flash:generateContent"
+        async with http.post(url, json=body, headers={"x-goog-api-key": "bench-key"}) as r:
+            await r.read()
+
+    async def cpu_ms(call: Callable[[], Awaitable[None]]) -> float:
+        await call()  # warm up
+        started = time.process_time()
+        for _ in range(calls // 50):
+            await asyncio.gather(*(call() for _ in range(50)))
+        return round((time.process_time() - started) * 1000 / (calls // 50 * 50), 2)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            return {"sdk_call_cpu_ms": await cpu_ms(sdk), "raw_http_call_cpu_ms": await cpu_ms(lambda: raw(http))}
+    finally:
+        await fake.close()
 
 
 async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0) -> dict[str, Any]:
@@ -127,6 +181,7 @@ async def run(workdir: Path, *, prospects: int = 2000, deadline_s: float = 240.0
     replies = sum(len(a) for a in answers.values())
     model_calls = [c for c in fake.calls if c.method == "generateContent"]
     return {
+        **await model_call_cpu(),
         "prospects": prospects,
         "messages": sum(len(v) for v in sent.values()),
         "buffer_window_s": 3.0,
