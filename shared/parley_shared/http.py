@@ -1,7 +1,9 @@
 """aiohttp pieces both services use: JSON errors, request correlation ids, bearer auth, health.
 
 * Every error leaves as ``{"error": {"status": 4xx/5xx, "message": ...}}``; an unhandled
-  exception is logged and becomes a 500 without internals.
+  exception is logged and becomes a 500 without internals -- unless it is infrastructure
+  trouble (database or broker away, no pooled connection free in time): then a 503 with
+  ``Retry-After``, so that a client (or a provider's webhook delivery) comes back.
 * ``X-Correlation-ID`` (or a fresh one) is bound to the log context for the request and echoed.
 * Management routes need ``Authorization: Bearer <API_TOKEN>`` (constant-time compare). Routes
   marked with :func:`public` (health, metrics, provider webhooks, the OpenAPI document) stay open.
@@ -20,6 +22,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from parley_shared.broker import is_transient
+
 log = structlog.get_logger("parley.http")
 HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_ATTR = "__parley_public__"
@@ -30,6 +34,9 @@ def public(handler: HandlerT) -> HandlerT:
     """Mark a route handler as open (no bearer token)."""
     setattr(handler, PUBLIC_ATTR, True)
     return handler
+
+
+RETRY_AFTER_S = 2  # what a 503 asks the client to wait
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -91,7 +98,14 @@ async def error_middleware(request: web.Request, handler: HandlerT) -> web.Strea
             raise
         message = exc.reason if exc.status != 413 else "request body too large"
         return json_error(exc.status, message)
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):
+            # The database or broker is away or saturated (a pooled connection not free in time):
+            # not the request's fault and not a bug -- the client should come back shortly.
+            log.warning("http.unavailable", path=request.path, method=request.method, error=type(exc).__name__)
+            response = json_error(503, "temporarily unavailable, try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         log.exception("http.unhandled_error", path=request.path, method=request.method)
         return json_error(500, "internal error")
 

@@ -132,6 +132,32 @@ async def test_junk_bodies_get_400_and_unsigned_setup_refuses(amqp_url: str, tmp
         assert health["checks"]["provider"]["ok"] is False
 
 
+async def test_a_webhook_while_the_database_is_away_gets_503_so_meta_retries(
+    amqp_url: str, tmp_path, graph: FakeMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from gateway.context import GATEWAY
+    from parley_shared.http import RETRY_AFTER_S
+
+    settings = meta_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", graph)
+    payload = body_bytes(envelope(messages=[text_message("wamid.LATER", WA_ID, "hi")]))
+    async with running(settings) as client:
+        ingestor = client.app[GATEWAY].ingestor
+        real = ingestor.ingest
+
+        async def away(*_args: object, **_kwargs: object) -> None:
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("database is away"))
+
+        monkeypatch.setattr(ingestor, "ingest", away)
+        response = await client.post("/webhook", data=payload, headers={"X-Hub-Signature-256": sign(SECRET, payload)})
+        assert response.status == 503 and response.headers["Retry-After"] == str(RETRY_AFTER_S)
+        monkeypatch.setattr(ingestor, "ingest", real)  # Meta's retry, once the database is back
+        assert await post_webhook(client, payload, sign(SECRET, payload)) == 200
+        [message] = await take(amqp_url, INCOMING.name, 1)
+        assert message["message_id"] == stable_id("in", "meta", "wamid.LATER")
+
+
 async def test_sends_statuses_and_templates_through_the_graph_api(amqp_url: str, tmp_path, graph: FakeMeta) -> None:  # type: ignore[no-untyped-def]
     settings = meta_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", graph)
     reply = OutgoingMessage(message_id="r1", correlation_id="c1", phone=f"+{WA_ID}", text="Кресло стоит 45 000 ₸")

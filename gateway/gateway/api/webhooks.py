@@ -21,7 +21,6 @@ from gateway import metrics
 from gateway.context import GATEWAY
 from gateway.domain.events import PayloadError
 from gateway.domain.meta import SIGNATURE_HEADER, SignatureCheck, check_signature, parse_body, parse_webhook
-from parley_shared.broker import is_transient
 from parley_shared.http import HTTPError, json_response, public
 from parley_shared.openapi import Response, describe
 
@@ -87,12 +86,8 @@ async def receive(request: web.Request) -> web.Response:
     if batch.malformed:
         metrics.SKIPPED.labels("meta", "malformed").inc(batch.malformed)
         log.warning("webhook.malformed_items", count=batch.malformed)
-    try:
-        report = await gateway.ingestor.ingest(batch.messages, statuses=batch.statuses)
-    except Exception as exc:
-        if is_transient(exc):
-            raise HTTPError(503, "temporarily unavailable, retry later") from None
-        raise
+    # A database that is away raises a transient error: the shared error middleware answers 503.
+    report = await gateway.ingestor.ingest(batch.messages, statuses=batch.statuses)
     gateway.ingestor.publish_soon(report)
     return json_response(WebhookAck(received=len(batch.messages), statuses=len(batch.statuses)))
 
