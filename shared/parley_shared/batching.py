@@ -13,12 +13,14 @@ ran alone, while the items submitted meanwhile are handed to one ``run_batch(ite
   something about one item), each item is run again in a batch of its own, so that one bad item
   fails alone; otherwise every caller of the batch gets the exception.
 
-A caller that is cancelled leaves the batch running: its item is still handled.
+A caller that is cancelled leaves the batch running: its item is still handled. A batch runs
+in a context of its own (no caller's correlation id on its log lines).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -68,7 +70,8 @@ class GroupCommit(Generic[T, R]):
         while self._waiting and self._running < self.max_batches:
             batch, self._waiting = self._waiting[: self.max_size], self._waiting[self.max_size :]
             self._running += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            # A batch serves many callers: it must not log under the first one's correlation id.
+            task = asyncio.get_running_loop().create_task(self._run(batch), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -115,8 +118,3 @@ class GroupCommit(Generic[T, R]):
             except Exception as exc:
                 results.append(exc)
         return results
-
-    async def drain(self, timeout_s: float = 10.0) -> None:
-        """Wait for the batches running now (at shutdown)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)

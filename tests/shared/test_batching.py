@@ -140,3 +140,18 @@ async def test_a_batch_returning_the_wrong_number_of_results_is_an_error() -> No
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError):
         GroupCommit(Recorder(), max_batches=0)
+
+
+async def test_a_batch_does_not_run_in_its_first_callers_context() -> None:
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    seen: list[str] = []
+
+    async def run(items: list[int]) -> list[int]:
+        seen.append(request_id.get())
+        return items
+
+    request_id.set("first caller")
+    assert await GroupCommit(run).submit(1) == 1
+    assert seen == ["none"] and request_id.get() == "first caller"
