@@ -159,7 +159,9 @@ class Ingestor:
         logged: set[object] = set()
         if admitted:
             keys = ["direction", "message_id"]
-            result = await insert_ignore(session, tables.message_logs, [a.row for a in admitted], keys, returning=keys)
+            # In message-id order, so that concurrent batches insert (and lock) the same keys in one order.
+            rows = sorted((a.row for a in admitted), key=lambda row: str(row["message_id"]))
+            result = await insert_ignore(session, tables.message_logs, rows, keys, returning=keys)
             logged = {message_id for _, message_id in result.all()}
         staged: list[tuple[WorkQueue, Contract, str]] = []
         final: list[Outcome] = []

@@ -191,9 +191,12 @@ class OutboundLog:
         return payload.message_id
 
     async def _finish_batch(self, batch: list[tuple[dict[str, Any], DeliveryStatus]]) -> list[None]:
+        # In message-id order: a concurrent batch (or a provider's status webhook) then locks the
+        # same rows in the same order instead of deadlocking.
+        ordered = sorted(batch, key=lambda item: str(item[0]["b_message_id"]))
         async with self.runtime.sessions() as session, session.begin():
-            await session.execute(_UPDATE_OUTBOUND, [params for params, _ in batch])
-            await self.runtime.outbox.add_many(session, [(STATUS, p, p.outgoing_message_id) for _, p in batch])
+            await session.execute(_UPDATE_OUTBOUND, [params for params, _ in ordered])
+            await self.runtime.outbox.add_many(session, [(STATUS, p, p.outgoing_message_id) for _, p in ordered])
         return [None] * len(batch)
 
     async def apply_provider_statuses(self, session: Session, events: Sequence[StatusEvent]) -> list[str]:

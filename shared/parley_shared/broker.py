@@ -62,6 +62,9 @@ class PermanentFailure(Exception):
     ``str(exc)`` as its reason and acknowledged (no requeue, no use of the delivery limit)."""
 
 
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
 def is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble worth retrying in place (not the message's fault)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
@@ -75,6 +78,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True  # two transactions locked rows in opposite orders: the loser may simply run again
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, DBAPIError) and cause is not None:
         name = type(cause).__name__

@@ -102,7 +102,7 @@ async def error_middleware(request: web.Request, handler: HandlerT) -> web.Strea
         if is_transient(exc):
             # The database or broker is away or saturated (a pooled connection not free in time):
             # not the request's fault and not a bug -- the client should come back shortly.
-            log.warning("http.unavailable", path=request.path, method=request.method, error=type(exc).__name__)
+            log.warning("http.unavailable", path=request.path, method=request.method, exc_info=exc)
             response = json_error(503, "temporarily unavailable, try again shortly")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, update
 
 from agent_service.db import tables
 from agent_service.engines.base import TurnContext
@@ -352,6 +352,13 @@ async def test_delivery_statuses_move_replies_forward_only(amqp_url: str, databa
                 break
             await asyncio.sleep(0.05)
         assert out["status"] == "read" and out["error"] is None and out["sent_at"]
+        if database_url.startswith("sqlite"):  # sent_at stored in SQLite's UTC text form, like every timestamp
+            async with agent.app[RUNTIME].sessions() as session:
+                m = tables.messages.c
+                stored = await session.scalar(
+                    select(func.cast(m.sent_at, String)).where(m.message_id == reply.message_id)
+                )
+            assert stored is not None and "+" not in stored and "T" not in stored, stored
 
 
 async def test_a_call_request_books_a_call_shown_with_the_conversation(amqp_url: str, database_url: str) -> None:

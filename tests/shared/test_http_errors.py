@@ -49,3 +49,19 @@ async def test_a_bug_is_a_500_that_shows_no_internals() -> None:
         assert "secret" not in await response.text()
     finally:
         await client.close()
+
+
+def test_a_deadlock_or_serialization_failure_is_transient_other_database_errors_are_not() -> None:
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from parley_shared.broker import is_transient
+
+    class Orig(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    assert is_transient(DBAPIError("UPDATE ...", {}, Orig("40P01")))  # deadlock detected
+    assert is_transient(DBAPIError("UPDATE ...", {}, Orig("40001")))  # serialization failure
+    assert not is_transient(IntegrityError("INSERT ...", {}, Orig("23505")))  # unique violation: a real conflict
+    assert not is_transient(DBAPIError("INSERT ...", {}, Orig("21000")))  # cardinality violation

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from agent_service.db.tables import contacts, messages, outbox
-from parley_shared.db import Session, dialect_name
+from parley_shared.db import Session, UtcDateTime, dialect_name
 
 c = contacts.c
 m = messages.c
@@ -273,7 +273,9 @@ _APPLY_DELIVERY_STATUS = (
         m.direction == "out",
         m.status.in_(bindparam("b_earlier", expanding=True)),
     )
-    .values(status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at")))
+    .values(
+        status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at", type_=UtcDateTime()))
+    )
 )
 
 

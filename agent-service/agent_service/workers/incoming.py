@@ -37,6 +37,10 @@ log = structlog.get_logger(__name__)
 Recorded = tuple[int | None, str | None]  # (contact id, message status); (None, None) for a duplicate
 
 
+def _phone(message: IncomingMessage) -> str:
+    return message.phone
+
+
 class KeyedLocks:
     """One asyncio lock per key, dropped when nobody holds or waits for it."""
 
@@ -104,16 +108,20 @@ class IncomingHandler:
 
     async def _record_batch(self, batch: list[IncomingMessage]) -> list[Recorded]:
         """Record messages delivered at about the same time in one transaction (group commit).
-        A contact's messages never share a batch (the per-phone lock): each batch upserts a
-        contact once. A batch that fails for a reason of its own (not the database being away) is
-        recorded message by message, so that one bad message cannot fail the others."""
+
+        A contact's messages never share a batch (the per-phone lock; a copy of a message is
+        recorded once), so each batch upserts a contact once. A batch that fails for a reason of
+        its own (not the database being away) is recorded message by message, so that one bad
+        message cannot fail the others."""
         async with self.sessions() as session, session.begin():
             return await self._record(session, batch)
 
     async def _record(self, session: Session, batch: list[IncomingMessage]) -> list[Recorded]:
         now = self.clock.now()
         claimed = await self.inbox.claim_many(session, INCOMING.name, [m.message_id for m in batch])
-        fresh = [m for m in batch if m.message_id in claimed]
+        # Each claimed id once (a copy redelivered while its cancelled first delivery still waited
+        # in a batch can share it); by phone, so that replicas' upserts lock contacts in one order.
+        fresh = sorted({m.message_id: m for m in reversed(batch) if m.message_id in claimed}.values(), key=_phone)
         if len(fresh) < len(batch):
             log.info("incoming.duplicate", count=len(batch) - len(fresh))
         contacts = await repo.upsert_contacts(

@@ -20,7 +20,7 @@ log = structlog.get_logger(__name__)
 class StatusHandler:
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
-        # Statuses delivered at about the same time share a transaction, applied in delivery order.
+        # Statuses delivered at about the same time share a transaction (each message's in delivery order).
         self._group: GroupCommit[DeliveryStatus, bool] = GroupCommit(
             self._apply, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
@@ -30,19 +30,21 @@ class StatusHandler:
         log.debug("delivery.status", status=status.status.value, changed=changed)
 
     async def _apply(self, batch: list[DeliveryStatus]) -> list[bool]:
-        changed = []
+        changed: dict[int, bool] = {}
+        # In message order (stable: one message's statuses keep their delivery order), so that two
+        # batches running at once lock the same rows in the same order and cannot deadlock.
+        ordered = sorted(range(len(batch)), key=lambda i: batch[i].outgoing_message_id)
         async with self.sessions() as session, session.begin():
-            for status in batch:
+            for index in ordered:
+                status = batch[index]
                 error = None
                 if status.error_code or status.error_reason:
                     error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
-                changed.append(
-                    await repo.apply_delivery_status(
-                        session,
-                        message_id=status.outgoing_message_id,
-                        status=status.status.value,
-                        error=error,
-                        occurred_at=status.occurred_at,
-                    )
+                changed[index] = await repo.apply_delivery_status(
+                    session,
+                    message_id=status.outgoing_message_id,
+                    status=status.status.value,
+                    error=error,
+                    occurred_at=status.occurred_at,
                 )
-        return changed
+        return [changed[i] for i in range(len(batch))]
