@@ -150,8 +150,9 @@ class OutboundLog:
     async def set_status(self, message_id: str, status: OutStatus, *, error: str | None = None) -> None:
         """Record progress in its own committed transaction (``sending`` must be durable before the call)."""
         async with self.runtime.sessions() as session, session.begin():
-            params = {"b_message_id": message_id, "status": status.value, "error": error}
-            await session.execute(_UPDATE_OUTBOUND, {**params, "updated_at": self.runtime.clock.now()})
+            now = self.runtime.clock.now()
+            params = {"b_message_id": message_id, "status": status.value, "error": error, "updated_at": now}
+            await session.execute(_UPDATE_OUTBOUND, params)
 
     async def finish(
         self,

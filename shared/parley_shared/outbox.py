@@ -88,13 +88,7 @@ class Inbox:
 
     async def claim(self, session: Session, queue: str, message_id: str) -> bool:
         """True the first time ``message_id`` is claimed (in the caller's transaction), else False."""
-        result = await insert_ignore(
-            session,
-            self.table,
-            {"message_id": message_id, "queue": queue, "processed_at": self.clock.now()},
-            ["message_id"],
-        )
-        return bool(result.rowcount)
+        return message_id in await self.claim_many(session, queue, [message_id])
 
     async def claim_many(self, session: Session, queue: str, message_ids: Sequence[str]) -> set[str]:
         """:meth:`claim` for several ids in one statement: the ids claimed now (not seen before)."""

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 
 from agent_service.db.tables import contacts, follow_ups, scheduled_calls
 from agent_service.domain.followup_policy import FollowUpPolicy, StopReason, eligibility, plan
@@ -30,13 +30,17 @@ from parley_shared.db import Session
 log = structlog.get_logger(__name__)
 
 
+def _call_ahead(now: Any) -> Any:
+    """A pending or confirmed call still ahead of ``now`` (no touches before it)."""
+    c = scheduled_calls.c
+    return and_(c.status.in_(("pending", "confirmed")), c.scheduled_at > now)
+
+
 async def upcoming_calls(session: Session, contact_ids: Sequence[int], now: datetime) -> set[int]:
     """Which of these contacts have a pending or confirmed call still ahead (no touches before it)."""
     c = scheduled_calls.c
     rows = await session.execute(
-        select(c.contact_id)
-        .where(c.contact_id.in_(list(contact_ids)), c.status.in_(("pending", "confirmed")), c.scheduled_at > now)
-        .distinct()
+        select(c.contact_id).where(c.contact_id.in_(list(contact_ids)), _call_ahead(now)).distinct()
     )
     return set(rows.scalars())
 
@@ -63,11 +67,7 @@ _LAST_SENT = (
 # In one statement: has the contact a call ahead (then no touches before it), and its last sequence number.
 _SEQUENCE_STATE = select(
     select(scheduled_calls.c.id)
-    .where(
-        scheduled_calls.c.contact_id == bindparam("b_contact_id"),
-        scheduled_calls.c.status.in_(("pending", "confirmed")),
-        scheduled_calls.c.scheduled_at > bindparam("b_now"),
-    )
+    .where(scheduled_calls.c.contact_id == bindparam("b_contact_id"), _call_ahead(bindparam("b_now")))
     .exists()
     .label("call_ahead"),
     select(func.max(_f.sequence_no))
