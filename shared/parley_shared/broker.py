@@ -16,6 +16,9 @@ Guarantees (see ``docs/architecture.md``):
   - Any other handler failure is requeued; on the last allowed attempt the message is
     dead-lettered with the exception as its reason. A consumer killed mid-message is covered by
     the queue's own ``x-delivery-limit`` (reason ``delivery_limit``).
+  - A lost channel does not cut a running handler short (it finishes its transaction; the
+    broker redelivers the message, the inbox recognises it); shutdown waits for running
+    handlers for a grace period before cancelling them.
 * Start-up waits for the broker (``startup_timeout_s``); after that ``connect_robust``
   reconnects, reopens channels and re-consumes. ``health()`` says whether each consumer is
   attached right now.
@@ -261,14 +264,17 @@ class Broker:
         state.amqp_queue = amqp_queue
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                state.in_flight.add(task)
-            try:
-                await self._handle(state, handler, message)
-            finally:
-                if task is not None:
-                    state.in_flight.discard(task)
+            # A lost channel cancels this callback. The handler itself must not be cut in the
+            # middle of its transaction: a database call cancelled half-way invalidates the
+            # connection, and on SQLite a cancelled INSERT ... RETURNING can leave the write lock
+            # held by a closed connection until garbage collection (every writer then waits).
+            # So the handler runs to its end in a task of its own; its ack then fails, the broker
+            # redelivers the message and the handler's inbox recognises it. Shutdown drains these
+            # tasks (stop_consuming) and cancels only those still running after the grace period.
+            task = asyncio.ensure_future(self._handle(state, handler, message))
+            state.in_flight.add(task)
+            task.add_done_callback(state.in_flight.discard)
+            await asyncio.shield(task)
 
         state.consumer_tag = await amqp_queue.consume(on_message)
         self._consumers[queue.name] = state
@@ -302,6 +308,11 @@ class Broker:
                 except Exception as exc:
                     if self._closing:
                         raise
+                    if is_transient(exc) and _delivery_lost(message):
+                        # The channel that delivered it is gone: the broker hands the message
+                        # out again, so retrying this copy would only run the handler twice.
+                        log.warning("broker.delivery_lost", error=type(exc).__name__)
+                        return
                     if is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s:
                         delay = min(
                             self.retry.transient_backoff_s * 2 ** min(retries, 10), self.retry.transient_backoff_max_s
@@ -392,6 +403,15 @@ def _message(
         headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
+
+
+def _delivery_lost(message: AbstractIncomingMessage) -> bool:
+    """True when the channel ``message`` came on is closed (it can no longer be acked)."""
+    try:
+        message.channel  # noqa: B018 -- raises once the channel is closed
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return True
+    return False
 
 
 def _delivery_count(message: AbstractIncomingMessage) -> int:

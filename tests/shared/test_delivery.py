@@ -50,6 +50,7 @@ class EchoService:
     database_url: str
     amqp_url: str
     fail: Callable[[IncomingMessage, int], None] | None = None
+    inside: Callable[[IncomingMessage], Awaitable[None]] | None = None  # awaited mid-transaction
     calls: dict[str, int] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -69,6 +70,8 @@ class EchoService:
         async with self.sessions() as session, session.begin():
             if await self.inbox.claim(session, INCOMING.name, message.message_id):
                 await session.execute(self.effects.insert().values(message_id=message.message_id, text=message.text))
+                if self.inside:
+                    await self.inside(message)
                 reply = OutgoingMessage(
                     message_id=stable_id("reply", message.message_id),
                     correlation_id=message.correlation_id,
@@ -241,6 +244,99 @@ async def test_force_closed_connection_mid_stream_loses_nothing_and_doubles_noth
         assert len(bodies) == total
     finally:
         await service.stop()
+
+
+class Gate:
+    """Holds a handler inside its transaction and records how each held run ended."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.outcomes: list[str] = []
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        self.entered.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.outcomes.append("cancelled")
+            raise
+        self.outcomes.append("finished")
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+async def test_a_lost_channel_does_not_cut_a_running_handler_short(
+    amqp_url: str, publisher: Broker, tmp_path, db: str
+) -> None:  # type: ignore[no-untyped-def]
+    # Cancelling a handler half-way through its transaction invalidates its database connection;
+    # on SQLite a cancelled INSERT ... RETURNING even left the write lock held by a closed
+    # connection, stalling every writer (the flaky forced-close test above). The handler must
+    # finish; the redelivered copy then finds its inbox row and has no second effect.
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("lost_channel")
+    gate = Gate()
+
+    def fail_first_run(message: IncomingMessage, n: int) -> None:
+        if n == 1:  # after its commit, the first run meets a transient error on its dead channel
+            raise ConnectionError("broker connection lost")
+
+    service = EchoService(url, amqp_url, inside=gate, fail=fail_first_run)
+    await service.start()
+    try:
+        await publisher.publish(INCOMING, incoming(1))
+        await asyncio.wait_for(gate.entered.wait(), 10)
+        await infra.close_all_connections()
+        await wait_for(lambda: service.broker.health()["ok"], timeout=30)
+        assert gate.outcomes == []  # still inside its transaction, not cancelled
+        gate.release.set()
+        await wait_for(lambda: _effects_at_least(service, 1), timeout=30)
+        await wait_for(lambda: _no_pending(service), timeout=30)
+        await wait_for(lambda: _outgoing_count(amqp_url, 1), timeout=30)
+        await wait_for(lambda: service.calls.get("in-1", 0) >= 2, timeout=30)  # the redelivered copy
+        assert gate.outcomes == ["finished"]
+        assert await service.effect_count() == 1
+        await asyncio.sleep(0.5)
+        # The first run gave up its dead delivery instead of retrying in place: two runs in all.
+        assert service.calls == {"in-1": 2}
+        replies = await infra.drain(amqp_url, OUTGOING.name)
+        assert {m.message_id for m in replies} == {stable_id("reply", "in-1")}
+        await wait_for(lambda: _queue_empty(amqp_url, INCOMING.name), timeout=30)
+        assert (await infra.queue_counts(amqp_url, INCOMING.dead_letter_queue))[0] == 0
+    finally:
+        gate.release.set()
+        await service.stop()
+
+
+async def test_shutdown_waits_for_a_running_handler_then_cancels_it_after_the_grace_period(
+    amqp_url: str, publisher: Broker, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    gate = Gate()
+    service = EchoService(f"sqlite+aiosqlite:///{tmp_path}/t.db", amqp_url, inside=gate)
+    await service.start()
+    try:
+        await publisher.publish(INCOMING, incoming(1))
+        await asyncio.wait_for(gate.entered.wait(), 10)
+        # Released within the grace period: the handler finishes and its message is acked.
+        asyncio.get_running_loop().call_later(0.3, gate.release.set)
+        await service.broker.stop_consuming(drain_timeout_s=10)
+        assert gate.outcomes == ["finished"]
+        assert await service.effect_count() == 1
+        await service.broker.consume(INCOMING, service.handle, prefetch=20)
+        gate.entered.clear()
+        gate.release.clear()
+        await publisher.publish(INCOMING, incoming(2))
+        await asyncio.wait_for(gate.entered.wait(), 10)
+        # Still held after the grace period: cancelled, nothing committed, the broker keeps it.
+        await service.broker.stop_consuming(drain_timeout_s=0.3)
+        await wait_for(lambda: gate.outcomes == ["finished", "cancelled"], timeout=10)
+        assert await service.effect_count() == 1
+    finally:
+        gate.release.set()
+        await service.stop()
+    assert (await infra.queue_counts(amqp_url, INCOMING.name))[0] == 1  # in-2, back in the queue
+
+
+async def _queue_empty(url: str, queue: str) -> bool:
+    return (await infra.queue_counts(url, queue))[0] == 0
 
 
 async def _effects_at_least(service: EchoService, n: int) -> bool:
