@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import Counter as PromCounter
 
 from gateway import metrics
 from gateway.db import tables
@@ -65,9 +66,15 @@ class IngestReport:
     outcomes: list[Outcome] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)  # outbox message ids
     status_ids: list[str] = field(default_factory=list)
+    # Metric increments, counted once the transaction committed: a batch that rolls back (and is
+    # retried, or re-run item by item) is not counted twice.
+    tallies: list[tuple[PromCounter, tuple[str, ...]]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
+
+    def tally(self, counter: PromCounter, *labels: str) -> None:
+        self.tallies.append((counter, labels))
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,10 @@ class Ingestor:
         self.outbound = outbound
         self._background: set[asyncio.Task[None]] = set()
         self._group: GroupCommit[InboundEvent, Outcome] = GroupCommit(
-            self._ingest_and_publish, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._ingest_and_publish,
+            name="inbound_ingest",
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
         )
 
     async def submit(self, event: InboundEvent) -> Outcome:
@@ -118,6 +128,8 @@ class Ingestor:
                 report.status_ids = await self.outbound.apply_provider_statuses(session, statuses)
             if within is not None:
                 await within(session)
+        for counter, labels in report.tallies:
+            counter.labels(*labels).inc()
         return report
 
     async def _log_and_stage(
@@ -128,10 +140,10 @@ class Ingestor:
         outcomes: list[Outcome | _Admitted] = []
         for event in events:
             provider = event.provider.value
-            metrics.RECEIVED.labels(provider).inc()
+            report.tally(metrics.RECEIVED, provider)
             admission = admit(event, ignored)
             if admission.verdict is Verdict.SKIPPED:
-                metrics.SKIPPED.labels(provider, admission.reason or "other").inc()
+                report.tally(metrics.SKIPPED, provider, admission.reason or "other")
                 outcomes.append(Outcome("skipped", reason=admission.reason))
                 continue
             assert admission.phone is not None
@@ -171,18 +183,18 @@ class Ingestor:
                 continue
             provider, message_id = item.event.provider.value, str(item.row["message_id"])
             if message_id not in logged:  # seen before (or twice in this batch: the first one counts)
-                metrics.DUPLICATES.labels(provider).inc()
+                report.tally(metrics.DUPLICATES, provider)
                 final.append(Outcome("duplicate", message_id))
                 continue
             logged.discard(message_id)
             if item.row["status"] == STATUS_IGNORED:
-                metrics.IGNORED.labels(provider).inc()
+                report.tally(metrics.IGNORED, provider)
                 log.info("ingest.ignored", provider=provider, phone=item.row["phone"], message_id=message_id)
                 final.append(Outcome("ignored", message_id, item.reason))
                 continue
             staged.append((item.queue, item.payload, message_id))
             report.staged.append(item.payload.message_id)
-            metrics.PUBLISHED.labels(provider, item.queue.name).inc()
+            report.tally(metrics.PUBLISHED, provider, item.queue.name)
             final.append(Outcome("published", message_id))
         await self.runtime.outbox.add_many(session, staged)
         return final

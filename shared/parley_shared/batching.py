@@ -15,6 +15,9 @@ ran alone, while the items submitted meanwhile are handed to one ``run_batch(ite
 
 A caller that is cancelled leaves the batch running: its item is still handled. A batch runs
 in a context of its own (no caller's correlation id on its log lines).
+
+Each group commit has a ``name``; ``/metrics`` counts its batches, items and batches re-run item
+by item (``parley_group_commit_*_total{name}``): items per batch is how much it saves.
 """
 
 from __future__ import annotations
@@ -26,8 +29,15 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
+from prometheus_client import Counter
 
 log = structlog.get_logger("parley.batching")
+
+BATCHES = Counter("parley_group_commit_batches_total", "Batches run by a group commit", ["name"])
+ITEMS = Counter("parley_group_commit_items_total", "Items served by a group commit's batches", ["name"])
+RETRIED_ALONE = Counter(
+    "parley_group_commit_retried_alone_total", "Failed batches re-run item by item (one bad item)", ["name"]
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,6 +54,7 @@ class GroupCommit(Generic[T, R]):
         self,
         run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
         *,
+        name: str = "unnamed",
         max_batches: int = 2,
         max_size: int = 200,
         retry_alone: Callable[[Exception], bool] | None = None,
@@ -51,6 +62,7 @@ class GroupCommit(Generic[T, R]):
         if max_batches < 1 or max_size < 1:
             raise ValueError("max_batches and max_size must be at least 1")
         self.run_batch = run_batch
+        self.name = name
         self.retry_alone = retry_alone
         self.max_batches = max_batches
         self.max_size = max_size
@@ -88,6 +100,8 @@ class GroupCommit(Generic[T, R]):
             self._running -= 1
             self.batches += 1
             self.items += len(batch)
+            BATCHES.labels(self.name).inc()
+            ITEMS.labels(self.name).inc(len(batch))
             cancelled = failure is None and len(results) != len(batch)  # run_batch itself was cancelled
             for index, pending in enumerate(batch):
                 if pending.future.done():  # its caller was cancelled
@@ -110,7 +124,8 @@ class GroupCommit(Generic[T, R]):
         except Exception as exc:
             if len(items) == 1 or self.retry_alone is None or not self.retry_alone(exc):
                 raise
-            log.warning("batch.retrying_alone", error=type(exc).__name__, items=len(items))
+            log.warning("batch.retrying_alone", name=self.name, error=type(exc).__name__, items=len(items))
+            RETRIED_ALONE.labels(self.name).inc()
         results: list[R | Exception] = []
         for item in items:
             try:

@@ -122,7 +122,7 @@ class Outbox:
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
         self._serial: asyncio.Lock | None = asyncio.Lock() if sessions.engine.dialect.name == "sqlite" else None
         self._flushes: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
-            self._flush, max_batches=2
+            self._flush, name="outbox_publish", max_batches=2
         )
         # Built once (building a statement costs more CPU than running it).
         t = table

@@ -8,14 +8,17 @@ import asyncio
 import base64
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from gateway.context import GATEWAY
 from gateway.db import tables
-from parley_shared.contracts import OutgoingKind, OutgoingMessage, stable_id
+from gateway.domain.events import InboundEvent
+from parley_shared.contracts import MessageKind, OutgoingKind, OutgoingMessage, Provider, stable_id
 from parley_shared.db import create_engine
 from parley_shared.phone import mask_phone
 from parley_shared.topology import INCOMING, OUTGOING, STATUS
@@ -113,6 +116,43 @@ async def test_concurrent_inbound_posts_share_transactions_each_answered_for_its
         assert sorted(m["text"] for m in published) == sorted(f"hello {i}" for i in range(58))
     logged = await log_rows(database_url, "inbound")
     assert len(logged) == 59 and sorted(status for _, status, _ in logged).count("ignored") == 1
+
+
+async def test_ingest_metrics_count_only_what_committed(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A batch that rolls back (and is then retried) counts its messages once, after the commit."""
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", ignored_numbers="+77010000099")
+    async with running(settings) as client:
+        ingestor = client.app[GATEWAY].ingestor
+        now = datetime.now(UTC)
+
+        def event(n: int, sender: str = PHONE) -> InboundEvent:
+            return InboundEvent(Provider.SANDBOX, f"m-{n}", sender, MessageKind.TEXT, now, text=f"hi {n}")
+
+        events = [event(1), event(2, "+77010000099"), event(1), event(3, "hello")]
+        names = ("received", "published", "ignored", "duplicates", "skipped")
+        before = {name: _metric(name) for name in names}
+
+        async def fail(_session: object) -> None:
+            raise ConnectionError("database went away before the commit")
+
+        with pytest.raises(ConnectionError):
+            await ingestor.ingest(events, within=fail)
+        assert {name: _metric(name) for name in names} == before  # rolled back: nothing counted
+        report = await ingestor.ingest(events)
+        assert [o.status for o in report.outcomes] == ["published", "ignored", "duplicate", "skipped"]
+        after = {name: _metric(name) - before[name] for name in names}
+        assert after == {"received": 4, "published": 1, "ignored": 1, "duplicates": 1, "skipped": 1}
+
+
+def _metric(name: str) -> float:
+    """The sandbox provider's total of ``parley_gateway_<name>_total`` over its other labels."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == f"parley_gateway_{name}"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("provider") == "sandbox"
+    )
 
 
 async def _queue_empty(amqp_url: str, queue: str) -> bool:

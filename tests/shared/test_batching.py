@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from parley_shared.batching import GroupCommit
 
@@ -87,6 +88,26 @@ async def test_with_retry_alone_a_bad_item_fails_alone_and_the_others_succeed() 
     assert results[:2] == ["OK", "X"] and results[3] == "Y"
     assert isinstance(results[2], ValueError) and "batch of 1" in str(results[2])
     assert recorder.batches == [["ok"], ["x", "bad", "y"], ["x"], ["bad"], ["y"]]
+
+
+async def test_metrics_count_batches_items_and_retries_alone_by_name() -> None:
+    def value(metric: str) -> float:
+        return REGISTRY.get_sample_value(f"parley_group_commit_{metric}_total", {"name": "metrics-test"}) or 0.0
+
+    gate = asyncio.Event()
+    recorder = Recorder(fail_on="bad", gate=gate)
+    group = GroupCommit(
+        recorder, name="metrics-test", max_batches=1, retry_alone=lambda exc: isinstance(exc, ValueError)
+    )
+    before = {m: value(m) for m in ("batches", "items", "retried_alone")}
+    first = asyncio.create_task(group.submit("ok"))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(group.submit(x)) for x in ("x", "bad", "y")]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, *rest, return_exceptions=True)
+    # Two batches served four callers (the second re-ran its three items alone, counted once).
+    assert {m: value(m) - before[m] for m in before} == {"batches": 2, "items": 4, "retried_alone": 1}
 
 
 async def test_retry_alone_is_not_used_for_errors_it_declines() -> None:

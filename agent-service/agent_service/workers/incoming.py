@@ -94,7 +94,7 @@ class IncomingHandler:
         self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
         self._recorder: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
-            self._record_batch, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._record_batch, name="incoming_record", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
     async def __call__(self, message: IncomingMessage) -> None:

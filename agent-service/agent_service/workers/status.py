@@ -22,7 +22,7 @@ class StatusHandler:
         self.sessions = sessions
         # Statuses delivered at about the same time share a transaction (each message's in delivery order).
         self._group: GroupCommit[DeliveryStatus, bool] = GroupCommit(
-            self._apply, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._apply, name="delivery_statuses", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
     async def __call__(self, status: DeliveryStatus) -> None:
