@@ -220,7 +220,8 @@ class Ingestor:
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for background publishing (at shutdown)."""
+        """Wait for the batches still running and for background publishing (at shutdown)."""
+        await self._group.drain()
         if self._background:
             with contextlib.suppress(Exception):
                 await asyncio.wait(list(self._background), timeout=10)

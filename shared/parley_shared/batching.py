@@ -14,7 +14,8 @@ ran alone, while the items submitted meanwhile are handed to one ``run_batch(ite
   fails alone; otherwise every caller of the batch gets the exception.
 
 A caller that is cancelled leaves the batch running: its item is still handled. A batch runs
-in a context of its own (no caller's correlation id on its log lines).
+in a context of its own (no caller's correlation id on its log lines). At shutdown, :meth:`drain`
+waits for the batches still running (and those queued behind them) before the connections close.
 
 Each group commit has a ``name``; ``/metrics`` counts its batches, items and batches re-run item
 by item (``parley_group_commit_*_total{name}``): items per batch is how much it saves.
@@ -71,6 +72,17 @@ class GroupCommit(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many batches ran (for tests and metrics)
         self.items = 0
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until no batch runs or waits (at shutdown), at most ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("batch.drain_timeout", name=self.name, running=len(self._tasks), waiting=len(self._waiting))
+                return
+            await asyncio.wait(set(self._tasks), timeout=remaining)
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()

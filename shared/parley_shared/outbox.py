@@ -177,6 +177,10 @@ class Outbox:
         if message_ids:
             await self._publish_requested(ids=message_ids)
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the publishes still running (at shutdown, before the connections close)."""
+        await self._flushes.drain(timeout_s)
+
     async def relay_once(self) -> int:
         """Publish the oldest pending rows (a batch); returns how many were confirmed."""
         return await self._publish_where(self._relay_query, {})

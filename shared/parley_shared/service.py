@@ -114,6 +114,7 @@ class Runtime:
         for callback in reversed(self._on_stop):
             with contextlib.suppress(Exception):
                 await callback()
+        await self.outbox.drain(self.settings.shutdown_timeout_s)
         with contextlib.suppress(Exception):
             await self.outbox.relay_once()
         await self.broker.close()

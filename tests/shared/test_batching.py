@@ -110,6 +110,22 @@ async def test_metrics_count_batches_items_and_retries_alone_by_name() -> None:
     assert {m: value(m) - before[m] for m in before} == {"batches": 2, "items": 4, "retried_alone": 1}
 
 
+async def test_drain_waits_for_running_and_queued_batches_and_gives_up_after_its_timeout() -> None:
+    gate = asyncio.Event()
+    recorder = Recorder(gate=gate)
+    group = GroupCommit(recorder, max_batches=1)
+    callers = [asyncio.create_task(group.submit(x)) for x in "abc"]
+    await asyncio.sleep(0)
+    await group.drain(timeout_s=0.05)  # the first batch is held: drain gives up, nothing is lost
+    assert not any(c.done() for c in callers)
+    for caller in callers:
+        caller.cancel()  # the callers go away (shutdown); their items are still handled
+    asyncio.get_running_loop().call_later(0.05, gate.set)
+    await group.drain(timeout_s=5)
+    assert recorder.batches == [["a"], ["b", "c"]]  # the queued batch ran too before drain returned
+    await group.drain()  # nothing running: returns at once
+
+
 async def test_retry_alone_is_not_used_for_errors_it_declines() -> None:
     gate = asyncio.Event()
     recorder = Recorder(fail_on="bad", gate=gate)
