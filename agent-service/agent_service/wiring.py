@@ -102,8 +102,10 @@ def install(
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
     )
+    statuses = StatusHandler(runtime.sessions)
     runtime.add_consumer(INCOMING, incoming)
-    runtime.add_consumer(STATUS, StatusHandler(runtime.sessions))
+    runtime.add_consumer(STATUS, statuses)
+    runtime.drain_at_stop(incoming.batches, statuses.batches)
     runtime.add_worker("turn-sweeper", runner.run_sweeper)
     runtime.on_stop(engine.close)
     runtime.on_stop(knowledge.close)

@@ -94,7 +94,7 @@ class Ingestor:
         self.ignore_list = ignore_list
         self.outbound = outbound
         self._background: set[asyncio.Task[None]] = set()
-        self._group: GroupCommit[InboundEvent, Outcome] = GroupCommit(
+        self.batches: GroupCommit[InboundEvent, Outcome] = GroupCommit(
             self._ingest_and_publish,
             name="inbound_ingest",
             max_batches=2,
@@ -104,7 +104,7 @@ class Ingestor:
     async def submit(self, event: InboundEvent) -> Outcome:
         """Ingest and publish one event (an HTTP request's), sharing a transaction with the events
         submitted at about the same time (group commit); returns what became of it."""
-        return await self._group.submit(event)
+        return await self.batches.submit(event)
 
     async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
         report = await self.ingest(events)
@@ -220,8 +220,7 @@ class Ingestor:
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for the batches still running and for background publishing (at shutdown)."""
-        await self._group.drain()
+        """Wait for background publishing (at shutdown)."""
         if self._background:
             with contextlib.suppress(Exception):
                 await asyncio.wait(list(self._background), timeout=10)

@@ -98,7 +98,9 @@ class ConsumerState:
     channel: AbstractChannel | None = None
     amqp_queue: AbstractQueue | None = None
     in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
+    running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # by message_id
     handled: int = 0
+    held: int = 0  # copies that waited for a running handler of the same message
     failed: int = 0
     dead_lettered: int = 0
 
@@ -271,9 +273,21 @@ class Broker:
             # So the handler runs to its end in a task of its own; its ack then fails, the broker
             # redelivers the message and the handler's inbox recognises it. Shutdown drains these
             # tasks (stop_consuming) and cancels only those still running after the grace period.
+            key = message.message_id
+            earlier = state.running.get(key) if key else None
+            if earlier is not None:
+                # A copy of a message whose handler still runs here (the orphan of a lost channel,
+                # or a message published twice): it waits, so the work is not done twice at once
+                # and orphans never add up beyond the prefetch; then the inbox makes it a no-op.
+                state.held += 1
+                log.info("broker.copy_held", queue=queue.name, message_id=key)
+                await asyncio.wait({earlier})
             task = asyncio.ensure_future(self._handle(state, handler, message))
             state.in_flight.add(task)
             task.add_done_callback(state.in_flight.discard)
+            if key:
+                state.running[key] = task
+                task.add_done_callback(lambda t: state.running.pop(key, None) if state.running.get(key) is t else None)
             await asyncio.shield(task)
 
         state.consumer_tag = await amqp_queue.consume(on_message)
@@ -308,9 +322,10 @@ class Broker:
                 except Exception as exc:
                     if self._closing:
                         raise
-                    if is_transient(exc) and _delivery_lost(message):
-                        # The channel that delivered it is gone: the broker hands the message
-                        # out again, so retrying this copy would only run the handler twice.
+                    if _delivery_lost(message):
+                        # The channel that delivered it is gone: the broker hands the message out
+                        # again, and that copy retries, requeues or dead-letters it -- this one
+                        # would only run the handler twice or count the failure twice.
                         log.warning("broker.delivery_lost", error=type(exc).__name__)
                         return
                     if is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s:
@@ -320,13 +335,16 @@ class Broker:
                         retries += 1
                         log.warning("broker.handler_transient_error", error=type(exc).__name__, retry_in_s=delay)
                         await asyncio.sleep(delay)
+                        if _delivery_lost(message):  # lost while waiting: the copy does the retry
+                            log.warning("broker.delivery_lost", error=type(exc).__name__)
+                            return
                         continue
                     await self._on_handler_failure(state, message, exc)
                     return
             await message.ack()
             state.handled += 1
         except asyncio.CancelledError:
-            # Shutdown or lost channel: the broker redelivers the unacknowledged message.
+            # Shutdown (after the grace period): the broker redelivers the unacknowledged message.
             raise
         except Exception as exc:
             # Ack on a dead channel, a dead letter that could not be published, shutdown: hand
@@ -362,6 +380,7 @@ class Broker:
                 "attached": s.attached(connected),
                 "prefetch": s.prefetch,
                 "in_flight": len(s.in_flight),
+                "held_copies": s.held,
                 "handled": s.handled,
                 "failed": s.failed,
                 "dead_lettered": s.dead_lettered,

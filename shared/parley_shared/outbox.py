@@ -121,7 +121,7 @@ class Outbox:
         # read the same pending rows and publish them twice. One process writes a SQLite file,
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
         self._serial: asyncio.Lock | None = asyncio.Lock() if sessions.engine.dialect.name == "sqlite" else None
-        self._flushes: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
+        self.batches: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
             self._flush, name="outbox_publish", max_batches=2
         )
         # Built once (building a statement costs more CPU than running it).
@@ -177,10 +177,6 @@ class Outbox:
         if message_ids:
             await self._publish_requested(ids=message_ids)
 
-    async def drain(self, timeout_s: float = 10.0) -> None:
-        """Wait for the publishes still running (at shutdown, before the connections close)."""
-        await self._flushes.drain(timeout_s)
-
     async def relay_once(self) -> int:
         """Publish the oldest pending rows (a batch); returns how many were confirmed."""
         return await self._publish_where(self._relay_query, {})
@@ -192,7 +188,7 @@ class Outbox:
         one transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them --
         instead of a transaction per request.
         """
-        await self._flushes.submit((tuple(ids), tuple(causes)))
+        await self.batches.submit((tuple(ids), tuple(causes)))
 
     async def _flush(self, requests: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[None]:
         params = {

@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley_shared.batching import GroupCommit
 from parley_shared.broker import Broker, BrokerUnavailable, Handler, RetryPolicy
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.db import SessionFactory, create_engine, migrate, ping, session_factory
@@ -71,6 +72,7 @@ class Runtime:
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._group_commits: list[GroupCommit[Any, Any]] = [self.outbox.batches]
         self.started = False
 
     # ---------------------------------------------------------------- registration
@@ -83,6 +85,10 @@ class Runtime:
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._on_stop.append(callback)
+
+    def drain_at_stop(self, *groups: GroupCommit[Any, Any]) -> None:
+        """Group commits whose running batches shutdown waits for, before the connections close."""
+        self._group_commits.extend(groups)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -114,7 +120,11 @@ class Runtime:
         for callback in reversed(self._on_stop):
             with contextlib.suppress(Exception):
                 await callback()
-        await self.outbox.drain(self.settings.shutdown_timeout_s)
+        # Latest registered first: the outbox's publishes (registered first) come last, since the
+        # other batches end by publishing through it. One budget for all of them.
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        for group in reversed(self._group_commits):
+            await group.drain(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.outbox.relay_once()
         await self.broker.close()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, select
@@ -264,57 +266,82 @@ class Gate:
         self.outcomes.append("finished")
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-async def test_a_lost_channel_does_not_cut_a_running_handler_short(
-    amqp_url: str, publisher: Broker, tmp_path, db: str
-) -> None:  # type: ignore[no-untyped-def]
-    # Cancelling a handler half-way through its transaction invalidates its database connection;
-    # on SQLite a cancelled INSERT ... RETURNING even left the write lock held by a closed
-    # connection, stalling every writer (the flaky forced-close test above). The handler must
-    # finish; the redelivered copy then finds its inbox row and has no second effect.
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("lost_channel")
+@asynccontextmanager
+async def held_inside(
+    publisher: Broker, database_url: str, amqp_url: str, **options: Any
+) -> AsyncIterator[tuple[EchoService, Gate]]:
+    """An EchoService whose handler of ``in-1`` is held inside its transaction (released at exit)."""
     gate = Gate()
-
-    def fail_first_run(message: IncomingMessage, n: int) -> None:
-        if n == 1:  # after its commit, the first run meets a transient error on its dead channel
-            raise ConnectionError("broker connection lost")
-
-    service = EchoService(url, amqp_url, inside=gate, fail=fail_first_run)
+    service = EchoService(database_url, amqp_url, inside=gate, **options)
     await service.start()
     try:
         await publisher.publish(INCOMING, incoming(1))
         await asyncio.wait_for(gate.entered.wait(), 10)
-        await infra.close_all_connections()
-        await wait_for(lambda: service.broker.health()["ok"], timeout=30)
-        assert gate.outcomes == []  # still inside its transaction, not cancelled
-        gate.release.set()
-        await wait_for(lambda: _effects_at_least(service, 1), timeout=30)
-        await wait_for(lambda: _no_pending(service), timeout=30)
-        await wait_for(lambda: _outgoing_count(amqp_url, 1), timeout=30)
-        await wait_for(lambda: service.calls.get("in-1", 0) >= 2, timeout=30)  # the redelivered copy
-        assert gate.outcomes == ["finished"]
-        assert await service.effect_count() == 1
-        await asyncio.sleep(0.5)
-        # The first run gave up its dead delivery instead of retrying in place: two runs in all.
-        assert service.calls == {"in-1": 2}
-        replies = await infra.drain(amqp_url, OUTGOING.name)
-        assert {m.message_id for m in replies} == {stable_id("reply", "in-1")}
-        await wait_for(lambda: _queue_empty(amqp_url, INCOMING.name), timeout=30)
-        assert (await infra.queue_counts(amqp_url, INCOMING.dead_letter_queue))[0] == 0
+        yield service, gate
     finally:
         gate.release.set()
         await service.stop()
 
 
+@pytest.mark.parametrize(
+    ("db", "error"), [("sqlite", ConnectionError), ("postgresql", ConnectionError), ("postgresql", ValueError)]
+)
+async def test_a_lost_channel_does_not_cut_a_running_handler_short(
+    amqp_url: str, publisher: Broker, tmp_path, db: str, error: type[Exception]
+) -> None:  # type: ignore[no-untyped-def]
+    # Cancelling a handler half-way through its transaction invalidates its database connection;
+    # on SQLite a cancelled INSERT ... RETURNING even left the write lock held by a closed
+    # connection, stalling every writer (the flaky forced-close test above). The handler must
+    # finish; the redelivered copy waits for it, then finds its inbox row: no second effect.
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db" if db == "sqlite" else await infra.recreate_database("lost_channel")
+
+    def fail_first_run(message: IncomingMessage, n: int) -> None:
+        if n == 1:  # after its commit the first run fails (transient or not) on its dead channel
+            raise error("after the commit")
+
+    async with held_inside(publisher, url, amqp_url, fail=fail_first_run) as (service, gate):
+        await infra.close_all_connections()
+        # The broker redelivers on the new channel; the copy is held while the first run goes on.
+        await wait_for(lambda: _consumer(service)["held_copies"] == 1, timeout=30)
+        assert gate.outcomes == [] and service.calls == {"in-1": 1}  # not cancelled; copy not started
+        gate.release.set()
+        await wait_for(lambda: service.calls.get("in-1", 0) >= 2, timeout=30)  # the copy, after it
+        await wait_for(lambda: _effects_at_least(service, 1), timeout=30)
+        await wait_for(lambda: _no_pending(service), timeout=30)
+        await wait_for(lambda: _outgoing_count(amqp_url, 1), timeout=30)
+        await wait_for(lambda: _queue_has(amqp_url, INCOMING.name, 0), timeout=30)
+        await asyncio.sleep(0.5)
+        assert gate.outcomes == ["finished"]
+        assert await service.effect_count() == 1
+        # The first run left its failure to the copy (no retry in place, no requeue, no dead
+        # letter): two runs in all, no failure counted, nothing dead-lettered.
+        assert service.calls == {"in-1": 2}
+        assert _consumer(service)["failed"] == 0
+        replies = await infra.drain(amqp_url, OUTGOING.name)
+        assert {m.message_id for m in replies} == {stable_id("reply", "in-1")}
+        assert (await infra.queue_counts(amqp_url, INCOMING.dead_letter_queue))[0] == 0
+
+
+async def test_a_copy_of_a_message_whose_handler_runs_waits_for_it(amqp_url: str, publisher: Broker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with held_inside(publisher, f"sqlite+aiosqlite:///{tmp_path}/t.db", amqp_url) as (service, gate):
+        await publisher.publish(INCOMING, incoming(1))  # published twice (e.g. a lost confirm)
+        await wait_for(lambda: _consumer(service)["held_copies"] == 1, timeout=10)
+        assert service.calls == {"in-1": 1}
+        gate.release.set()
+        await wait_for(lambda: _consumer(service)["handled"] == 2, timeout=10)
+        assert service.calls == {"in-1": 2} and await service.effect_count() == 1
+        assert gate.outcomes == ["finished"]  # the copy found the inbox row: it never got inside
+
+
+def _consumer(service: EchoService) -> dict[str, Any]:
+    consumers: dict[str, dict[str, Any]] = service.broker.health()["consumers"]
+    return consumers[INCOMING.name]
+
+
 async def test_shutdown_waits_for_a_running_handler_then_cancels_it_after_the_grace_period(
     amqp_url: str, publisher: Broker, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    gate = Gate()
-    service = EchoService(f"sqlite+aiosqlite:///{tmp_path}/t.db", amqp_url, inside=gate)
-    await service.start()
-    try:
-        await publisher.publish(INCOMING, incoming(1))
-        await asyncio.wait_for(gate.entered.wait(), 10)
+    async with held_inside(publisher, f"sqlite+aiosqlite:///{tmp_path}/t.db", amqp_url) as (service, gate):
         # Released within the grace period: the handler finishes and its message is acked.
         asyncio.get_running_loop().call_later(0.3, gate.release.set)
         await service.broker.stop_consuming(drain_timeout_s=10)
@@ -329,14 +356,11 @@ async def test_shutdown_waits_for_a_running_handler_then_cancels_it_after_the_gr
         await service.broker.stop_consuming(drain_timeout_s=0.3)
         await wait_for(lambda: gate.outcomes == ["finished", "cancelled"], timeout=10)
         assert await service.effect_count() == 1
-    finally:
-        gate.release.set()
-        await service.stop()
-    assert (await infra.queue_counts(amqp_url, INCOMING.name))[0] == 1  # in-2, back in the queue
+    await wait_for(lambda: _queue_has(amqp_url, INCOMING.name, 1), timeout=10)  # in-2, back in the queue
 
 
-async def _queue_empty(url: str, queue: str) -> bool:
-    return (await infra.queue_counts(url, queue))[0] == 0
+async def _queue_has(url: str, queue: str, n: int) -> bool:
+    return (await infra.queue_counts(url, queue))[0] == n
 
 
 async def _effects_at_least(service: EchoService, n: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -9,6 +11,8 @@ from agent_service.app import create_app as create_agent
 from agent_service.settings import AgentSettings
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
+from parley_shared.batching import GroupCommit
+from parley_shared.service import RUNTIME
 from parley_shared.settings import ConfigurationError
 
 
@@ -28,6 +32,30 @@ async def test_service_starts_reports_health_and_stops(service: str, amqp_url: s
         assert metrics.status == 200
         missing = await client.get("/no-such-route")
         assert missing.status in (401, 404)
+
+
+async def test_stop_waits_for_a_running_batch_of_a_registered_group_commit(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = GatewaySettings(
+        amqp_url=amqp_url, database_url=f"sqlite+aiosqlite:///{tmp_path}/g.db", api_token="t" * 20
+    )
+    app = create_gateway(settings)
+    runtime = app[RUNTIME]
+    gate, events = asyncio.Event(), []
+
+    async def run_batch(items: list[str]) -> list[None]:
+        await gate.wait()
+        events.append("batch done")
+        return [None] * len(items)
+
+    group: GroupCommit[str, None] = GroupCommit(run_batch, name="stop-test")
+    runtime.drain_at_stop(group)
+    async with TestClient(TestServer(app)):
+        caller = asyncio.create_task(group.submit("x"))
+        await asyncio.sleep(0.05)
+        caller.cancel()  # its caller is gone (as at shutdown); the batch still runs
+        asyncio.get_running_loop().call_later(0.3, gate.set)
+    events.append("stopped")
+    assert events == ["batch done", "stopped"]
 
 
 def test_production_refuses_to_start_without_a_token() -> None:

@@ -93,14 +93,14 @@ class IncomingHandler:
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
-        self._recorder: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
+        self.batches: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
             self._record_batch, name="incoming_record", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
     async def __call__(self, message: IncomingMessage) -> None:
         await self._locks.acquire(message.phone)
         try:
-            contact_id, status = await self._recorder.submit(message)
+            contact_id, status = await self.batches.submit(message)
         finally:
             self._locks.release(message.phone)
         if contact_id is not None and status == "pending":
@@ -119,8 +119,9 @@ class IncomingHandler:
     async def _record(self, session: Session, batch: list[IncomingMessage]) -> list[Recorded]:
         now = self.clock.now()
         claimed = await self.inbox.claim_many(session, INCOMING.name, [m.message_id for m in batch])
-        # Each claimed id once (a copy redelivered while its cancelled first delivery still waited
-        # in a batch can share it); by phone, so that replicas' upserts lock contacts in one order.
+        # Each claimed id once (the broker holds a copy while its message's handler runs, so two
+        # copies should never share a batch: kept as a guard); by phone, so that replicas'
+        # upserts lock contacts in one order.
         fresh = sorted({m.message_id: m for m in reversed(batch) if m.message_id in claimed}.values(), key=_phone)
         if len(fresh) < len(batch):
             log.info("incoming.duplicate", count=len(batch) - len(fresh))

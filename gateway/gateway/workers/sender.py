@@ -185,10 +185,11 @@ class Sender:
     async def handle(self, message: OutgoingMessage) -> None:
         """Deliver ``message`` in a task of its own that every copy of it waits for.
 
-        Shielded: losing the AMQP channel cancels this handler, but a provider call cut off midway
-        would leave an unknown outcome (and a dead letter). The send finishes; the copy RabbitMQ
-        redelivers meanwhile waits for the same task and is settled with its outcome -- and only
-        one copy carries a permanent failure to the dead-letter queue."""
+        The broker already lets a handler finish when its channel is lost and holds a copy of the
+        same message until then; this task map is the sender's own guard on top (a copy that
+        arrives on another consumer of this process waits for the same send, and only one copy
+        carries a permanent failure to the dead-letter queue). Shielded: a handler cancelled at
+        shutdown leaves the send to finish unless the pacer is closed."""
         delivery = self._in_flight.get(message.message_id)
         if delivery is None:
             ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
