@@ -322,22 +322,22 @@ class Broker:
                 except Exception as exc:
                     if self._closing:
                         raise
-                    if _delivery_lost(message):
-                        # The channel that delivered it is gone: the broker hands the message out
-                        # again, and that copy retries, requeues or dead-letters it -- this one
-                        # would only run the handler twice or count the failure twice.
-                        log.warning("broker.delivery_lost", error=type(exc).__name__)
-                        return
-                    if is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s:
+                    retry = is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s
+                    if retry and not _delivery_lost(message):
                         delay = min(
                             self.retry.transient_backoff_s * 2 ** min(retries, 10), self.retry.transient_backoff_max_s
                         )
                         retries += 1
                         log.warning("broker.handler_transient_error", error=type(exc).__name__, retry_in_s=delay)
                         await asyncio.sleep(delay)
-                        if _delivery_lost(message):  # lost while waiting: the copy does the retry
-                            log.warning("broker.delivery_lost", error=type(exc).__name__)
-                            return
+                    if _delivery_lost(message):
+                        # The channel that delivered it is gone (before or during the backoff): the
+                        # broker hands the message out again, and that copy retries, requeues or
+                        # dead-letters it -- this one would only run the handler twice or count
+                        # the failure twice.
+                        log.warning("broker.delivery_lost", error=type(exc).__name__)
+                        return
+                    if retry:
                         continue
                     await self._on_handler_failure(state, message, exc)
                     return
