@@ -105,7 +105,7 @@ def install(
     statuses = StatusHandler(runtime.sessions)
     runtime.add_consumer(INCOMING, incoming)
     runtime.add_consumer(STATUS, statuses)
-    runtime.drain_at_stop(incoming.batches, statuses.batches)
+    runtime.drain_at_stop(incoming.group_commit, statuses.group_commit)
     runtime.add_worker("turn-sweeper", runner.run_sweeper)
     runtime.on_stop(engine.close)
     runtime.on_stop(knowledge.close)

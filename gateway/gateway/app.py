@@ -112,7 +112,7 @@ def create_app(
         runtime.add_worker("wappi-poller", poller.run)
     runtime.on_stop(transcriber.close)
     runtime.on_stop(ingestor.drain)
-    runtime.drain_at_stop(ingestor.batches, outbound.batches)
+    runtime.drain_at_stop(ingestor.group_commit, outbound.group_commit)
 
     async def provider_ctx(_app: web.Application) -> AsyncIterator[None]:
         await provider.start()  # before the runtime starts consuming; closed after it stopped

@@ -94,7 +94,7 @@ class Ingestor:
         self.ignore_list = ignore_list
         self.outbound = outbound
         self._background: set[asyncio.Task[None]] = set()
-        self.batches: GroupCommit[InboundEvent, Outcome] = GroupCommit(
+        self.group_commit: GroupCommit[InboundEvent, Outcome] = GroupCommit(
             self._ingest_and_publish,
             name="inbound_ingest",
             max_batches=2,
@@ -104,7 +104,7 @@ class Ingestor:
     async def submit(self, event: InboundEvent) -> Outcome:
         """Ingest and publish one event (an HTTP request's), sharing a transaction with the events
         submitted at about the same time (group commit); returns what became of it."""
-        return await self.batches.submit(event)
+        return await self.group_commit.submit(event)
 
     async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
         report = await self.ingest(events)

@@ -105,7 +105,7 @@ class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
-        self.batches: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
+        self.group_commit: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
             self._finish_batch, name="outbound_outcomes", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
@@ -187,7 +187,7 @@ class OutboundLog:
             "error": error,
             "updated_at": now,
         }
-        await self.batches.submit((params, payload))
+        await self.group_commit.submit((params, payload))
         metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
         return payload.message_id
 

@@ -121,7 +121,7 @@ class Outbox:
         # read the same pending rows and publish them twice. One process writes a SQLite file,
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
         self._serial: asyncio.Lock | None = asyncio.Lock() if sessions.engine.dialect.name == "sqlite" else None
-        self.batches: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
+        self.group_commit: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
             self._flush, name="outbox_publish", max_batches=2
         )
         # Built once (building a statement costs more CPU than running it).
@@ -188,7 +188,7 @@ class Outbox:
         one transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them --
         instead of a transaction per request.
         """
-        await self.batches.submit((tuple(ids), tuple(causes)))
+        await self.group_commit.submit((tuple(ids), tuple(causes)))
 
     async def _flush(self, requests: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[None]:
         params = {

@@ -72,7 +72,7 @@ class Runtime:
         self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
-        self._group_commits: list[GroupCommit[Any, Any]] = [self.outbox.batches]
+        self._group_commits: list[GroupCommit[Any, Any]] = [self.outbox.group_commit]
         self.started = False
 
     # ---------------------------------------------------------------- registration

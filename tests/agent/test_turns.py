@@ -432,7 +432,7 @@ async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fai
         )
         errors = [o for o in outcomes if isinstance(o, Exception)]
         assert len(errors) == 1 and "cannot record" in str(errors[0])  # only the bad message failed
-        assert handler.batches.batches < handler.batches.items  # several messages per transaction
+        assert handler.group_commit.batches < handler.group_commit.items  # several messages per transaction
         assert max(follow_ups.calls) > 1
         async with runtime.sessions() as session:
             recorded = (await session.execute(select(tables.messages.c.text, tables.messages.c.status))).all()

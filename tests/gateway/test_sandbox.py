@@ -110,7 +110,7 @@ async def test_concurrent_inbound_posts_share_transactions_each_answered_for_its
         responses = await asyncio.gather(*(client.post("/sandbox/inbound", json=b, headers=AUTH) for b in bodies))
         outcomes = Counter([(r.status, (await r.json())["status"]) for r in responses])
         assert outcomes == {(202, "published"): 58, (202, "duplicate"): 1, (202, "ignored"): 1}
-        group = client.app[GATEWAY].ingestor.batches
+        group = client.app[GATEWAY].ingestor.group_commit
         assert group.items == 60 and group.batches < group.items
         published = await take(amqp_url, INCOMING.name, 58)
         assert sorted(m["text"] for m in published) == sorted(f"hello {i}" for i in range(58))

@@ -93,14 +93,14 @@ class IncomingHandler:
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
-        self.batches: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
+        self.group_commit: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
             self._record_batch, name="incoming_record", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
     async def __call__(self, message: IncomingMessage) -> None:
         await self._locks.acquire(message.phone)
         try:
-            contact_id, status = await self.batches.submit(message)
+            contact_id, status = await self.group_commit.submit(message)
         finally:
             self._locks.release(message.phone)
         if contact_id is not None and status == "pending":

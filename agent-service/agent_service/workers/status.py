@@ -21,12 +21,12 @@ class StatusHandler:
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
         # Statuses delivered at about the same time share a transaction (each message's in delivery order).
-        self.batches: GroupCommit[DeliveryStatus, bool] = GroupCommit(
+        self.group_commit: GroupCommit[DeliveryStatus, bool] = GroupCommit(
             self._apply, name="delivery_statuses", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
         )
 
     async def __call__(self, status: DeliveryStatus) -> None:
-        changed = await self.batches.submit(status)
+        changed = await self.group_commit.submit(status)
         log.debug("delivery.status", status=status.status.value, changed=changed)
 
     async def _apply(self, batch: list[DeliveryStatus]) -> list[bool]:
