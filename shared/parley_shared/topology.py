@@ -13,13 +13,15 @@ Design (works on RabbitMQ 3.10 and 4.x alike):
   ``outgoing_campaign``. The sender serves the first before the second.
 
 ``deploy/rabbitmq/definitions.json`` is generated from this module
-(``python -m parley_shared.topology``) and a test keeps the two equal.
+(``python -m parley_shared.topology``) and a test keeps the two equal. It holds the vhost and the
+topology, never a user: a password hash in git would be a shared default password. The compose
+broker seeds its one (non-administrator) user from ``.env`` instead, and the services declare
+this topology themselves on connect (:func:`parley_shared.broker.declare_topology`), so the file
+is for importing into a broker by hand (``rabbitmqctl import_definitions``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from parley_shared.contracts import (
 )
 
 EXCHANGE = "parley"
+VHOST = "parley"  # the vhost of the shipped deployment (compose, definitions.json)
 DEAD_LETTER_EXCHANGE = "parley.dead-letter"
 DEFAULT_DELIVERY_LIMIT = 10
 
@@ -100,7 +103,7 @@ def outgoing_queue(message: OutgoingMessage) -> WorkQueue:
 class Definitions:
     """The topology as a RabbitMQ definitions document (management import / load_definitions)."""
 
-    vhost: str = "/"
+    vhost: str = VHOST
     users: list[dict[str, Any]] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
@@ -115,6 +118,7 @@ class Definitions:
             "rabbit_version": "3.10.8",
             "users": self.users,
             "vhosts": [{"name": self.vhost}],
+            # A user given here gets rights on this vhost only.
             "permissions": [
                 {"user": u["name"], "vhost": self.vhost, "configure": ".*", "write": ".*", "read": ".*"}
                 for u in self.users
@@ -156,25 +160,9 @@ def _binding(source: str, queue: str, key: str, vhost: str) -> dict[str, Any]:
     }
 
 
-def rabbit_password_hash(password: str, salt: bytes) -> str:
-    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password))."""
-    digest = hashlib.sha256(salt + password.encode()).digest()
-    return base64.b64encode(salt + digest).decode()
-
-
-# The shipped file creates user "parley" (password "parley": change it in production, see
-# docs/operations.md). A fixed salt keeps the generated file reproducible.
-SHIPPED_USER = {
-    "name": "parley",
-    "password_hash": rabbit_password_hash("parley", b"prly"),
-    "hashing_algorithm": "rabbit_password_hashing_sha256",
-    "tags": ["administrator"],
-    "limits": {},
-}
-
-
 def shipped_definitions() -> dict[str, Any]:
-    return Definitions(users=[SHIPPED_USER]).document()
+    """What ``deploy/rabbitmq/definitions.json`` holds: the vhost and the topology, no user."""
+    return Definitions().document()
 
 
 def main() -> None:
