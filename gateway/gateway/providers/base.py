@@ -57,6 +57,30 @@ class MediaError(Exception):
         self.transient = transient
 
 
+class BodyTooLarge(Exception):
+    """An answer (declared or actually sent) longer than the limit its reader set."""
+
+
+READ_CHUNK_BYTES = 64 * 1024
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, read to its end (``content.read(n)`` returns only what is buffered), or
+    :class:`BodyTooLarge` as soon as it is declared or found to be longer than ``limit``.
+
+    A body cut short of its ``Content-Length`` raises aiohttp's ``ClientPayloadError``: never a
+    truncated body returned as if complete.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        raise BodyTooLarge(f"declared {response.content_length} bytes, limit {limit}")
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+        data += chunk
+        if len(data) > limit:
+            raise BodyTooLarge(f"more than {limit} bytes")
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class HttpAnswer:
     status: int
@@ -169,11 +193,10 @@ class HttpProvider(WhatsAppProvider):
                     raise MediaError(f"media host answered {response.status}", transient=True)
                 if response.status >= 400:
                     raise MediaError(f"media host answered {response.status}", transient=False)
-                if (response.content_length or 0) > self.max_media_bytes:
-                    raise MediaError("media too large", transient=False)
-                data = await response.content.read(self.max_media_bytes + 1)
-                if len(data) > self.max_media_bytes:
-                    raise MediaError("media too large", transient=False)
+                try:
+                    data = await read_limited(response, self.max_media_bytes)
+                except BodyTooLarge:
+                    raise MediaError("media too large", transient=False) from None
                 mime = response.headers.get("Content-Type", "application/octet-stream")
                 return Media(data, mime)
         except (TimeoutError, aiohttp.ClientError) as exc:
