@@ -21,7 +21,7 @@ from gateway.settings import GatewaySettings
 from parley_shared.clock import ManualClock
 from parley_shared.contracts import MediaRef
 from tests.support.fake_meta import FakeMeta
-from tests.support.raw_http import RawHTTPServer, chunked, head, trickle
+from tests.support.raw_http import Answer, RawHTTPServer, chunked, head, trickle
 
 MiB = 1024 * 1024
 LIMIT = 2 * MiB  # MAX_MEDIA_BYTES of the tests that cross it
@@ -74,7 +74,7 @@ async def test_a_voice_note_of_several_mib_arrives_whole(
     assert len(media.data) == size and media.data == data
 
 
-async def serve(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> RawHTTPServer:
+async def serve(answer: Answer) -> RawHTTPServer:
     return await RawHTTPServer(answer).start()
 
 
@@ -82,7 +82,7 @@ async def serve(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> Ra
 async def test_a_slow_server_is_read_to_the_end_whatever_the_framing(make_provider: MakeProvider, framing: str) -> None:
     data = payload(5 * MiB)
 
-    async def answer(writer: asyncio.StreamWriter) -> None:
+    async def answer(_request: bytes, writer: asyncio.StreamWriter) -> None:
         if framing == "content-length":
             writer.write(head(Content_Length=str(len(data)), Content_Type="audio/ogg"))
             await trickle(writer, data, chunk=48 * 1024, pause_s=0.002)
@@ -106,7 +106,7 @@ async def test_a_body_cut_short_of_its_content_length_is_an_error_not_a_shorter_
 ) -> None:
     data = payload(1 * MiB)
 
-    async def answer(writer: asyncio.StreamWriter) -> None:
+    async def answer(_request: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(head(Content_Length=str(2 * len(data)), Content_Type="audio/ogg"))
         await trickle(writer, data)  # then the connection closes: half of what was announced
 
@@ -125,7 +125,7 @@ async def test_a_body_over_the_limit_fails_as_too_large_whatever_it_declares(
 ) -> None:
     data = payload(LIMIT + 1)
 
-    async def answer(writer: asyncio.StreamWriter) -> None:
+    async def answer(_request: bytes, writer: asyncio.StreamWriter) -> None:
         if framing == "chunked":
             writer.write(head(Transfer_Encoding="chunked"))
             await trickle(writer, chunked(data))
@@ -159,7 +159,7 @@ async def test_a_declared_size_over_the_limit_is_refused_before_reading(make_pro
     """The server announces LIMIT + 1 bytes and then sends nothing: waiting for them would time out."""
     hold = asyncio.Event()
 
-    async def answer(writer: asyncio.StreamWriter) -> None:
+    async def answer(_request: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(head(Content_Length=str(LIMIT + 1)))
         await writer.drain()
         await hold.wait()

@@ -2,8 +2,9 @@
 ``Content-Length`` that lies, a body cut short, a body delimited only by closing the connection,
 a server that trickles its answer.
 
-``RawHTTPServer(answer)`` calls ``await answer(writer)`` once per request, after the request head
-was read; ``answer`` writes whatever bytes it likes and the connection is closed afterwards.
+``RawHTTPServer(answer)`` calls ``await answer(request_head, writer)`` once per request, after the
+request head was read; ``answer`` writes whatever bytes it likes and the connection is closed
+afterwards. ``path(request_head)`` is the request's path, to answer by route.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Self
 
-Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+def path(request_head: bytes) -> str:
+    return request_head.split(b" ", 2)[1].decode().split("?", 1)[0]
 
 
 def head(status: int = 200, **headers: str) -> bytes:
@@ -23,8 +28,9 @@ def head(status: int = 200, **headers: str) -> bytes:
 
 async def trickle(writer: asyncio.StreamWriter, data: bytes, *, chunk: int = 64 * 1024, pause_s: float = 0.0) -> None:
     """Write ``data`` in pieces, yielding (or pausing) between them: a slow server."""
+    view = memoryview(data)  # no copies: tests measure the client's memory
     for start in range(0, len(data), chunk):
-        writer.write(data[start : start + chunk])
+        writer.write(view[start : start + chunk])
         await writer.drain()
         await asyncio.sleep(pause_s)
 
@@ -60,8 +66,9 @@ class RawHTTPServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            self.requests.append(await reader.readuntil(b"\r\n\r\n"))
-            await self.answer(writer)
+            request = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(request)
+            await self.answer(request, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client gave up first (what some tests want)
         finally:

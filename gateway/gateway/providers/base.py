@@ -62,6 +62,10 @@ class BodyTooLarge(Exception):
 
 
 READ_CHUNK_BYTES = 64 * 1024
+# The largest provider answer read (a send, a Graph lookup, an error): real ones are a few KiB.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# Where media may travel inside the JSON as base64 (4/3 of the bytes) plus the envelope.
+BASE64_MEDIA_FACTOR = 1.4
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -150,14 +154,23 @@ class HttpProvider(WhatsAppProvider):
             raise RuntimeError("provider not started")
         return self._session
 
+    @property
+    def media_answer_bytes(self) -> int:
+        """The cap of an answer that may carry a media file as base64 (Wappi's ``file_b64``, poll pages)."""
+        return max(MAX_ANSWER_BYTES, int(self.max_media_bytes * BASE64_MEDIA_FACTOR))
+
     async def send_request(self, method: str, url: str, **kwargs: Any) -> HttpAnswer:
         """A non-idempotent call (a send): an answer, or :class:`SendError` for network trouble.
 
         A connection that could not be opened is transient (nothing left); a timeout or a
-        connection lost after the request went out is ambiguous (it may have been delivered).
+        connection lost after the request went out is ambiguous (it may have been delivered), and
+        so is an answer too large to read (its message id is in there).
         """
         try:
             return await self._request(method, url, **kwargs)
+        except BodyTooLarge as exc:
+            log.warning("provider.answer_too_large", call="send", detail=str(exc))
+            raise SendError(Failure(Outcome.AMBIGUOUS, "answer_too_large", f"provider answer {exc}")) from exc
         except aiohttp.ClientConnectorError as exc:
             raise SendError(Failure(Outcome.TRANSIENT, "network", f"cannot connect: {type(exc).__name__}")) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -165,16 +178,21 @@ class HttpProvider(WhatsAppProvider):
                 Failure(Outcome.AMBIGUOUS, "network", f"no answer from the provider: {type(exc).__name__}")
             ) from exc
 
-    async def get_json(self, url: str, **kwargs: Any) -> HttpAnswer:
-        """An idempotent call (media lookups, polls): network trouble is :class:`ProviderUnavailable`."""
+    async def get_json(self, url: str, *, max_bytes: int = MAX_ANSWER_BYTES, **kwargs: Any) -> HttpAnswer:
+        """An idempotent call (media lookups, polls): network trouble, or an answer over
+        ``max_bytes``, is :class:`ProviderUnavailable`."""
         try:
-            return await self._request("GET", url, **kwargs)
+            return await self._request("GET", url, max_bytes=max_bytes, **kwargs)
+        except BodyTooLarge as exc:
+            log.warning("provider.answer_too_large", call="get", detail=str(exc))
+            raise ProviderUnavailable(f"provider answer {exc}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}") from exc
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> HttpAnswer:
+    async def _request(self, method: str, url: str, *, max_bytes: int = MAX_ANSWER_BYTES, **kwargs: Any) -> HttpAnswer:
+        """Every provider answer is read through here, never more than ``max_bytes`` of it."""
         async with self.session.request(method, url, **kwargs) as response:
-            raw = await response.read()
+            raw = await read_limited(response, max_bytes)
             body: Any = None
             if raw:
                 try:

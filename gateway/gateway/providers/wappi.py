@@ -62,6 +62,7 @@ class WappiProvider(HttpProvider):
                 f"{self.base_url}/api/sync/messages/all/get",
                 params=self._params(limit=limit, offset=offset, order="desc"),
                 headers=self.headers,
+                max_bytes=self.media_answer_bytes,  # media messages may carry their file in ``body``
             )
         if answer.status == 429 or answer.status >= 500:
             raise ProviderUnavailable(f"wappi answered {answer.status}")
@@ -98,6 +99,7 @@ class WappiProvider(HttpProvider):
                     f"{self.base_url}/api/sync/message/media/download",
                     params=self._params(message_id=media.media_id),
                     headers=self.headers,
+                    max_bytes=self.media_answer_bytes,  # ``file_b64``
                 )
         except ProviderUnavailable as exc:
             raise MediaError(str(exc), transient=True) from exc
