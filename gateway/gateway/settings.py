@@ -6,6 +6,7 @@ import enum
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from gateway.domain.media_hosts import DEFAULT_MEDIA_HOSTS, MediaHosts
 from parley_shared.phone import PhoneError, to_e164
 from parley_shared.settings import CommonSettings, ConfigurationError, env
 
@@ -67,6 +68,9 @@ class GatewaySettings(CommonSettings):
     media_download_attempts: int = Field(4, ge=1, le=20, validation_alias=env("MEDIA_DOWNLOAD_ATTEMPTS"))
     media_backoff_s: float = Field(1.0, ge=0, validation_alias=env("MEDIA_BACKOFF_S"))
     max_media_bytes: int = Field(20 * 1024 * 1024, ge=1024, validation_alias=env("MAX_MEDIA_BYTES"))
+    # --- where media named by a provider's answer may be fetched from (see domain/media_hosts.py)
+    media_hosts: str = Field(DEFAULT_MEDIA_HOSTS, validation_alias=env("MEDIA_HOSTS"))
+    media_allow_local: bool = Field(False, validation_alias=env("MEDIA_ALLOW_LOCAL"))
 
     @field_validator("whatsapp_provider", mode="before")
     @classmethod
@@ -101,6 +105,9 @@ class GatewaySettings(CommonSettings):
             wanted = {}
         return [name for name, present in wanted.items() if not present]
 
+    def media_policy(self) -> MediaHosts:
+        return MediaHosts.parse(self.media_hosts, allow_local=self.media_allow_local)
+
     def ignored_phones(self) -> set[str]:
         """``IGNORED_NUMBERS`` as E.164 numbers (any format, comma or whitespace separated)."""
         out = set()
@@ -115,6 +122,12 @@ class GatewaySettings(CommonSettings):
             self.ignored_phones()
         except PhoneError as exc:
             raise ConfigurationError(f"IGNORED_NUMBERS holds a value that is not a phone number: {exc}") from None
+        try:
+            self.media_policy()
+        except ValueError as exc:
+            raise ConfigurationError(f"MEDIA_HOSTS: {exc}") from None
+        if self.production and self.media_allow_local:
+            raise ConfigurationError("MEDIA_ALLOW_LOCAL is a test setting; APP_ENV=production refuses it")
         if self.production and self.sandbox_send_429_rate > 0:
             raise ConfigurationError("SANDBOX_SEND_429_RATE is a test setting; APP_ENV=production refuses it")
         missing = self.missing_credentials()

@@ -6,13 +6,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aio_pika
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.providers.base import HttpProvider
 from gateway.settings import GatewaySettings
 from parley_shared.broker import Broker
 from parley_shared.clock import Clock, ManualClock
@@ -25,6 +27,8 @@ TOKEN = "gateway-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 META_SECRET = "meta-app-secret"
 META_VERIFY = "meta-verify-token"
+# The fakes serve media over http on 127.0.0.1: allowed only because a test says so.
+LOCAL_MEDIA: dict[str, Any] = {"media_hosts": "127.0.0.1", "media_allow_local": True}
 
 
 def gateway_settings(amqp_url: str, database_url: str, **overrides: Any) -> GatewaySettings:
@@ -54,9 +58,32 @@ def meta_settings(amqp_url: str, database_url: str, graph: FakeMeta, **overrides
         "meta_phone_number_id": graph.phone_number_id,
         "meta_app_secret": META_SECRET,
         "meta_verify_token": META_VERIFY,
+        **LOCAL_MEDIA,
         **overrides,
     }
     return gateway_settings(amqp_url, database_url, **values)
+
+
+P = TypeVar("P", bound=HttpProvider)
+
+
+class StartedProviders:
+    """HTTP providers built from test settings plus overrides and started; closed together (the
+    ``providers`` fixture)."""
+
+    def __init__(self) -> None:
+        self.started: list[HttpProvider] = []
+
+    async def start(self, kind: type[P], **overrides: Any) -> P:
+        values: dict[str, Any] = {"app_env": "test", "send_timeout_s": 10, **overrides}
+        provider = kind(GatewaySettings(**values), ManualClock(datetime(2026, 1, 5, 7, 0, tzinfo=UTC)))
+        await provider.start()
+        self.started.append(provider)
+        return provider
+
+    async def close(self) -> None:
+        for provider in self.started:
+            await provider.close()
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ from parley_shared.contracts import OutgoingMessage
 from parley_shared.topology import INCOMING, OUTGOING, STATUS
 from tests.gateway.helpers import (
     AUTH,
+    LOCAL_MEDIA,
     eventually,
     gateway_settings,
     publish,
@@ -66,6 +67,7 @@ def settings_for(
         wappi_profile_id=wappi.profile_id,
         wappi_page_size=25,
         poll_interval_s=0.05,
+        **LOCAL_MEDIA,
         ignored_numbers=",".join(f"+{n}" for n in IGNORED),
         gemini_api_key="fake-key",
         gemini_base_url=gemini.url,

@@ -73,3 +73,19 @@ class RawHTTPServer:
             pass  # the client gave up first (what some tests want)
         finally:
             writer.close()
+
+
+class RawServers:
+    """Servers started for one test, closed together (the ``raw_servers`` fixture)."""
+
+    def __init__(self) -> None:
+        self.started: list[RawHTTPServer] = []
+
+    async def serve(self, answer: Answer) -> RawHTTPServer:
+        server = await RawHTTPServer(answer).start()
+        self.started.append(server)
+        return server
+
+    async def close(self) -> None:
+        for server in self.started:
+            await server.close()

@@ -16,13 +16,18 @@ import abc
 import base64
 import binascii
 import json
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
+from gateway.domain.media_hosts import MediaHosts, same_origin
 from gateway.domain.retry import Failure, Outcome, classify_http, parse_retry_after
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
@@ -85,6 +90,35 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(data)
 
 
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class AddressRefused(OSError):
+    """A media host name that resolves to no public address (see ``domain/media_hosts.py``)."""
+
+
+class PublicAddressResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only the addresses the media policy allows: the address rule is
+    applied to what the connection will really use, after DNS, not to the name in the URL."""
+
+    def __init__(self, policy: MediaHosts) -> None:
+        self.policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        resolved = await self._inner.resolve(host, port, family)
+        allowed = [entry for entry in resolved if self.policy.address_allowed(entry["host"])]
+        if not allowed:
+            raise AddressRefused(f"{host} resolves to no public address")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 @dataclass(frozen=True)
 class HttpAnswer:
     status: int
@@ -127,13 +161,19 @@ def inline_media(media: MediaRef, max_bytes: int) -> Media | None:
 
 
 class HttpProvider(WhatsAppProvider):
-    """Shared aiohttp session, timeouts and error mapping for the HTTP providers."""
+    """Shared aiohttp sessions, timeouts and error mapping for the HTTP providers.
 
-    def __init__(self, *, clock: Clock, timeout_s: float, max_media_bytes: int) -> None:
+    Two sessions: one for the provider's own API (its configured base URL), one for media files
+    at URLs a provider's answer names, guarded by the media policy (``MEDIA_HOSTS``).
+    """
+
+    def __init__(self, *, clock: Clock, timeout_s: float, max_media_bytes: int, media_hosts: MediaHosts) -> None:
         self.clock = clock
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
         self.max_media_bytes = max_media_bytes
+        self.media_hosts = media_hosts
         self._session: aiohttp.ClientSession | None = None
+        self._media_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
@@ -142,17 +182,28 @@ class HttpProvider(WhatsAppProvider):
             # retried). A fresh connection per call costs little at a few sends a minute.
             connector = aiohttp.TCPConnector(force_close=True)
             self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
+        if self._media_session is None:
+            resolver = PublicAddressResolver(self.media_hosts)
+            media = aiohttp.TCPConnector(force_close=True, resolver=resolver)
+            self._media_session = aiohttp.ClientSession(timeout=self.timeout, connector=media)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._media_session):
+            if session is not None:
+                await session.close()
+        self._session = self._media_session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("provider not started")
         return self._session
+
+    @property
+    def media_session(self) -> aiohttp.ClientSession:
+        if self._media_session is None:
+            raise RuntimeError("provider not started")
+        return self._media_session
 
     @property
     def media_answer_bytes(self) -> int:
@@ -202,24 +253,57 @@ class HttpProvider(WhatsAppProvider):
             return HttpAnswer(response.status, dict(response.headers), body)
 
     async def fetch_file(self, url: str, *, headers: Mapping[str, str] | None = None) -> Media:
-        """GET a media file (bounded size). A 403/404/410 means the link expired: transient, resolve anew."""
+        """GET a media file at a URL a provider answered (bounded size, ``MEDIA_HOSTS`` only).
+
+        Every URL, the first and each redirect, must pass the media policy before a connection is
+        opened; ``headers`` (the token) never follow a redirect to another origin. A 403/404/410
+        means the link expired: transient, resolve anew.
+        """
+        target = _url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            refusal = self.media_hosts.refusal(target)
+            if refusal is not None:
+                log.warning("provider.media_refused", host=target.host, reason=refusal)
+                raise MediaError(f"media url refused: {refusal}", transient=False)
+            try:
+                async with self.media_session.get(target, headers=headers, allow_redirects=False) as response:
+                    if response.status in REDIRECT_STATUSES and "Location" in response.headers:
+                        following = target.join(_url(response.headers["Location"]))
+                        if not same_origin(target, following):
+                            headers = None
+                        target = following
+                        continue
+                    return await self._read_media(response)
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, AddressRefused):
+                    log.warning("provider.media_refused", host=target.host, reason="no public address")
+                    raise MediaError(f"media url refused: {exc.os_error}", transient=False) from exc
+                raise MediaError(f"media download failed: {type(exc).__name__}", transient=True) from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise MediaError(f"media download failed: {type(exc).__name__}", transient=True) from exc
+        raise MediaError(f"media host redirected more than {MAX_REDIRECTS} times", transient=False)
+
+    async def _read_media(self, response: aiohttp.ClientResponse) -> Media:
+        if response.status in (403, 404, 410):
+            raise MediaError(f"media link answered {response.status} (expired?)", transient=True)
+        if response.status >= 500 or response.status == 429:
+            raise MediaError(f"media host answered {response.status}", transient=True)
+        if response.status >= 400 or response.status in REDIRECT_STATUSES:
+            raise MediaError(f"media host answered {response.status}", transient=False)
         try:
-            async with self.session.get(url, headers=headers) as response:
-                if response.status in (403, 404, 410):
-                    raise MediaError(f"media link answered {response.status} (expired?)", transient=True)
-                if response.status >= 500 or response.status == 429:
-                    raise MediaError(f"media host answered {response.status}", transient=True)
-                if response.status >= 400:
-                    raise MediaError(f"media host answered {response.status}", transient=False)
-                try:
-                    data = await read_limited(response, self.max_media_bytes)
-                except BodyTooLarge:
-                    raise MediaError("media too large", transient=False) from None
-                mime = response.headers.get("Content-Type", "application/octet-stream")
-                return Media(data, mime)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise MediaError(f"media download failed: {type(exc).__name__}", transient=True) from exc
+            data = await read_limited(response, self.max_media_bytes)
+        except BodyTooLarge:
+            raise MediaError("media too large", transient=False) from None
+        mime = response.headers.get("Content-Type", "application/octet-stream")
+        return Media(data, mime)
 
     def failure_from(self, answer: HttpAnswer, code: str | None, reason: str) -> Failure:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.clock.now())
         return classify_http(answer.status, code, reason, retry_after)
+
+
+def _url(text: str) -> URL:
+    try:
+        return URL(text)
+    except ValueError:
+        raise MediaError("media url is not a url", transient=False) from None

@@ -61,7 +61,12 @@ class MetaProvider(HttpProvider):
     name = Provider.META
 
     def __init__(self, settings: GatewaySettings, clock: Clock) -> None:
-        super().__init__(clock=clock, timeout_s=settings.send_timeout_s, max_media_bytes=settings.max_media_bytes)
+        super().__init__(
+            clock=clock,
+            timeout_s=settings.send_timeout_s,
+            max_media_bytes=settings.max_media_bytes,
+            media_hosts=settings.media_policy(),
+        )
         self.graph_url = f"{settings.meta_graph_base_url.rstrip('/')}/{settings.meta_api_version}"
         self.phone_number_id = settings.meta_phone_number_id
         self._token = settings.meta_access_token.get_secret_value() if settings.meta_access_token else ""

@@ -41,7 +41,12 @@ class WappiProvider(HttpProvider):
     name = Provider.WAPPI
 
     def __init__(self, settings: GatewaySettings, clock: Clock) -> None:
-        super().__init__(clock=clock, timeout_s=settings.send_timeout_s, max_media_bytes=settings.max_media_bytes)
+        super().__init__(
+            clock=clock,
+            timeout_s=settings.send_timeout_s,
+            max_media_bytes=settings.max_media_bytes,
+            media_hosts=settings.media_policy(),
+        )
         self.base_url = settings.wappi_base_url.rstrip("/")
         self.profile_id = settings.wappi_profile_id
         self._token = settings.wappi_token.get_secret_value() if settings.wappi_token else ""
