@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -360,12 +361,56 @@ async def test_csv_export_streams_every_matching_contact(client: TestClient, mon
     table = list(csv.DictReader(io.StringIO((await filtered.read()).decode("utf-8-sig"))))
     assert sorted(r["phone"] for r in table) == ["+77010000000", "+77010000003", "+77010000006", "+77010000009"]
     empty = await client.get("/contacts/export.csv?outcome=declined", headers=AUTH)
-    assert (await empty.read()).decode("utf-8-sig").strip() == ",".join(contacts_api.CSV_COLUMNS)
+    assert (await empty.read()).decode("utf-8-sig").strip() == ",".join(f'"{c}"' for c in contacts_api.CSV_COLUMNS)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def cells_a_spreadsheet_could_see(raw: str) -> list[str]:
+    """Every cell the line could split into: read with "," and with ";" (Excel in Russian and
+    Kazakh locales), quotes honoured and ignored."""
+    cells = []
+    for delimiter in (",", ";"):
+        for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+            for row in csv.reader(io.StringIO(raw), delimiter=delimiter, quoting=quoting):
+                cells.extend(row)
+    return cells
+
+
+def formula_cells(raw: str) -> list[str]:
+    return [cell for cell in cells_a_spreadsheet_could_see(raw) if cell.lstrip(' "')[:1] in FORMULA_START]
+
+
+async def test_csv_export_holds_no_formula_in_a_semicolon_locale_and_no_control_character(client: TestClient) -> None:
+    rows = [
+        contact(30, name="Ivan;=1+1", notes='ok; +HYPERLINK("http://x")'),
+        contact(31, name="Ma\x1b[2J\x07x\r\n=cmd|' /C calc'!A0", notes='a,"@SUM(A1)";-2'),
+        contact(32, name="\uff1dSUM(1)", notes="line one\nline two"),
+    ]
+    await add_contacts(client, rows)
+    raw = (await (await client.get("/contacts/export.csv", headers=AUTH)).read()).decode("utf-8-sig")
+    body = raw.split("\r\n", 1)[1]  # the header row is ours
+    bad = [c for c in formula_cells(body) if not c.lstrip(' "').startswith("+7701")]  # phones are E.164
+    assert bad == [], f"cells a spreadsheet would run: {bad}"
+    assert not any(unicodedata.category(ch) == "Cc" for ch in body.replace("\r\n", ""))
+    table = {r["phone"]: r for r in csv.DictReader(io.StringIO(raw))}
+    assert table["+77010000030"]["name"] == "Ivan;'=1+1"
+    assert table["+77010000032"]["notes"] == "line one line two"
+    assert len(table) == 3 and all(line.startswith('"') for line in raw.strip().split("\r\n"))
+
+
+@given(st.text(max_size=60))
+def test_no_free_text_becomes_a_formula_however_the_line_is_split(text: str) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL).writerow([csv_cell("notes", text)])
+    assert formula_cells(buffer.getvalue()) == []
+    assert not any(unicodedata.category(ch) == "Cc" for ch in buffer.getvalue().rstrip("\r\n"))
 
 
 def test_csv_cells_never_start_a_formula_in_free_text() -> None:
-    for value in ("=1+1", "+7", "-2", "@SUM(A1)", "\tx"):
-        assert csv_cell("notes", value).startswith("'")
+    for value in ("=1+1", "+7", "-2", "@SUM(A1)", "\t=x", " =x", '"=x'):
+        assert csv_cell("notes", value).lstrip(' "').startswith("'")
     assert csv_cell("phone", "+77010000001") == "+77010000001"
     assert csv_cell("needs_human", False) == "false" and csv_cell("name", None) == ""
 

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -331,10 +332,32 @@ CSV_COLUMNS = (
     "updated_at",
 )
 _FREE_TEXT = frozenset({"name", "classification_reason", "owner_name", "needs_human_reason", "notes"})
+# What makes a spreadsheet cell a formula (full-width forms included: some spreadsheets fold them).
+_FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# Where a spreadsheet may split a line into cells, quotes or not: "," and ";" (the list separator
+# of Excel in Russian and Kazakh locales).
+_SPLIT = re.compile(r"([,;])")
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` that no spreadsheet runs as a formula, however it splits the line.
+
+    Control characters go (line breaks and tabs become spaces), and every piece that could
+    become a cell -- the start, and whatever follows a ``,`` or ``;`` -- gets a leading ``'`` when
+    it would start with a formula character (after spaces and quotes).
+    """
+    text = "".join(
+        " " if char in "\t\r\n" else char for char in text if char in "\t\r\n" or unicodedata.category(char) != "Cc"
+    )
+    pieces = _SPLIT.split(text)
+    for i in range(0, len(pieces), 2):  # even indexes: text between separators
+        if pieces[i].lstrip(' "')[:1] in _FORMULA_START:
+            pieces[i] = "'" + pieces[i]
+    return "".join(pieces)
 
 
 def csv_cell(column: str, value: Any) -> str:
-    """One CSV cell. Free text that a spreadsheet would run as a formula is quoted with ``'``."""
+    """One CSV cell (every cell is quoted by the writer). Free text is made formula-safe."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -342,14 +365,12 @@ def csv_cell(column: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
-    if column in _FREE_TEXT and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+    return spreadsheet_text(text) if column in _FREE_TEXT else text
 
 
 async def _stream_csv(response: web.StreamResponse, sessions: SessionFactory, filters: ContactFilters) -> int:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     await response.write(("\ufeff" + buffer.getvalue()).encode())  # the BOM makes spreadsheets read UTF-8
     count, after = 0, None
