@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
+from parley_shared.clock import ManualClock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
 from parley_shared.topology import CAMPAIGN, INCOMING, OUTGOING, STATUS
 from tests.gateway.helpers import (
@@ -130,6 +134,41 @@ async def test_junk_bodies_get_400_and_unsigned_setup_refuses(amqp_url: str, tmp
         health = await (await client.get("/health")).json()
         assert health["checks"]["provider"]["missing"] == ["META_APP_SECRET"]
         assert health["checks"]["provider"]["ok"] is False
+
+
+async def test_a_message_older_than_seven_days_is_skipped_counted_and_logged(
+    amqp_url: str,
+    tmp_path,
+    graph: FakeMeta,  # type: ignore[no-untyped-def]
+) -> None:
+    """Meta retries a webhook for 7 days at most: an older message is a replayed body (its signature
+    never expires) whose id retention may already have forgotten."""
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    settings = meta_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", graph)
+    old, late = (int((now - timedelta(days=days)).timestamp()) for days in (8, 6))
+    payload = body_bytes(
+        envelope(
+            messages=[
+                text_message("wamid.OLD", WA_ID, "replayed", old),
+                text_message("wamid.LATE", WA_ID, "late", late),
+            ]
+        )
+    )
+    labels = {"provider": "meta", "reason": "stale"}
+    before = REGISTRY.get_sample_value("parley_gateway_skipped_total", labels) or 0.0
+    async with running(settings, clock=ManualClock(now)) as client:
+        with capture_logs() as logs:
+            response = await client.post(
+                "/webhook", data=payload, headers={"X-Hub-Signature-256": sign(SECRET, payload)}
+            )
+        assert response.status == 200 and (await response.json())["received"] == 1
+        [message] = await take(amqp_url, INCOMING.name, 1)
+        assert message["message_id"] == stable_id("in", "meta", "wamid.LATE")
+        stats = await (await client.get("/stats", headers=AUTH)).json()
+        assert stats["messages"]["inbound"]["total"] == 1  # the stale one is not even logged
+    assert REGISTRY.get_sample_value("parley_gateway_skipped_total", labels) == before + 1
+    [line] = [entry for entry in logs if entry["event"] == "webhook.stale_messages"]
+    assert line["count"] == 1 and line["oldest_sent_at"] == (now - timedelta(days=8)).isoformat()
 
 
 async def test_a_webhook_while_the_database_is_away_gets_503_so_meta_retries(

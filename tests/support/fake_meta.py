@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,17 +185,19 @@ def contact(wa_id: str, name: str) -> dict[str, Any]:
 
 
 def meta_message(
-    wamid: str, wa_id: str, kind: str, section: dict[str, Any], timestamp: int = 1749416383
+    wamid: str, wa_id: str, kind: str, section: dict[str, Any], timestamp: int | None = None
 ) -> dict[str, Any]:
-    """One inbound message of type ``kind`` whose ``kind`` section is ``section``."""
-    return {"from": wa_id, "id": wamid, "timestamp": str(timestamp), "type": kind, kind: section}
+    """One inbound message of type ``kind`` whose ``kind`` section is ``section``, sent at
+    ``timestamp`` (Unix seconds; now by default: the gateway skips messages older than 7 days)."""
+    sent = int(time.time()) if timestamp is None else timestamp
+    return {"from": wa_id, "id": wamid, "timestamp": str(sent), "type": kind, kind: section}
 
 
-def text_message(wamid: str, wa_id: str, text: str, timestamp: int = 1749416383) -> dict[str, Any]:
+def text_message(wamid: str, wa_id: str, text: str, timestamp: int | None = None) -> dict[str, Any]:
     return meta_message(wamid, wa_id, "text", {"body": text}, timestamp)
 
 
-def audio_message(wamid: str, wa_id: str, media_id: str, timestamp: int = 1749416383) -> dict[str, Any]:
+def audio_message(wamid: str, wa_id: str, media_id: str, timestamp: int | None = None) -> dict[str, Any]:
     section = {"id": media_id, "mime_type": "audio/ogg; codecs=opus", "sha256": "x", "voice": True}
     return meta_message(wamid, wa_id, "audio", section, timestamp)
 

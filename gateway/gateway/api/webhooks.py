@@ -20,7 +20,14 @@ from pydantic import BaseModel
 from gateway import metrics
 from gateway.context import GATEWAY
 from gateway.domain.events import PayloadError
-from gateway.domain.meta import SIGNATURE_HEADER, SignatureCheck, check_signature, parse_body, parse_webhook
+from gateway.domain.meta import (
+    SIGNATURE_HEADER,
+    SignatureCheck,
+    check_signature,
+    parse_body,
+    parse_webhook,
+    split_stale,
+)
 from parley_shared.http import HTTPError, json_response, public
 from parley_shared.openapi import Response, describe
 
@@ -86,10 +93,15 @@ async def receive(request: web.Request) -> web.Response:
     if batch.malformed:
         metrics.SKIPPED.labels("meta", "malformed").inc(batch.malformed)
         log.warning("webhook.malformed_items", count=batch.malformed)
+    messages, stale = split_stale(batch.messages, gateway.runtime.clock.now())
+    if stale:
+        metrics.SKIPPED.labels("meta", "stale").inc(len(stale))
+        oldest = min(m.sent_at for m in stale)
+        log.warning("webhook.stale_messages", count=len(stale), oldest_sent_at=oldest.isoformat())
     # A database that is away raises a transient error: the shared error middleware answers 503.
-    report = await gateway.ingestor.ingest(batch.messages, statuses=batch.statuses)
+    report = await gateway.ingestor.ingest(messages, statuses=batch.statuses)
     gateway.ingestor.publish_soon(report)
-    return json_response(WebhookAck(received=len(batch.messages), statuses=len(batch.statuses)))
+    return json_response(WebhookAck(received=len(messages), statuses=len(batch.statuses)))
 
 
 def setup(app: web.Application) -> None:

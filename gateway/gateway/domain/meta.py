@@ -6,6 +6,10 @@
   delivery statuses. A body that is not the envelope is a :class:`PayloadError` (HTTP 400); a
   single malformed message inside a valid envelope is skipped and counted, so that Meta does not
   retry a whole batch for days because of one entry.
+* :func:`split_stale` -- messages older than :data:`MAX_MESSAGE_AGE` are not taken: Meta retries
+  a webhook for up to 7 days, so an older one is a replayed body (a signature never expires),
+  and its id may no longer be remembered for deduplication (retention keeps inbound ids at least
+  this long, see ``gateway/retention.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.domain.events import InboundEvent, PayloadError, StatusEvent
@@ -32,6 +36,7 @@ _MEDIA_TYPES = {
 _SKIPPED_TYPES = frozenset({"reaction", "system", "unsupported", "request_welcome", "ephemeral", "unknown"})
 _STATES = {s.value: s for s in DeliveryState}
 MAX_ID = 200
+MAX_MESSAGE_AGE = timedelta(days=7)  # Meta's retry window for a webhook
 
 
 class SignatureCheck(enum.StrEnum):
@@ -121,6 +126,16 @@ def _read_value(value: Mapping[str, Any], batch: WebhookBatch) -> None:
                         batch.statuses.append(status)
             except PayloadError:
                 batch.malformed += 1
+
+
+def split_stale(
+    messages: list[InboundEvent], now: datetime, max_age: timedelta = MAX_MESSAGE_AGE
+) -> tuple[list[InboundEvent], list[InboundEvent]]:
+    """(messages to take, messages sent more than ``max_age`` before ``now``)."""
+    oldest = now - max_age
+    fresh = [m for m in messages if m.sent_at >= oldest]
+    stale = [m for m in messages if m.sent_at < oldest]
+    return fresh, stale
 
 
 def _contact_names(contacts: Any) -> dict[str, str]:
