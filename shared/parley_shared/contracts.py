@@ -15,7 +15,6 @@ which may hold phone numbers or message text).
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, TypeVar
@@ -23,6 +22,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from parley_shared.phone import is_e164
+from parley_shared.untrusted import json_loads
 
 
 class ContractError(ValueError):
@@ -224,7 +224,7 @@ def decode(model: type[C], body: bytes | str) -> C:
     """Parse a queue body as ``model``; every failure is a :class:`ContractError`."""
     name = model.schema_name
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContractError(f"{name}: body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):

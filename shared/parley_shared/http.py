@@ -138,7 +138,8 @@ def bearer_auth_middleware(token: str | None) -> Callable[[web.Request, HandlerT
         route_handler = getattr(request.match_info, "handler", None)
         if expected is None or getattr(route_handler, PUBLIC_ATTR, False) or request.match_info.http_exception:
             return await handler(request)
-        given = request.headers.get("Authorization", "").encode()
+        # aiohttp keeps bytes that are not UTF-8 as surrogates: turn them back, never fail on them.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             reason = "missing bearer token" if not given else "invalid bearer token"
             return json_error(401, reason, hint="send Authorization: Bearer <API_TOKEN>")

@@ -54,6 +54,7 @@ def test_a_call_time_without_a_call_and_a_reason_without_a_handoff_are_dropped()
         (None, "empty"),
         ("", "empty"),
         ("not json", "not JSON"),
+        ('{"reply": ' + "[" * 100_000 + "]" * 100_000 + "}", "not JSON"),  # deeper than the parser goes
         ("[1, 2]", "not a JSON object"),
         (json.dumps({"reply": "hi"}), "spin_stage"),
         (raw(spin_stage="closing"), "spin_stage"),

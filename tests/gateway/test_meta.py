@@ -123,6 +123,7 @@ async def test_junk_bodies_get_400_and_unsigned_setup_refuses(amqp_url: str, tmp
             b"[]",
             b'{"object":"page","entry":[]}',
             b'{"object":"whatsapp_business_account"}',
+            b'{"object":"whatsapp_business_account","entry":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         ):
             assert await post_webhook(client, junk, sign(SECRET, junk)) == 400, junk
         big = b'{"object":"whatsapp_business_account","entry":[],"pad":"' + b"x" * (4 * 1024 * 1024) + b'"}'

@@ -142,3 +142,14 @@ async def test_a_send_answered_with_a_huge_body_is_an_unknown_outcome(
         await meta.send(MESSAGE)
     assert caught.value.failure.outcome is Outcome.AMBIGUOUS
     assert peak[0] < 3 * MAX_ANSWER_BYTES
+
+
+async def test_an_answer_nested_deeper_than_the_parser_goes_is_junk_not_a_crash(
+    providers: StartedProviders, raw_servers: RawServers
+) -> None:
+    """``json.loads`` raises RecursionError on such a body: it is read as "not JSON" instead."""
+    answer = framed({"/v21.0/1/messages": b"[" * 100_000 + b"]" * 100_000})
+    meta = await on(providers, MetaProvider, await raw_servers.serve(answer))
+    with pytest.raises(SendError) as caught:
+        await meta.send(MESSAGE)
+    assert caught.value.failure.outcome is Outcome.PERMANENT  # a 200 without a message id, as for any junk

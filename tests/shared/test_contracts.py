@@ -145,6 +145,12 @@ def test_a_broken_field_is_named_and_its_value_not_echoed(message: IncomingMessa
     assert "79115576362" not in str(info.value)
 
 
+def test_json_nested_deeper_than_the_parser_goes_is_refused_cleanly() -> None:
+    body = b'{"schema": "incoming_message", "v": 1, "text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ContractError, match="not valid JSON"):
+        decode(IncomingMessage, body)
+
+
 def test_unknown_version_and_wrong_schema_are_explained() -> None:
     now = datetime.now(UTC)
     message = OutgoingMessage(message_id="m", correlation_id="c", phone="+77010000001", text="hi", created_at=now)

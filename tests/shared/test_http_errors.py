@@ -3,12 +3,14 @@ with Retry-After (a provider or client retries), never a 500."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from parley_shared.broker import PublishError
-from parley_shared.http import RETRY_AFTER_S, base_app, public
+from parley_shared.http import RETRY_AFTER_S, base_app, public, read_model
 
 
 async def _client(failure: Exception) -> TestClient:
@@ -65,3 +67,48 @@ def test_a_deadlock_or_serialization_failure_is_transient_other_database_errors_
     assert is_transient(DBAPIError("UPDATE ...", {}, Orig("40001")))  # serialization failure
     assert not is_transient(IntegrityError("INSERT ...", {}, Orig("23505")))  # unique violation: a real conflict
     assert not is_transient(DBAPIError("INSERT ...", {}, Orig("21000")))  # cardinality violation
+
+
+async def raw_status(client: TestClient, request: bytes) -> int:
+    """Send ``request`` as raw bytes (a client library would refuse to send such headers)."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_an_authorization_header_that_is_not_utf8_is_a_401_not_a_500() -> None:
+    app = base_app(token="the-right-token-0123456789", max_body_bytes=1024)
+
+    async def protected(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/protected", protected)
+    async with TestClient(TestServer(app)) as client:
+        for value in (b"Bearer \xff\xfe\xfd", b"\xc3\x28", b"Bearer the-right-token-0123456789\x80"):
+            request = b"GET /protected HTTP/1.1\r\nHost: x\r\nAuthorization: " + value + b"\r\n\r\n"
+            assert await raw_status(client, request) == 401, value
+
+
+async def test_a_body_nested_deeper_than_the_parser_goes_is_a_400() -> None:
+    from pydantic import BaseModel
+
+    class Body(BaseModel):
+        text: object = None
+
+    app = base_app(token=None, max_body_bytes=1024 * 1024)
+
+    @public
+    async def accept(request: web.Request) -> web.Response:
+        await read_model(request, Body)
+        return web.json_response({"ok": True})
+
+    app.router.add_post("/accept", accept)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/accept", data=b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        assert response.status == 400

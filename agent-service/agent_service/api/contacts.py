@@ -31,6 +31,7 @@ from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
 from parley_shared.phone import PhoneError, to_e164
 from parley_shared.service import RUNTIME
+from parley_shared.untrusted import json_loads
 
 log = structlog.get_logger(__name__)
 
@@ -162,9 +163,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The (updated_at, id) a page ended at; :class:`CursorError` for anything that is not a cursor."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, contact_id = json.loads(raw)
+        stamp, contact_id = json_loads(raw)
         when = datetime.fromisoformat(stamp)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise CursorError("invalid cursor") from None
     if when.tzinfo is None or type(contact_id) is not int:
         raise CursorError("invalid cursor")

@@ -7,7 +7,6 @@ it. Vocabulary matches ``db/tables.py``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parley_shared.contracts import MAX_TEXT
+from parley_shared.untrusted import json_loads
 
 SpinStage = Literal["situation", "problem", "implication", "need_payoff"]
 Outcome = Literal["open", "agreed", "declined", "uncertain"]
@@ -112,7 +112,7 @@ def parse_decision(raw: str | None, *, timezone: str, passage_ids: Iterable[str]
     if raw is None or not raw.strip():
         raise DecisionError("empty model output")
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
     except ValueError as exc:
         raise DecisionError(f"model output is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):

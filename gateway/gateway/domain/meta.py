@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from typing import Any
 
 from gateway.domain.events import InboundEvent, PayloadError, StatusEvent
 from parley_shared.contracts import DeliveryState, MediaRef, MessageKind, Provider
+from parley_shared.untrusted import json_loads
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _MEDIA_TYPES = {
@@ -70,7 +70,7 @@ class WebhookBatch:
 
 def parse_body(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise PayloadError("body is not JSON") from None
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
-import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from gateway.domain.media_hosts import MediaHosts, same_origin
 from gateway.domain.retry import Failure, Outcome, classify_http, parse_retry_after
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
+from parley_shared.untrusted import json_loads
 
 log = structlog.get_logger(__name__)
 
@@ -247,7 +247,7 @@ class HttpProvider(WhatsAppProvider):
             body: Any = None
             if raw:
                 try:
-                    body = json.loads(raw)
+                    body = json_loads(raw)
                 except ValueError:
                     body = None
             return HttpAnswer(response.status, dict(response.headers), body)
