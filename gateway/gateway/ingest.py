@@ -3,7 +3,8 @@
 For a batch of :class:`InboundEvent` values, in ONE transaction:
 
 1. decide each event (:func:`gateway.domain.events.admit`): own messages, group chats and
-   non-phones are skipped; the phone becomes E.164;
+   non-phones are skipped; the phone becomes E.164; NUL characters are removed from every string
+   (PostgreSQL refuses them: the message would fail every attempt to store it);
 2. log it in ``message_logs`` (direction ``inbound``, ``message_id = stable_id("in", provider,
    provider message id)``); the unique key ``(direction, message_id)`` turns a message seen
    twice (webhook retry, overlapping polls, a restart) into a no-op;
@@ -33,7 +34,15 @@ from prometheus_client import Counter as PromCounter
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
+from gateway.domain.events import (
+    InboundEvent,
+    StatusEvent,
+    Verdict,
+    admit,
+    inbound_message_id,
+    to_contract,
+    without_nul,
+)
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
 from parley_shared.batching import GroupCommit
@@ -138,7 +147,8 @@ class Ingestor:
         """One statement logs every admitted event (a message seen before is a no-op), one stages them."""
         now = self.runtime.clock.now()
         outcomes: list[Outcome | _Admitted] = []
-        for event in events:
+        for received in events:
+            event = without_nul(received)
             provider = event.provider.value
             report.tally(metrics.RECEIVED, provider)
             admission = admit(event, ignored)

@@ -56,18 +56,42 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse the request body as ``model``; a bad body is a 400 with the reasons (never a 500)."""
     try:
         raw = await request.read()
-        return model.model_validate_json(raw or b"{}")
+        parsed = model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         raise HTTPError(400, "invalid request body", problems=_problems(exc, "body")) from None
+    _refuse_nul(parsed, "invalid request body")
+    return parsed
 
 
 async def read_query(request: web.Request, model: type[M]) -> M:
     """Parse the query string as ``model`` (declare ``extra="forbid"`` to refuse unknown parameters);
     a bad value is a 400 naming the parameter (never a 500). A repeated parameter keeps its last value."""
     try:
-        return model.model_validate(dict(request.query))
+        parsed = model.model_validate(dict(request.query))
     except ValidationError as exc:
         raise HTTPError(400, "invalid query parameters", problems=_problems(exc, "query")) from None
+    _refuse_nul(parsed, "invalid query parameters")
+    return parsed
+
+
+def _refuse_nul(parsed: BaseModel, message: str) -> None:
+    """A NUL character in any text is a 400: PostgreSQL refuses to store it (a 500 otherwise)."""
+    field = _nul_field(parsed.model_dump(), "")
+    if field is not None:
+        raise HTTPError(
+            400, message, problems=[{"field": field or "body", "problem": "NUL characters are not accepted"}]
+        )
+
+
+def _nul_field(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        found = _nul_field(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _problems(exc: ValidationError, where: str) -> list[dict[str, str]]:

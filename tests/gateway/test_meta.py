@@ -172,6 +172,26 @@ async def test_a_message_older_than_seven_days_is_skipped_counted_and_logged(
     assert line["count"] == 1 and line["oldest_sent_at"] == (now - timedelta(days=8)).isoformat()
 
 
+async def test_nul_characters_are_stripped_at_ingest(amqp_url: str, database_url: str, graph: FakeMeta) -> None:
+    """PostgreSQL refuses NUL in text: a name, text or id carrying one used to fail every attempt to
+    store it (a 500 here for an id, ten retries and a dead letter at the agent for a name or text)."""
+    settings = meta_settings(amqp_url, database_url, graph)
+    payload = body_bytes(
+        envelope(
+            contacts=[contact(WA_ID, "Ai\x00gerim")],
+            messages=[text_message("wamid.N\x00UL", WA_ID, "hi\x00 there")],
+        )
+    )
+    async with running(settings) as client:
+        assert await post_webhook(client, payload, sign(SECRET, payload)) == 200
+        [message] = await take(amqp_url, INCOMING.name, 1)
+    assert (message["contact_name"], message["text"], message["provider_message_id"]) == (
+        "Aigerim",
+        "hi there",
+        "wamid.NUL",
+    )
+
+
 async def test_a_webhook_while_the_database_is_away_gets_503_so_meta_retries(
     amqp_url: str, tmp_path, graph: FakeMeta, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from parley_shared.broker import PublishError
-from parley_shared.http import RETRY_AFTER_S, base_app, public, read_model
+from parley_shared.http import RETRY_AFTER_S, base_app, public, read_model, read_query
 
 
 async def _client(failure: Exception) -> TestClient:
@@ -112,3 +112,36 @@ async def test_a_body_nested_deeper_than_the_parser_goes_is_a_400() -> None:
     async with TestClient(TestServer(app)) as client:
         response = await client.post("/accept", data=b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
         assert response.status == 400
+
+
+async def test_a_nul_character_in_a_body_or_a_query_is_a_400_naming_the_field() -> None:
+    """PostgreSQL refuses NUL in text: an operator message or a search holding one was a 500."""
+    from pydantic import BaseModel
+
+    class Note(BaseModel):
+        text: str
+        tags: list[str] = []
+
+    class Search(BaseModel):
+        q: str | None = None
+
+    app = base_app(token=None, max_body_bytes=1024 * 1024)
+
+    @public
+    async def accept(request: web.Request) -> web.Response:
+        await read_model(request, Note)
+        await read_query(request, Search)
+        return web.json_response({"ok": True})
+
+    app.router.add_post("/accept", accept)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post("/accept", json={"text": "fine"})).status == 200
+        for body, query, field in (
+            ({"text": "a\u0000b"}, "", "text"),
+            ({"text": "ok", "tags": ["x", "\u0000"]}, "", "tags.1"),
+            ({"text": "ok"}, "?q=%00", "q"),
+        ):
+            response = await client.post(f"/accept{query}", json=body)
+            assert response.status == 400, body
+            problems = (await response.json())["error"]["problems"]
+            assert problems == [{"field": field, "problem": "NUL characters are not accepted"}]

@@ -7,6 +7,7 @@ shape into :class:`InboundEvent` values; :func:`admit` decides what happens to e
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +89,29 @@ def admit(event: InboundEvent, ignored: set[str] | frozenset[str]) -> Admission:
     return Admission(Verdict.PUBLISH, phone=phone)
 
 
+def _no_nul(value: str | None) -> str | None:
+    return value.replace("\x00", "") if value is not None and "\x00" in value else value
+
+
+def without_nul(event: InboundEvent) -> InboundEvent:
+    """The event with every NUL character removed from its strings (ids, sender, name, text,
+    caption, media fields): PostgreSQL refuses NUL in text, so one would fail every attempt to
+    store the message and end as a dead letter."""
+    media = event.media
+    if media is not None:
+        fields = {k: _no_nul(v) for k, v in media.model_dump().items() if isinstance(v, str)}
+        media = media.model_copy(update=fields)
+    return dataclasses.replace(
+        event,
+        provider_message_id=_no_nul(event.provider_message_id) or "",
+        sender=_no_nul(event.sender) or "",
+        text=_no_nul(event.text),
+        caption=_no_nul(event.caption),
+        contact_name=_no_nul(event.contact_name),
+        media=media,
+    )
+
+
 def inbound_message_id(provider: Provider, provider_message_id: str) -> str:
     """The id the agent sees for a provider message (the same for its transcription)."""
     return stable_id("in", provider.value, provider_message_id)
@@ -144,6 +168,7 @@ def transcribed(
 ) -> IncomingMessage:
     """The voice note as the agent sees it: with its transcript, or without text and a reason."""
     message_id = inbound_message_id(request.provider, request.provider_message_id)
+    transcript = _clip(_no_nul(text), MAX_TEXT * 4)
     return IncomingMessage(
         message_id=message_id,
         correlation_id=request.correlation_id,
@@ -152,10 +177,10 @@ def transcribed(
         provider=request.provider,
         provider_message_id=request.provider_message_id,
         kind=request.kind,
-        text=_clip(text, MAX_TEXT * 4),
+        text=transcript,
         media=request.media.model_copy(update={"inline_b64": None}) if request.media.inline_b64 else request.media,
-        transcribed=text is not None and bool(text.strip()),
-        transcription_error=None if text and text.strip() else (error or "empty transcript")[:500],
+        transcribed=transcript is not None,
+        transcription_error=None if transcript else (error or "empty transcript")[:500],
         sent_at=request.sent_at,
         received_at=received_at,
     )
