@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 import structlog
@@ -71,3 +72,36 @@ async def test_database_errors_carry_no_bound_values(backend: str, tmp_path) -> 
         assert "hidden due to hide_parameters" in str(info.value)
     finally:
         await engine.dispose()
+
+
+async def test_debug_logging_on_sqlite_shows_no_text_phone_or_name_and_keeps_dates(
+    capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """At LOG_LEVEL=DEBUG aiosqlite logged every statement with its parameters; nested values were
+    not masked; and the digit mask turned "2026-12-07 08:33:20" into a masked phone."""
+    from sqlalchemy import Column, MetaData, String, Table
+
+    from parley_shared.db import create_engine
+
+    table = Table("m", MetaData(), Column("phone", String(20)), Column("name", String(50)), Column("text", String(99)))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/debug.db")
+    configure_logging(level="DEBUG", fmt="json", service="test")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+            await conn.execute(table.insert().values(phone="+77010000001", name="Aigerim", text="my secret order"))
+        structlog.get_logger("t").info(
+            "nested",
+            message={"text": "my secret order", "phone": "+77010000001", "contact_name": "Aigerim"},
+            batch=[{"body": "my secret order", "to": "+77010000001"}],
+            at=str(datetime(2026, 12, 7, 8, 33, 20, tzinfo=UTC)),
+        )
+    finally:
+        await engine.dispose()
+        configure_logging(fmt="json", service="test")  # back to INFO for the tests that follow
+    logged = capsys.readouterr().err
+    assert "secret order" not in logged and "Aigerim" not in logged and "77010000001" not in logged
+    [line] = [json.loads(x) for x in logged.splitlines() if x.startswith("{") and '"nested"' in x]
+    assert line["message"] == {"text": "[15 chars]", "phone": "+770******01", "contact_name": "[7 chars]"}
+    assert line["batch"] == [{"body": "[15 chars]", "to": "+770******01"}]
+    assert line["at"] == "2026-12-07 08:33:20+00:00"
