@@ -5,8 +5,11 @@
   trouble (database or broker away, no pooled connection free in time): then a 503 with
   ``Retry-After``, so that a client (or a provider's webhook delivery) comes back.
 * ``X-Correlation-ID`` (or a fresh one) is bound to the log context for the request and echoed.
-* Management routes need ``Authorization: Bearer <API_TOKEN>`` (constant-time compare). Routes
-  marked with :func:`public` (health, metrics, provider webhooks, the OpenAPI document) stay open.
+* Management routes need ``Authorization: Bearer <token>``, one of the named tokens
+  (``API_TOKENS``, ``API_TOKEN``; constant-time compare). The token's name is bound to every log
+  line of the request (``api_client``) and each request that changes something is logged as
+  ``api.action``. Routes marked with :func:`public` (health, metrics, provider webhooks, the
+  OpenAPI document) stay open.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
@@ -154,20 +157,46 @@ async def correlation_middleware(request: web.Request, handler: HandlerT) -> web
         structlog.contextvars.unbind_contextvars("correlation_id")
 
 
-def bearer_auth_middleware(token: str | None) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
-    expected = f"Bearer {token}".encode() if token else None
+API_CLIENT = web.RequestKey("api_client", str)  # the name of the token a request came with
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def bearer_auth_middleware(
+    tokens: Mapping[str, str],
+) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
+    """Bearer auth against named tokens (none configured: open, as in development)."""
+    expected = [(name, f"Bearer {token}".encode()) for name, token in tokens.items()]
 
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
         route_handler = getattr(request.match_info, "handler", None)
-        if expected is None or getattr(route_handler, PUBLIC_ATTR, False) or request.match_info.http_exception:
+        if not expected or getattr(route_handler, PUBLIC_ATTR, False) or request.match_info.http_exception:
             return await handler(request)
         # aiohttp keeps bytes that are not UTF-8 as surrogates: turn them back, never fail on them.
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, expected):
+        client = None
+        for name, value in expected:  # every token is compared, whichever matches
+            if hmac.compare_digest(given, value):
+                client = name
+        if client is None:
             reason = "missing bearer token" if not given else "invalid bearer token"
             return json_error(401, reason, hint="send Authorization: Bearer <API_TOKEN>")
-        return await handler(request)
+        request[API_CLIENT] = client
+        structlog.contextvars.bind_contextvars(api_client=client)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except (HTTPError, web.HTTPException) as exc:
+            status = exc.status
+            raise
+        finally:
+            if request.method not in _READS:  # who changed what (the log line carries api_client)
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else request.path
+                log.info("api.action", api_client=client, method=request.method, route=route, status=status)
+            structlog.contextvars.unbind_contextvars("api_client")
 
     return middleware
 
@@ -187,15 +216,16 @@ def body_limit_middleware(max_body_bytes: int) -> Callable[[web.Request, Handler
     return middleware
 
 
-def base_app(*, token: str | None, max_body_bytes: int) -> web.Application:
-    """An application with the shared middlewares (outermost first)."""
+def base_app(*, tokens: Mapping[str, str], max_body_bytes: int) -> web.Application:
+    """An application with the shared middlewares (outermost first); ``tokens``: the management
+    API's bearer tokens by name (empty: the routes are open)."""
     return web.Application(
         client_max_size=max_body_bytes,
         middlewares=[
             correlation_middleware,
             error_middleware,
             body_limit_middleware(max_body_bytes),
-            bearer_auth_middleware(token),
+            bearer_auth_middleware(tokens),
         ],
     )
 

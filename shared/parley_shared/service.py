@@ -224,8 +224,7 @@ def service_app(
         responses={200: Response("Prometheus text exposition format", media_type="text/plain")},
     )
 
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    app = base_app(token=token, max_body_bytes=settings.max_body_bytes)
+    app = base_app(tokens=settings.api_clients(), max_body_bytes=settings.max_body_bytes)
     runtime = Runtime(
         service=service,
         settings=settings,

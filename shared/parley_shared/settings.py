@@ -11,6 +11,8 @@ import enum
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley_shared.tokens import DEFAULT_NAME, parse_named_tokens, weakness
+
 
 class AppEnv(enum.StrEnum):
     DEVELOPMENT = "development"
@@ -37,6 +39,7 @@ class CommonSettings(BaseSettings):
     log_format: str = Field("auto", validation_alias=env("LOG_FORMAT"), pattern="^(auto|json|console)$")
     log_message_content: bool = Field(False, validation_alias=env("LOG_MESSAGE_CONTENT"))
     api_token: SecretStr | None = Field(None, validation_alias=env("API_TOKEN"))
+    api_tokens: SecretStr | None = Field(None, validation_alias=env("API_TOKENS"))
     amqp_url: SecretStr = Field(SecretStr("amqp://guest:guest@127.0.0.1:5672/"), validation_alias=env("AMQP_URL"))
     amqp_prefetch: int = Field(64, ge=1, le=5000, validation_alias=env("AMQP_PREFETCH"))
     startup_timeout_s: float = Field(60.0, gt=0, validation_alias=env("STARTUP_TIMEOUT_S"))
@@ -54,10 +57,31 @@ class CommonSettings(BaseSettings):
     def production(self) -> bool:
         return self.app_env is AppEnv.PRODUCTION
 
+    def api_clients(self) -> dict[str, str]:
+        """The management API's tokens by name: ``API_TOKENS`` plus ``API_TOKEN`` as ``default``."""
+        named = parse_named_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
+        single = self.api_token.get_secret_value() if self.api_token else ""
+        if single:
+            if DEFAULT_NAME in named:
+                raise ValueError(f"API_TOKENS names a token {DEFAULT_NAME!r}, the name API_TOKEN goes by")
+            named[DEFAULT_NAME] = single
+        return named
+
     @model_validator(mode="after")
     def _production_needs_token(self) -> CommonSettings:
-        if self.production and (self.api_token is None or len(self.api_token.get_secret_value()) < 16):
-            raise ConfigurationError(
-                "APP_ENV=production requires API_TOKEN (at least 16 characters) for the management API"
-            )
+        try:
+            clients = self.api_clients()
+        except ValueError as exc:
+            raise ConfigurationError(f"API_TOKENS: {exc}") from None
+        if len(set(clients.values())) < len(clients):
+            raise ConfigurationError("API_TOKEN / API_TOKENS: two names share one token (each must be revocable alone)")
+        if not self.production:
+            return self
+        if not clients:
+            raise ConfigurationError("APP_ENV=production requires API_TOKEN or API_TOKENS for the management API")
+        for name, token in clients.items():
+            problem = weakness(token)
+            if problem is not None:
+                variable = "API_TOKEN" if name == DEFAULT_NAME else f"API_TOKENS ({name})"
+                raise ConfigurationError(f"APP_ENV=production refuses {variable}: the token {problem}")
         return self

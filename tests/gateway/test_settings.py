@@ -8,7 +8,7 @@ import pytest
 from gateway.settings import GatewaySettings, ProviderName
 from parley_shared.settings import ConfigurationError
 
-TOKEN = "t" * 20
+TOKEN = "gateway-settings-token-0123"
 WAPPI = {"wappi_token": "w", "wappi_profile_id": "p"}
 META = {"meta_access_token": "m", "meta_phone_number_id": "1", "meta_app_secret": "s", "meta_verify_token": "v"}
 

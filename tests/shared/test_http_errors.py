@@ -14,7 +14,7 @@ from parley_shared.http import RETRY_AFTER_S, base_app, public, read_model, read
 
 
 async def _client(failure: Exception) -> TestClient:
-    app = base_app(token=None, max_body_bytes=1024)
+    app = base_app(tokens={}, max_body_bytes=1024)
 
     @public
     async def fail(_request: web.Request) -> web.Response:
@@ -83,7 +83,7 @@ async def raw_status(client: TestClient, request: bytes) -> int:
 
 
 async def test_an_authorization_header_that_is_not_utf8_is_a_401_not_a_500() -> None:
-    app = base_app(token="the-right-token-0123456789", max_body_bytes=1024)
+    app = base_app(tokens={"test": "the-right-token-0123456789"}, max_body_bytes=1024)
 
     async def protected(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -101,7 +101,7 @@ async def test_a_body_nested_deeper_than_the_parser_goes_is_a_400() -> None:
     class Body(BaseModel):
         text: object = None
 
-    app = base_app(token=None, max_body_bytes=1024 * 1024)
+    app = base_app(tokens={}, max_body_bytes=1024 * 1024)
 
     @public
     async def accept(request: web.Request) -> web.Response:
@@ -125,7 +125,7 @@ async def test_a_nul_character_in_a_body_or_a_query_is_a_400_naming_the_field() 
     class Search(BaseModel):
         q: str | None = None
 
-    app = base_app(token=None, max_body_bytes=1024 * 1024)
+    app = base_app(tokens={}, max_body_bytes=1024 * 1024)
 
     @public
     async def accept(request: web.Request) -> web.Response:

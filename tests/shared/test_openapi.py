@@ -160,7 +160,7 @@ class ThingOut(BaseModel):
 
 
 def toy_app() -> web.Application:
-    app = base_app(token=TOKEN, max_body_bytes=10_000)
+    app = base_app(tokens={"test": TOKEN}, max_body_bytes=10_000)
 
     @describe("List things", query=Filters, responses={200: ThingOut}, tags=("things",))
     async def list_things(request: web.Request) -> web.Response:

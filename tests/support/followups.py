@@ -123,7 +123,7 @@ async def make_rig(
         values["amqp_url"] = amqp_url
     settings = AgentSettings(**values)
     clock = clock or ManualClock(START)
-    app = base_app(token=TOKEN, max_body_bytes=settings.max_body_bytes)
+    app = base_app(tokens={"test": TOKEN}, max_body_bytes=settings.max_body_bytes)
     runtime = Runtime(
         service="agent-followups-test",
         settings=settings,
