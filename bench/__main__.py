@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT, bench_vhost, drop_databases, ensure_services, load_average, machine
 
-ALL = ("pipeline", "slow_model", "knowledge", "scheduler")
+ALL = ("pipeline", "slow_model", "knowledge", "scheduler", "reporting")
 
 
 async def run_pipeline(workdir: Path, quick: bool) -> dict[str, Any]:
@@ -55,11 +55,20 @@ async def run_scheduler(_workdir: Path, quick: bool) -> dict[str, Any]:
         return await scheduler.run(amqp_url)
 
 
+async def run_reporting(workdir: Path, quick: bool) -> dict[str, Any]:
+    from bench import reporting
+
+    if quick:
+        return await reporting.run(workdir, contacts=2_000, messages=5, clients=5)
+    return await reporting.run(workdir)
+
+
 RUNNERS = {
     "pipeline": run_pipeline,
     "slow_model": run_slow_model,
     "knowledge": run_knowledge,
     "scheduler": run_scheduler,
+    "reporting": run_reporting,
 }
 
 
@@ -178,6 +187,19 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{s['sent']:,} sent in {s['run_s']} s (batch {s['batch_size']})",
             ),
         ]
+    if "reporting" in b and "error" not in b["reporting"]:
+        r = b["reporting"]
+        for label, key in (("cap 2 (shipped)", "guarded"), ("cap lifted to 20", "uncapped")):
+            run = r[key]
+            rows.append(
+                (
+                    f"Reporting storm, {label}: prospect reply",
+                    f"p50 {run['storm']['reply_p50_s']} s",
+                    f"p95 {run['storm']['reply_p95_s']} s, max {run['storm']['reply_max_s']} s"
+                    f" (alone: p50 {run['quiet']['reply_p50_s']} s, p95 {run['quiet']['reply_p95_s']} s);"
+                    f" reports {run['reports']['answers']}",
+                )
+            )
     for name, outcome in b.items():
         if "error" in outcome:
             rows.append((f"{name}: FAILED", "", outcome["error"][:100]))

@@ -20,6 +20,13 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
     turn_sweep_interval_s: float = Field(2.0, gt=0, validation_alias=env("TURN_SWEEP_INTERVAL_S"))
     history_messages: int = Field(12, ge=0, le=200, validation_alias=env("HISTORY_MESSAGES"))
 
+    # --- reporting (analytics, CSV export): see agent_service/reporting.py
+    reporting_max_concurrent: int = Field(2, ge=1, le=50, validation_alias=env("REPORTING_MAX_CONCURRENT"))
+    reporting_statement_timeout_s: float = Field(
+        30.0, gt=0, le=3600, validation_alias=env("REPORTING_STATEMENT_TIMEOUT_S")
+    )
+    analytics_cache_s: float = Field(30.0, ge=0, le=3600, validation_alias=env("ANALYTICS_CACHE_S"))
+
     # --- language model
     llm_engine: str = Field("auto", pattern="^(auto|gemini|offline)$", validation_alias=env("LLM_ENGINE"))
     gemini_model: str = Field("gemini-2.5-flash", min_length=1, validation_alias=env("GEMINI_MODEL"))

@@ -69,7 +69,17 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    statement_timeout_s: float | None = None,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An engine for ``url``. PostgreSQL: ``pool_size`` connections plus ``max_overflow`` more when
+    busy (as many again by default); ``statement_timeout_s`` makes the server cancel any statement
+    running longer (SQLite has no such thing: the setting is ignored there)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -87,8 +97,17 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
             cursor.close()
 
         return engine
+    connect_args: dict[str, Any] = {}
+    if statement_timeout_s is not None:
+        connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout_s * 1000))}
     engine = create_async_engine(
-        url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_recycle=1800,
+        connect_args=connect_args,
     )
     _check_on_checkout(engine)
     return engine

@@ -105,12 +105,13 @@ def _problems(exc: ValidationError, where: str) -> list[dict[str, str]]:
 
 
 class HTTPError(Exception):
-    """Raise from a handler to answer with a JSON error."""
+    """Raise from a handler to answer with a JSON error (``headers``: e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -119,7 +120,9 @@ async def error_middleware(request: web.Request, handler: HandlerT) -> web.Strea
     try:
         return await handler(request)
     except HTTPError as exc:
-        return json_error(exc.status, exc.message, **exc.extra)
+        response = json_error(exc.status, exc.message, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

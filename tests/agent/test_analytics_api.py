@@ -29,8 +29,10 @@ _ids = itertools.count(1)
 
 
 async def start(amqp_url: str, database_url: str, **settings: Any) -> TestClient:
+    """The agent app at ``NOW``; analytics not cached (these tests change the data between calls)."""
+    values = {"analytics_cache_s": 0, **settings}
     app = create_app(
-        AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN, **settings),
+        AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN, **values),
         clock=ManualClock(NOW),
     )
     client = TestClient(TestServer(app))

@@ -25,6 +25,7 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, func, lit
 
 from agent_service.db import tables
 from agent_service.domain import analytics as calc
+from agent_service.reporting import REPORTING
 from parley_shared.db import Session, dialect_name
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
@@ -251,9 +252,14 @@ async def analytics(request: web.Request) -> web.Response:
         period = calc.resolve_period(query.from_, query.to, now=runtime.clock.now(), tz=request.app[BUSINESS_TZ])
     except calc.PeriodError as exc:
         raise HTTPError(400, str(exc)) from None
-    async with runtime.sessions() as session:
-        figures = await compute(session, period)
-    return json_response(AnalyticsOut.model_validate(figures))
+    reporting = request.app[REPORTING]
+    key, now = (period.start, period.end), runtime.clock.now()
+    answer = reporting.cached(key, now)
+    if answer is None:
+        async with reporting.session() as session:
+            answer = AnalyticsOut.model_validate(await compute(session, period))
+        reporting.remember(key, answer, now)
+    return json_response(answer)
 
 
 def add_routes(app: web.Application, *, working_tz: str) -> None:

@@ -26,6 +26,7 @@ from agent_service.db import repository as repo
 from agent_service.db import tables
 from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
+from agent_service.reporting import REPORTING
 from parley_shared.db import Session, SessionFactory
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
@@ -401,9 +402,11 @@ async def export_contacts(request: web.Request) -> web.StreamResponse:
             "Content-Disposition": 'attachment; filename="contacts.csv"',
         }
     )
-    await response.prepare(request)
-    count = await _stream_csv(response, request.app[RUNTIME].sessions, filters)
-    await response.write_eof()
+    reporting = request.app[REPORTING]
+    async with reporting.slot():  # a 429 before anything is sent when too many reports run
+        await response.prepare(request)
+        count = await _stream_csv(response, reporting.sessions, filters)
+        await response.write_eof()
     log.info("contacts.exported", rows=count)
     return response
 
