@@ -9,6 +9,7 @@ from parley_shared import cli
 
 def main(argv: list[str] | None = None) -> int:
     from agent_service.app import create_app
+    from agent_service.privacy import erase_from_cli
 
     return cli.run(
         service="agent-service",
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         http_port=lambda s: s.http_port,
         create_app=create_app,
         migrations=MIGRATIONS,
+        erase=erase_from_cli,
         argv=argv,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent_service import reporting
+from agent_service import privacy, reporting
 from agent_service import wiring as conversation_wiring
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
@@ -35,6 +35,7 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
     )
     app[SETTINGS] = settings
     reporting.install(app, settings)  # analytics and the CSV export run on their own pool
+    privacy.install(app, runtime, settings)  # erasure (route) and retention (periodic job)
     contacts_api.add_routes(app)  # before any /contacts/{phone} route: it adds /contacts/export.csv
     analytics_api.add_routes(app, working_tz=settings.working_tz)
     stats_api.add_routes(app)

@@ -20,6 +20,9 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
     turn_sweep_interval_s: float = Field(2.0, gt=0, validation_alias=env("TURN_SWEEP_INTERVAL_S"))
     history_messages: int = Field(12, ge=0, le=200, validation_alias=env("HISTORY_MESSAGES"))
 
+    # --- retention of conversations (see agent_service/privacy.py); 0 keeps them
+    message_retention_days: float = Field(0.0, ge=0, validation_alias=env("MESSAGE_RETENTION_DAYS"))
+
     # --- reporting (analytics, CSV export): see agent_service/reporting.py
     reporting_max_concurrent: int = Field(2, ge=1, le=50, validation_alias=env("REPORTING_MAX_CONCURRENT"))
     reporting_statement_timeout_s: float = Field(

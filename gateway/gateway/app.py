@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.api import erasure as erasure_api
 from gateway.api import ignore_list as ignore_list_api
 from gateway.api import sandbox as sandbox_api
 from gateway.api import stats as stats_api
@@ -26,6 +27,7 @@ from gateway.db import MIGRATIONS, tables
 from gateway.ignore_list import IgnoreList
 from gateway.ingest import Ingestor
 from gateway.outbound import OutboundLog
+from gateway.privacy import GatewayPrivacy, retention_rules
 from gateway.providers import build_provider
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings, ProviderName
@@ -33,8 +35,9 @@ from gateway.workers.poller import WappiPoller
 from gateway.workers.sender import AccountPacer, Sender
 from gateway.workers.transcriber import Transcriber
 from parley_shared.clock import Clock
+from parley_shared.retention import Retention
 from parley_shared.service import service_app
-from parley_shared.topology import CAMPAIGN, OUTGOING, VOICE
+from parley_shared.topology import CAMPAIGN, ERASURE, OUTGOING, VOICE
 
 log = structlog.get_logger(__name__)
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -88,6 +91,10 @@ def create_app(
         if isinstance(provider, WappiProvider)
         else None
     )
+    privacy = GatewayPrivacy(runtime.sessions, runtime.clock, settings, runtime.inbox)
+    retention = Retention(
+        runtime.sessions, runtime.clock, retention_rules(settings), interval_s=settings.retention_interval_s
+    )
     gateway = Gateway(
         settings=settings,
         runtime=runtime,
@@ -99,6 +106,7 @@ def create_app(
         sender=sender,
         transcriber=transcriber,
         poller=poller,
+        privacy=privacy,
     )
     holder["gateway"] = gateway
     app[GATEWAY] = gateway
@@ -107,7 +115,9 @@ def create_app(
     runtime.add_consumer(OUTGOING, sender.handle)
     runtime.add_consumer(CAMPAIGN, sender.handle, prefetch=settings.campaign_prefetch)
     runtime.add_consumer(VOICE, transcriber.handle, prefetch=TRANSCRIBER_PREFETCH)
+    runtime.add_consumer(ERASURE, privacy.handle, prefetch=1)
     runtime.add_worker("sender-pacer", pacer.run)
+    runtime.add_worker("retention", retention.run)
     if poller is not None:
         runtime.add_worker("wappi-poller", poller.run)
     runtime.on_stop(transcriber.close)
@@ -134,6 +144,7 @@ def create_app(
 
     ignore_list_api.setup(app)
     stats_api.setup(app)
+    erasure_api.setup(app)
     if settings.provider is ProviderName.SANDBOX:
         sandbox_api.setup(app)
     if settings.provider is ProviderName.META:

@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.ignore_list import IgnoreList
 from gateway.ingest import Ingestor
 from gateway.outbound import OutboundLog
+from gateway.privacy import GatewayPrivacy
 from gateway.providers.base import WhatsAppProvider
 from gateway.settings import GatewaySettings
 from gateway.workers.poller import WappiPoller
@@ -29,6 +30,7 @@ class Gateway:
     sender: Sender
     transcriber: Transcriber
     poller: WappiPoller | None
+    privacy: GatewayPrivacy
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -10,6 +10,8 @@ from gateway.domain.media_hosts import DEFAULT_MEDIA_HOSTS, MediaHosts
 from parley_shared.phone import PhoneError, to_e164
 from parley_shared.settings import CommonSettings, ConfigurationError, env
 
+MIN_MESSAGE_LOG_DAYS = 8  # Meta retries a webhook for 7 days; its message ids must be remembered longer
+
 
 class ProviderName(enum.StrEnum):
     SANDBOX = "sandbox"
@@ -68,6 +70,9 @@ class GatewaySettings(CommonSettings):
     media_download_attempts: int = Field(4, ge=1, le=20, validation_alias=env("MEDIA_DOWNLOAD_ATTEMPTS"))
     media_backoff_s: float = Field(1.0, ge=0, validation_alias=env("MEDIA_BACKOFF_S"))
     max_media_bytes: int = Field(20 * 1024 * 1024, ge=1024, validation_alias=env("MAX_MEDIA_BYTES"))
+    # --- retention of the gateway's own history (see gateway/privacy.py)
+    message_log_retention_days: float = Field(30.0, ge=0, validation_alias=env("MESSAGE_LOG_RETENTION_DAYS"))
+
     # --- where media named by a provider's answer may be fetched from (see domain/media_hosts.py)
     media_hosts: str = Field(DEFAULT_MEDIA_HOSTS, validation_alias=env("MEDIA_HOSTS"))
     media_allow_local: bool = Field(False, validation_alias=env("MEDIA_ALLOW_LOCAL"))
@@ -126,6 +131,11 @@ class GatewaySettings(CommonSettings):
             self.media_policy()
         except ValueError as exc:
             raise ConfigurationError(f"MEDIA_HOSTS: {exc}") from None
+        if 0 < self.message_log_retention_days < MIN_MESSAGE_LOG_DAYS:
+            raise ConfigurationError(
+                f"MESSAGE_LOG_RETENTION_DAYS must be 0 (keep) or at least {MIN_MESSAGE_LOG_DAYS}: the message log is "
+                "what recognises a Meta webhook retried for up to 7 days"
+            )
         if self.production and self.media_allow_local:
             raise ConfigurationError("MEDIA_ALLOW_LOCAL is a test setting; APP_ENV=production refuses it")
         if self.production and self.sandbox_send_429_rate > 0:

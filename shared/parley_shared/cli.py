@@ -1,19 +1,26 @@
-"""``python -m gateway`` / ``python -m agent_service``: serve (default), migrate, makemigration."""
+"""``python -m gateway`` / ``python -m agent_service``: serve (default), migrate, makemigration, erase."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley_shared.db import create_engine, make_revision, migrate
 from parley_shared.logging import configure_logging
+from parley_shared.phone import PhoneError, to_e164
 from parley_shared.settings import CommonSettings, ConfigurationError
+
+# What ``erase PHONE`` runs: the service's erasure on a migrated engine; its JSON-able report.
+Erase = Callable[[Any, AsyncEngine, str], Awaitable[dict[str, Any]]]
 
 
 def run(
@@ -24,6 +31,7 @@ def run(
     http_port: Callable[[CommonSettings], int],
     create_app: Callable[[CommonSettings], web.Application],
     migrations: Path,
+    erase: Erase | None = None,
     argv: list[str] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {service}")
@@ -33,6 +41,9 @@ def run(
     rev = sub.add_parser("makemigration", help="autogenerate a migration from the table definitions")
     rev.add_argument("message")
     rev.add_argument("--head", help="the revision to build on when there are several heads")
+    if erase is not None:
+        gone = sub.add_parser("erase", help="erase everything held about one phone (see docs/operations.md)")
+        gone.add_argument("phone", help="the number, any format")
     args = parser.parse_args(argv)
 
     try:
@@ -48,6 +59,8 @@ def run(
         service=service,
     )
     command = args.command or "serve"
+    if command == "erase" and erase is not None:
+        return _erase(service, settings, database_url(settings), migrations, erase, args.phone)
     if command in ("migrate", "makemigration"):
 
         async def _db() -> None:
@@ -75,6 +88,25 @@ def run(
         shutdown_timeout=settings.shutdown_timeout_s,
         loop=new_event_loop(),
     )
+    return 0
+
+
+def _erase(service: str, settings: CommonSettings, url: str, migrations: Path, erase: Erase, raw: str) -> int:
+    try:
+        phone = to_e164(raw)
+    except PhoneError as exc:
+        print(f"{service}: not a phone number: {exc}", file=sys.stderr)
+        return 2
+
+    async def _run() -> dict[str, Any]:
+        engine = create_engine(url)
+        try:
+            await migrate(engine, migrations)
+            return await erase(settings, engine, phone)
+        finally:
+            await engine.dispose()
+
+    print(json.dumps(asyncio.run(_run()), sort_keys=True))
     return 0
 
 

@@ -197,10 +197,24 @@ class DeliveryStatus(Contract):
     occurred_at: UtcDatetime
 
 
+class ContactErasure(Contract):
+    """``contact_erasure``: erase everything the gateway holds about one phone (agent -> gateway).
+
+    The agent erases its own rows first (``POST /contacts/{phone}/erase``); the gateway then keeps
+    of that phone only a keyed hash and the opaque message ids it deduplicates on."""
+
+    schema_name: ClassVar[str] = "contact_erasure"
+    schema_: Literal["contact_erasure"] = Field(default="contact_erasure", alias="schema")
+    v: Literal[1] = 1
+    phone: E164
+    requested_by: str = Field(min_length=1, max_length=60, description="the API token's name, or cli")
+
+
 C = TypeVar("C", bound=Contract)
 
 CONTRACTS: dict[str, type[Contract]] = {
-    model.schema_name: model for model in (IncomingMessage, VoiceTranscriptionRequest, OutgoingMessage, DeliveryStatus)
+    model.schema_name: model
+    for model in (IncomingMessage, VoiceTranscriptionRequest, OutgoingMessage, DeliveryStatus, ContactErasure)
 }
 
 

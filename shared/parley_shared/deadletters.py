@@ -159,6 +159,26 @@ async def purge(url: str, queue_name: str, ids: Sequence[str] | None, *, limit: 
     return await _settle(url, queue_name, ids, limit=limit, republish=False)
 
 
+async def purge_mentioning(url: str, needle: bytes, *, limit: int = 10_000) -> int:
+    """Delete, from every dead-letter queue, the dead letters whose body contains ``needle`` (an
+    erased phone); the others go back untouched. How many were deleted."""
+    removed = 0
+    connection = await aio_pika.connect(url)
+    try:
+        for queue in WORK_QUEUES:
+            channel = await connection.channel()
+            try:
+                for message in await _take_all(channel, queue, limit):
+                    if needle in message.body:
+                        await message.ack()
+                        removed += 1
+            finally:
+                await channel.close()  # the rest go back, in place, unrejected
+    finally:
+        await connection.close()
+    return removed
+
+
 async def _settle(url: str, queue_name: str, ids: Sequence[str] | None, *, limit: int, republish: bool) -> Report:
     queue = work_queue(queue_name)
     wanted = set(ids) if ids is not None else None

@@ -11,7 +11,10 @@ import enum
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley_shared.privacy import phone_hash
 from parley_shared.tokens import DEFAULT_NAME, parse_named_tokens, weakness
+
+DEVELOPMENT_ERASURE_KEY = "parley-development-erasure-key"  # never used in production (refused there)
 
 
 class AppEnv(enum.StrEnum):
@@ -53,9 +56,20 @@ class CommonSettings(BaseSettings):
     gemini_base_url: str = Field("", validation_alias=env("GEMINI_BASE_URL"))
     gemini_api_version: str = Field("v1beta", validation_alias=env("GEMINI_API_VERSION"))
 
+    # --- data protection: erasure and retention (parley_shared/privacy.py, retention.py)
+    erasure_key: SecretStr | None = Field(None, validation_alias=env("ERASURE_KEY"))
+    outbox_retention_h: float = Field(24.0, ge=0, validation_alias=env("OUTBOX_RETENTION_H"))
+    inbox_retention_days: float = Field(30.0, ge=0, validation_alias=env("INBOX_RETENTION_DAYS"))
+    retention_interval_s: float = Field(3600.0, gt=0, validation_alias=env("RETENTION_INTERVAL_S"))
+
     @property
     def production(self) -> bool:
         return self.app_env is AppEnv.PRODUCTION
+
+    def erasure_hash(self, phone: str) -> str:
+        """The keyed hash kept of an erased phone (``ERASURE_KEY``; a fixed key outside production)."""
+        key = self.erasure_key.get_secret_value() if self.erasure_key else DEVELOPMENT_ERASURE_KEY
+        return phone_hash(key, phone)
 
     def api_clients(self) -> dict[str, str]:
         """The management API's tokens by name: ``API_TOKENS`` plus ``API_TOKEN`` as ``default``."""
@@ -84,4 +98,9 @@ class CommonSettings(BaseSettings):
             if problem is not None:
                 variable = "API_TOKEN" if name == DEFAULT_NAME else f"API_TOKENS ({name})"
                 raise ConfigurationError(f"APP_ENV=production refuses {variable}: the token {problem}")
+        problem = weakness(self.erasure_key.get_secret_value() if self.erasure_key else "")
+        if problem is not None:
+            raise ConfigurationError(
+                f"APP_ENV=production requires ERASURE_KEY (the key of the hash kept of erased phones); it {problem}"
+            )
         return self

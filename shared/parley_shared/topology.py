@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley_shared.contracts import (
+    ContactErasure,
     Contract,
     DeliveryStatus,
     IncomingMessage,
@@ -89,8 +90,11 @@ CAMPAIGN = WorkQueue(
     "Follow-up campaign touches, agent service -> gateway sender (served after replies)",
 )
 STATUS = WorkQueue("delivery_status", DeliveryStatus, "Delivery outcomes of outgoing messages, gateway -> agent")
+ERASURE = WorkQueue(
+    "contact_erasure", ContactErasure, "Erase one contact's data at the gateway too, agent service -> gateway"
+)
 
-WORK_QUEUES: tuple[WorkQueue, ...] = (INCOMING, VOICE, OUTGOING, CAMPAIGN, STATUS)
+WORK_QUEUES: tuple[WorkQueue, ...] = (INCOMING, VOICE, OUTGOING, CAMPAIGN, STATUS, ERASURE)
 BY_NAME: dict[str, WorkQueue] = {q.name: q for q in WORK_QUEUES}
 
 

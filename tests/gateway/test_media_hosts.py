@@ -87,7 +87,12 @@ def test_the_settings_check_media_hosts_and_production_refuses_local_media() -> 
     with pytest.raises(ConfigurationError, match="MEDIA_HOSTS"):
         GatewaySettings(media_hosts="lookaside.fbsbx.com, http://x/y")  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="MEDIA_ALLOW_LOCAL"):
-        GatewaySettings(app_env="production", api_token="Zq8-w3xV_r7Lp2sK", media_allow_local=True)  # type: ignore[call-arg]
+        GatewaySettings(  # type: ignore[call-arg]
+            app_env="production",
+            api_token="Zq8-w3xV_r7Lp2sK",
+            erasure_key="erasure-key-0123456789abcdef",
+            media_allow_local=True,
+        )
     assert GatewaySettings().media_policy() == MediaHosts.parse(DEFAULT_MEDIA_HOSTS)  # type: ignore[call-arg]
 
 

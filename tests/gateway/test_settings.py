@@ -9,6 +9,7 @@ from gateway.settings import GatewaySettings, ProviderName
 from parley_shared.settings import ConfigurationError
 
 TOKEN = "gateway-settings-token-0123"
+ERASURE_KEY = "gateway-settings-erasure-key-0123"
 WAPPI = {"wappi_token": "w", "wappi_profile_id": "p"}
 META = {"meta_access_token": "m", "meta_phone_number_id": "1", "meta_app_secret": "s", "meta_verify_token": "v"}
 
@@ -31,10 +32,15 @@ def test_provider_choice(values: dict[str, str], provider: ProviderName) -> None
 
 def test_production_refuses_a_provider_without_its_credentials() -> None:
     with pytest.raises(ConfigurationError, match="WAPPI_TOKEN, WAPPI_PROFILE_ID"):
-        GatewaySettings(app_env="production", api_token=TOKEN, whatsapp_provider="wappi")
+        GatewaySettings(app_env="production", api_token=TOKEN, erasure_key=ERASURE_KEY, whatsapp_provider="wappi")
     with pytest.raises(ConfigurationError, match="META_APP_SECRET"):
-        GatewaySettings(app_env="production", api_token=TOKEN, **{**META, "meta_app_secret": None})
-    assert GatewaySettings(app_env="production", api_token=TOKEN, **META).missing_credentials() == []
+        GatewaySettings(
+            app_env="production", api_token=TOKEN, erasure_key=ERASURE_KEY, **{**META, "meta_app_secret": None}
+        )
+    assert (
+        GatewaySettings(app_env="production", api_token=TOKEN, erasure_key=ERASURE_KEY, **META).missing_credentials()
+        == []
+    )
     development = GatewaySettings(whatsapp_provider="meta")
     assert development.missing_credentials() == [
         "META_ACCESS_TOKEN",
@@ -59,6 +65,7 @@ def test_cli_refuses_production_without_provider_credentials(
 
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("API_TOKEN", TOKEN)
+    monkeypatch.setenv("ERASURE_KEY", ERASURE_KEY)
     monkeypatch.setenv("WHATSAPP_PROVIDER", "wappi")
     monkeypatch.delenv("WAPPI_TOKEN", raising=False)
     assert main(["migrate"]) == 2

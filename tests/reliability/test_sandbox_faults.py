@@ -44,5 +44,10 @@ def test_an_injected_429_is_transient_and_carries_retry_after() -> None:
 
 def test_production_refuses_the_injection() -> None:
     with pytest.raises(ConfigurationError, match="SANDBOX_SEND_429_RATE"):
-        GatewaySettings(app_env="production", api_token="Zq8-w3xV_r7Lp2sK-9yT", sandbox_send_429_rate=0.2)  # type: ignore[call-arg]
+        GatewaySettings(  # type: ignore[call-arg]
+            app_env="production",
+            api_token="Zq8-w3xV_r7Lp2sK-9yT",
+            erasure_key="erasure-key-0123456789abcdef",
+            sandbox_send_429_rate=0.2,
+        )
     assert GatewaySettings(app_env="test", sandbox_send_429_rate=0.2).sandbox_send_429_rate == 0.2  # type: ignore[call-arg]

@@ -77,8 +77,9 @@ def test_compose_takes_every_password_from_env_without_a_default() -> None:
         # The services log in with the very passwords the broker and the database were seeded with.
         assert (amqp.username, amqp.password) == (rabbit["RABBITMQ_DEFAULT_USER"], "env-RABBITMQ_PASSWORD")
         assert (database.username, database.password) == (postgres["POSTGRES_USER"], "env-POSTGRES_PASSWORD")
+        assert required(env["ERASURE_KEY"]) == "env-ERASURE_KEY"  # the same key in both services
     text = (ROOT / "docker-compose.yml").read_text()
-    with_default = [v for v in re.findall(r"\$\{([A-Z_]+):-", text) if "PASS" in v or "TOKEN" in v]
+    with_default = [v for v in re.findall(r"\$\{([A-Z_]+):-", text) if any(s in v for s in ("PASS", "TOKEN", "KEY"))]
     assert with_default == [], f"secrets with a default: {with_default}"
 
 

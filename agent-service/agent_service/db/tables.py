@@ -38,11 +38,13 @@ from sqlalchemy import (
 
 from parley_shared.db import UtcDateTime, new_metadata
 from parley_shared.outbox import inbox_table, outbox_table
+from parley_shared.privacy import erasures_table
 
 metadata = new_metadata()
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+erasures = erasures_table(metadata)  # one row per erased contact: its phone's keyed hash, who, when, what went
 
 _pk = BigInteger().with_variant(Integer, "sqlite")
 

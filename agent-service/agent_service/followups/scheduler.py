@@ -28,11 +28,10 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import and_, case, literal, null, or_, select, update
@@ -54,6 +53,7 @@ from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
 from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore
 from parley_shared.outbox import Outbox
+from parley_shared.periodic import run_every
 from parley_shared.topology import outgoing_queue
 
 log = structlog.get_logger(__name__)
@@ -117,23 +117,8 @@ class FollowUpScheduler:
 
     # ---------------------------------------------------------------- the periodic job
     async def run(self) -> None:
-        """Run :meth:`run_due` every ``check_interval_s`` (APScheduler interval job) until cancelled."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=self.check_interval_s,
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(self.check_interval_s)),
-            id="follow-ups",
-        )
-        scheduler.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            scheduler.shutdown(wait=False)
+        """Run :meth:`run_due` every ``check_interval_s`` (an APScheduler interval job) until cancelled."""
+        await run_every(self.check_interval_s, self._tick, name="follow-ups")
 
     async def _tick(self) -> None:
         try:

@@ -6,11 +6,13 @@ from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, 
 
 from parley_shared.db import UtcDateTime, new_metadata
 from parley_shared.outbox import inbox_table, outbox_table
+from parley_shared.privacy import erasures_table
 
 metadata = new_metadata()
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+erasures = erasures_table(metadata)  # one row per erased phone: its keyed hash, who, when, what went
 
 # One row per message that crossed the gateway, either way. The unique key on
 # (direction, provider, provider_message_id) is what makes a provider message seen twice
