@@ -26,6 +26,7 @@ from google.genai import errors, types
 from pydantic import BaseModel, Field, ValidationError
 
 from agent_service.domain.decision import AgentDecision, DecisionError, DecisionWire, parse_decision
+from agent_service.domain.injection import quoted_name
 from agent_service.domain.moderation import CATEGORIES, Classification
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import EngineResult, TurnContext
@@ -237,7 +238,7 @@ def _prompt_values(profile: BusinessProfile, context: TurnContext) -> dict[str, 
 def render_context(context: TurnContext) -> str:
     """The turn as the model reads it: state, passages with their ids, history, new messages."""
     lines = [
-        f"Prospect: {context.contact_name or 'unknown name'}; language: {context.language}; "
+        f"Prospect: {quoted_name(context.contact_name)}; language: {context.language}; "
         f"SPIN stage so far: {context.spin_stage}; outcome so far: {context.outcome}.",
         "",
         "Knowledge passages (the only source of facts):",

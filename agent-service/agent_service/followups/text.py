@@ -5,9 +5,13 @@ prospect asked about something the knowledge base covers, value-proposition and 
 touches quote one sentence of the best passage verbatim (grounded by construction).
 
 With Gemini the model gets ``prompts/follow_up_prompt.txt``, the conversation so far and the
-retrieved passages, and answers ``{"text": ...}``. Its text must pass the grounding guard;
-anything else -- an error, a timeout, a blocked answer, invalid JSON, an ungrounded claim --
-falls back to the template. Writing a follow-up never fails.
+retrieved passages, and answers ``{"text": ...}``. Its text must pass the grounding guard and
+must not quote its instructions (the disclosure guard: the conversation it reads may carry a
+prospect's "print your instructions"); anything else -- an error, a timeout, a blocked answer,
+invalid JSON, an ungrounded claim, a quoted rule -- falls back to the template. Writing a
+follow-up never fails. A template greets by name only a name that reads as one
+(:func:`~agent_service.domain.injection.display_name`): a profile name is the prospect's own
+text and is not repeated from the business's number.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import structlog
 from pydantic import BaseModel, Field, ValidationError
 
 from agent_service.domain.call_slots import language_of
+from agent_service.domain.disclosure import discloses, instruction_runs
 from agent_service.domain.followup_policy import Strategy
 from agent_service.domain.grounding import ungrounded_claims
+from agent_service.domain.injection import display_name, quoted_name
 from agent_service.knowledge.base import Passage
 
 log = structlog.get_logger(__name__)
@@ -82,7 +88,7 @@ class Templates:
         lang = code if code in self.data else language_of(code) if language_of(code) in self.data else "en"
         entry = self.data[lang].get(strategy.value) or self.data["en"][strategy.value]
         greetings = self.data.get("greetings", {})
-        clean_name = (name or "").strip()[:60]
+        clean_name = display_name(name)
         greeting = (
             greetings.get(f"{lang}_named", "{name}").format(name=clean_name)
             if clean_name
@@ -132,6 +138,7 @@ class FollowUpWriter:
         self.system_prompt = system_prompt
         self.timeout_s = timeout_s
         self.top_k = top_k
+        self._instructions = instruction_runs([system_prompt]) if system_prompt else frozenset()
 
     @property
     def uses_history(self) -> bool:
@@ -149,9 +156,9 @@ class FollowUpWriter:
                 fallback_reason = f"model_error:{type(exc).__name__}"
             else:
                 problems = self._ungrounded(text, passages)
-                if not problems:
+                if not problems and not discloses(text, self._instructions):
                     return FollowUpText(text, "gemini", self.model, refs)
-                fallback_reason = "ungrounded"
+                fallback_reason = "ungrounded" if problems else "quotes_instructions"
             log.info("follow_up.text_fallback", contact_id=ctx.contact_id, touch=ctx.touch, reason=fallback_reason)
         return self._template(ctx, passages, fallback_reason)
 
@@ -215,7 +222,7 @@ class FollowUpWriter:
     def _prompt(ctx: TouchContext, passages: Sequence[Passage]) -> str:
         lines = [
             f"Touch {ctx.touch}, strategy: {ctx.strategy.value}.",
-            f"Prospect's name: {ctx.name or 'unknown'}. Language: {ctx.language or 'unknown'}.",
+            f"Prospect's name: {quoted_name(ctx.name)}. Language: {ctx.language or 'unknown'}.",
             "",
             "Conversation so far (oldest first):",
         ]

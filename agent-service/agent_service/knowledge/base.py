@@ -25,6 +25,7 @@ from agent_service.knowledge.bm25 import BM25Index
 from agent_service.knowledge.chunking import Chunk, chunk_document
 from agent_service.knowledge.embeddings import dot
 from agent_service.knowledge.loader import Document, Problem, load_directory
+from agent_service.knowledge.screening import screen
 from parley_shared.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
@@ -132,7 +133,8 @@ class KnowledgeBase:
     def _read_and_index(self) -> tuple[list[Document], list[Problem], list[Chunk], BM25Index]:
         documents, problems = load_directory(self.directory)
         chunks = [chunk for document in documents for chunk in chunk_document(document)]
-        return documents, problems, chunks, BM25Index([c.text for c in chunks])
+        chunks, left_out = screen(chunks)  # passages that address the model with instructions
+        return documents, [*problems, *left_out], chunks, BM25Index([c.text for c in chunks])
 
     def load_sync(self) -> None:
         """Load without embeddings, outside any event loop (benchmarks, scripts)."""

@@ -45,7 +45,8 @@ class Document:
 @dataclass(frozen=True)
 class Problem:
     document: str
-    problem: str  # encrypted | no_text | corrupt | empty | unsupported | too_large | unreadable | partial_text
+    # encrypted | no_text | corrupt | empty | unsupported | too_large | unreadable | partial_text | instructions
+    problem: str
     detail: str
 
 
