@@ -91,6 +91,7 @@ def install(
         sweep_interval_s=settings.turn_sweep_interval_s,
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
+        order_gap_wait_s=settings.order_gap_wait_s,
     )
     incoming = IncomingHandler(
         sessions=runtime.sessions,

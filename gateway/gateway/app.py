@@ -127,6 +127,7 @@ def create_app(
 
     async def stop_sending(_app: web.Application) -> None:
         pacer.close()  # messages still waiting for a turn go back to RabbitMQ
+        await provider.release_waiters()  # parked long polls answer now: the server need not wait for them
 
     app.cleanup_ctx.insert(0, provider_ctx)
     app.cleanup_ctx.append(ignore_list_ctx)

@@ -9,7 +9,7 @@ For a batch of :class:`InboundEvent` values, in ONE transaction:
    twice (webhook retry, overlapping polls, a restart) into a no-op;
 3. numbers on the ignore list are logged with status ``ignored`` and go no further;
 4. the rest are staged in the outbox: voice notes for ``voice_transcription``, everything else
-   for ``incoming_messages``;
+   for ``incoming_messages``, each naming the contact's previous message (``gateway/chains.py``);
 5. an optional ``within`` callback joins the same transaction (the poller advances its cursor there).
 
 Each step is one statement for the whole batch. After the commit the staged messages are
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import Counter as PromCounter
 
-from gateway import metrics
+from gateway import chains, metrics
 from gateway.db import tables
 from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
 from gateway.ignore_list import IgnoreList
@@ -176,6 +176,7 @@ class Ingestor:
             result = await insert_ignore(session, tables.message_logs, rows, keys, returning=keys)
             logged = {message_id for _, message_id in result.all()}
         staged: list[tuple[WorkQueue, Contract, str]] = []
+        chain: list[tuple[str, str]] = []  # (phone, message id) of each staged message
         final: list[Outcome] = []
         for item in outcomes:
             if not isinstance(item, _Admitted):
@@ -193,10 +194,17 @@ class Ingestor:
                 final.append(Outcome("ignored", message_id, item.reason))
                 continue
             staged.append((item.queue, item.payload, message_id))
+            chain.append((str(item.row["phone"]), message_id))
             report.staged.append(item.payload.message_id)
             report.tally(metrics.PUBLISHED, provider, item.queue.name)
             final.append(Outcome("published", message_id))
-        await self.runtime.outbox.add_many(session, staged)
+        # Each staged message names its contact's previous one (in this batch's order).
+        previous = await chains.link(session, chain, now)
+        linked = [
+            (queue, payload.model_copy(update={"previous_message_id": before}), message_id)
+            for (queue, payload, message_id), before in zip(staged, previous, strict=True)
+        ]
+        await self.runtime.outbox.add_many(session, linked)
         return final
 
     # ---------------------------------------------------------------- after the commit

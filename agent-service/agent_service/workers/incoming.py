@@ -147,6 +147,7 @@ class IncomingHandler:
                     "text": message.text if message.text is not None else message.caption,
                     "message_id": message.message_id,
                     "provider_message_id": message.provider_message_id,
+                    "previous_message_id": message.previous_message_id,
                     "correlation_id": message.correlation_id,
                     "transcribed": message.transcribed,
                     "error": message.transcription_error,

@@ -148,7 +148,7 @@ async def outbox(request: web.Request) -> web.Response:
         version = sandbox.version
         messages = await sandbox.outbox(to=to, after=query.after, limit=query.limit)
         remaining = deadline - time.monotonic()
-        if messages or remaining <= 0:
+        if messages or remaining <= 0 or sandbox.stopping:
             break
         await sandbox.wait_for_delivery(version, remaining)
     page = OutboxPage(

@@ -73,6 +73,10 @@ class WhatsAppProvider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close connections."""
 
+    async def release_waiters(self) -> None:  # noqa: B027 - optional hook
+        """Shutdown begins: answer the HTTP requests parked on this provider (long polls) now,
+        so that the server does not wait for them before stopping."""
+
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Deliver one outgoing message; raise :class:`SendError`."""

@@ -64,6 +64,8 @@ class SandboxProvider(WhatsAppProvider):
         self.max_media_bytes = max_media_bytes
         self._delivered = asyncio.Condition()
         self.version = 0  # bumped on every delivery (long polling compares it)
+        self.stopping = False  # shutdown began: long polls answer at once
+        self.parked = 0  # long polls waiting for a delivery right now
         self.failure_rate = failure_rate
         self.retry_after_s = retry_after_s
         self.send_calls = 0
@@ -131,9 +133,20 @@ class SandboxProvider(WhatsAppProvider):
         ]
 
     async def wait_for_delivery(self, since_version: int, timeout_s: float) -> None:
-        """Return once anything was delivered after ``since_version`` (or after ``timeout_s``)."""
+        """Return once anything was delivered after ``since_version`` (or after ``timeout_s``, or
+        when shutdown begins)."""
         async with self._delivered:
+            self.parked += 1
             try:
-                await asyncio.wait_for(self._delivered.wait_for(lambda: self.version != since_version), timeout_s)
+                await asyncio.wait_for(
+                    self._delivered.wait_for(lambda: self.version != since_version or self.stopping), timeout_s
+                )
             except TimeoutError:
                 return
+            finally:
+                self.parked -= 1
+
+    async def release_waiters(self) -> None:
+        self.stopping = True
+        async with self._delivered:
+            self._delivered.notify_all()
