@@ -13,8 +13,10 @@ For a batch of :class:`InboundEvent` values, in ONE transaction:
 5. an optional ``within`` callback joins the same transaction (the poller advances its cursor there).
 
 Each step is one statement for the whole batch. After the commit the staged messages are
-published at once; if that fails (broker away, crash) the outbox relay publishes them later.
-Nothing acknowledged to a provider can be lost.
+published at once (``Outbox.publish_after_commit``; the report's ``published`` says when the
+broker confirmed them -- the Wappi poller waits for it, the Meta webhook answers Meta first); if
+that fails (broker away, crash) the outbox relay publishes them later. Nothing acknowledged to a
+provider can be lost.
 
 A single event (a sandbox POST) goes through :meth:`Ingestor.submit`: the events submitted at
 about the same time share one batch (group commit, ``parley_shared.batching``), so a burst of
@@ -23,8 +25,6 @@ requests costs a few transactions instead of one each.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -66,6 +66,7 @@ class IngestReport:
     outcomes: list[Outcome] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)  # outbox message ids
     status_ids: list[str] = field(default_factory=list)
+    published: Awaitable[bool] | None = None  # the publish after the commit (True once confirmed)
     # Metric increments, counted once the transaction committed: a batch that rolls back (and is
     # retried, or re-run item by item) is not counted twice.
     tallies: list[tuple[PromCounter, tuple[str, ...]]] = field(default_factory=list)
@@ -93,10 +94,10 @@ class Ingestor:
         self.runtime = runtime
         self.ignore_list = ignore_list
         self.outbound = outbound
-        self._background: set[asyncio.Task[None]] = set()
         self.group_commit: GroupCommit[InboundEvent, Outcome] = GroupCommit(
             self._ingest_and_publish,
             name="inbound_ingest",
+            drains=runtime.drains,
             max_batches=2,
             retry_alone=lambda exc: not is_transient(exc),
         )
@@ -108,7 +109,8 @@ class Ingestor:
 
     async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
         report = await self.ingest(events)
-        await self.publish(report)
+        if report.published is not None:
+            await report.published
         return report.outcomes
 
     async def ingest(
@@ -118,7 +120,8 @@ class Ingestor:
         statuses: Sequence[StatusEvent] = (),
         within: Callable[[Session], Awaitable[None]] | None = None,
     ) -> IngestReport:
-        """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction; commit."""
+        """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction, commit, and
+        start publishing what it staged (``report.published``)."""
         report = IngestReport()
         async with self.runtime.sessions() as session, session.begin():
             if events:
@@ -130,6 +133,7 @@ class Ingestor:
                 await within(session)
         for counter, labels in report.tallies:
             counter.labels(*labels).inc()
+        report.published = self.runtime.outbox.publish_after_commit(ids=[*report.staged, *report.status_ids])
         return report
 
     async def _log_and_stage(
@@ -206,29 +210,3 @@ class Ingestor:
         ]
         await self.runtime.outbox.add_many(session, linked)
         return final
-
-    # ---------------------------------------------------------------- after the commit
-    async def publish(self, report: IngestReport) -> None:
-        """Publish what the committed batch staged; on failure the outbox relay takes over."""
-        ids = [*report.staged, *report.status_ids]
-        if not ids:
-            return
-        try:
-            await self.runtime.outbox.publish_ids(ids)
-        except Exception as exc:
-            log.warning("ingest.publish_deferred", error=type(exc).__name__, count=len(ids))
-            self.runtime.outbox.wake()
-
-    def publish_soon(self, report: IngestReport) -> None:
-        """Publish in the background (the HTTP answer does not wait for the broker)."""
-        if not report.staged and not report.status_ids:
-            return
-        task = asyncio.create_task(self.publish(report))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def drain(self) -> None:
-        """Wait for background publishing (at shutdown)."""
-        if self._background:
-            with contextlib.suppress(Exception):
-                await asyncio.wait(list(self._background), timeout=10)

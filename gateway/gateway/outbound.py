@@ -106,7 +106,11 @@ class OutboundLog:
         self.runtime = runtime
         self.provider = provider
         self.group_commit: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
-            self._finish_batch, name="outbound_outcomes", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._finish_batch,
+            name="outbound_outcomes",
+            drains=runtime.drains,
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
         )
 
     async def claim(self, message: OutgoingMessage) -> OutboundRow:

@@ -421,6 +421,7 @@ async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fai
             clock=runtime.clock,
             follow_ups=follow_ups,  # type: ignore[arg-type]
             schedule=lambda contact_id, _delay: scheduled.append(contact_id),
+            drains=runtime.drains,
             window_s=30.0,
             min_confidence=0.6,
             max_classification_turns=3,

@@ -33,6 +33,7 @@ from parley_shared.contracts import (
     VoiceTranscriptionRequest,
     stable_id,
 )
+from parley_shared.retry import Backoff
 from parley_shared.topology import INCOMING, VOICE
 from tests.support.fake_meta import audio_message, contact, envelope, meta_message, status, text_message
 from tests.support.fake_wappi import wappi_message
@@ -398,10 +399,10 @@ def test_retry_after_and_backoff() -> None:
     assert retry.parse_retry_after("Mon, 05 Jan 2026 06:00:00 GMT", NOW) == 0.0  # in the past
     assert retry.parse_retry_after(None, NOW) is None and retry.parse_retry_after("soon", NOW) is None
     assert retry.parse_retry_after("99999999999", NOW) == retry.MAX_RETRY_AFTER_S
-    assert [retry.backoff_delay(n, base_s=2, max_s=20) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 16, 20]
-    assert retry.backoff_delay(1, base_s=2, max_s=300, retry_after_s=30) == 30  # Retry-After wins when longer
-    assert retry.backoff_delay(5, base_s=2, max_s=300, retry_after_s=1) == 32
-    assert retry.backoff_delay(1, base_s=2, max_s=10, retry_after_s=3600) == 10
+    assert [Backoff(first_s=2, max_s=20).delay(n) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 16, 20]
+    assert Backoff(first_s=2, max_s=300).delay(1, retry_after_s=30) == 30  # Retry-After wins when longer
+    assert Backoff(first_s=2, max_s=300).delay(5, retry_after_s=1) == 32
+    assert Backoff(first_s=2, max_s=10).delay(1, retry_after_s=3600) == 10
 
 
 @given(st.text(max_size=60))

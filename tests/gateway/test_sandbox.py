@@ -366,13 +366,13 @@ async def test_a_crash_between_the_log_write_and_the_publish_is_covered_by_the_r
     async with running(gateway_settings(amqp_url, database_url)) as client:
         gateway = client.app[GATEWAY]
 
-        async def crashed(_report: object) -> None:  # committed, then "died" before publishing
-            return None
+        async def crashed(**_staged: object) -> bool:  # committed, then "died" before publishing
+            return False
 
         async def nothing() -> int:  # and its relay never ran again (no drain at exit either)
             return 0
 
-        monkeypatch.setattr(gateway.ingestor, "publish", crashed)
+        monkeypatch.setattr(gateway.runtime.outbox, "publish_after_commit", crashed)
         monkeypatch.setattr(gateway.runtime.outbox, "relay_once", nothing)
         response = await client.post(
             "/sandbox/inbound", json={"from": PHONE, "text": "lost?", "id": "c1"}, headers=AUTH

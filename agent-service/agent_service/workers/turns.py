@@ -45,7 +45,6 @@ from agent_service.domain.ordering import Readiness, Waiting, missing_links, rea
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
-from parley_shared.broker import PublishError
 from parley_shared.clock import Clock
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
 from parley_shared.db import Session, SessionFactory
@@ -91,11 +90,9 @@ class TurnRunner:
         clock: Clock,
         follow_ups: FollowUps,
         booker: CallBooker,
-        window_s: float,
         lease_s: float,
         max_concurrent: int,
         history_limit: int,
-        sweep_interval_s: float,
         min_confidence: float,
         max_classification_turns: int,
         order_gap_wait_s: float,
@@ -106,10 +103,8 @@ class TurnRunner:
         self.clock = clock
         self.follow_ups = follow_ups
         self.booker = booker
-        self.window_s = window_s
         self.lease = timedelta(seconds=lease_s)
         self.history_limit = history_limit
-        self.sweep_interval_s = sweep_interval_s
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
         self.order_gap_wait = timedelta(seconds=order_gap_wait_s)
@@ -180,22 +175,13 @@ class TurnRunner:
             self.spawn(contact_id)
 
     async def sweep_once(self) -> int:
-        """Start every due, unleased turn (crash recovery, other replicas' leftovers)."""
+        """Start every due, unleased turn (crash recovery, other replicas' leftovers): the periodic
+        job of every ``TURN_SWEEP_INTERVAL_S``."""
         async with self._session() as session:
             due = await repo.due_contacts(session, self.clock.now(), SWEEP_BATCH)
         for contact_id in due:
             self.spawn(contact_id)
         return len(due)
-
-    async def run_sweeper(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database away: next round
-                log.warning("turn.sweep_failed", error=type(exc).__name__)
-            await asyncio.sleep(self.sweep_interval_s)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop timers, let running turns finish for ``grace_s``, then cancel (their leases are released)."""
@@ -208,8 +194,8 @@ class TurnRunner:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a turn's own failure was logged by _run
 
     async def idle(self, timeout_s: float = 30.0) -> None:
         """Wait until no timer or turn is pending here (tests)."""
@@ -244,20 +230,28 @@ class TurnRunner:
         return report
 
     async def _keep_lease(self, contact_id: int, token: str) -> None:
-        """Renew the lease every third of its length while the turn runs (a slow model call)."""
+        """Renew the lease every third of its length while the turn runs (a slow model call). A
+        renewal that fails (the database away for a moment) is logged; the next one tries again,
+        and a lease that ran out meanwhile is caught by the re-check before anything is written."""
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 async with self._session(begin=True) as session:
                     if not await repo.renew_lease(session, contact_id, token, self.clock.now() + self.lease):
                         return
+            except Exception as exc:
+                log.warning("turn.lease_renewal_failed", contact_id=contact_id, error=type(exc).__name__)
 
     async def _give_up(self, contact_id: int, token: str, *, retry_in_s: float) -> None:
-        with contextlib.suppress(Exception):
+        """Hand the lease back after a failed or cancelled turn; if that fails too, the lease runs
+        out by itself and the sweeper starts the turn again."""
+        try:
             async with self._session(begin=True) as session:
                 retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
                 await repo.release_turn(session, contact_id, token, retry_at=retry_at)
+        except Exception as exc:
+            log.warning("turn.release_failed", contact_id=contact_id, error=type(exc).__name__)
 
     async def _load(self, session: Session, contact: Any) -> _Loaded:
         """The pending messages this turn answers, the recent history and (when the moderator will
@@ -441,12 +435,8 @@ class TurnRunner:
         )
 
     async def publish(self, contact_id: int) -> None:
-        try:
-            async with self._db_slots:
-                await self.outbox.publish_caused_by(repo.contact_cause(contact_id))
-        except PublishError as exc:  # the relay publishes it later
-            log.warning("turn.publish_deferred", contact_id=contact_id, error=type(exc).__name__)
-            self.outbox.wake()
+        async with self._db_slots:
+            await self.outbox.publish_after_commit(causes=[repo.contact_cause(contact_id)])
 
 
 def _reply_error(plan: TurnPlan) -> str | None:

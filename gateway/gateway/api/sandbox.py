@@ -158,6 +158,6 @@ async def outbox(request: web.Request) -> web.Response:
     return json_response(page)
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/sandbox/inbound", inbound, name="sandbox-inbound")
     app.router.add_get("/sandbox/outbox", outbox, name="sandbox-outbox")

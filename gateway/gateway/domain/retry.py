@@ -1,4 +1,5 @@
-"""Send failures: permanent or worth retrying, and how long to wait before the next attempt.
+"""Send failures: permanent or worth retrying (the wait before the next attempt is the shared retry
+policy's, ``parley_shared.retry``).
 
 * **transient** -- HTTP 429, 408, 5xx, provider rate-limit codes, a connection that never got
   through: the message was certainly not delivered; retry with exponential backoff, waiting at
@@ -78,9 +79,3 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when is None or when.tzinfo is None:
         return None
     return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
-
-
-def backoff_delay(failures: int, *, base_s: float, max_s: float, retry_after_s: float | None = None) -> float:
-    """Wait before attempt ``failures + 1``: ``base * 2^(failures-1)``, at least ``Retry-After``, at most ``max_s``."""
-    exponential = base_s * 2 ** min(max(failures - 1, 0), 30)
-    return min(max(exponential, retry_after_s or 0.0), max_s)

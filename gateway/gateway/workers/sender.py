@@ -30,17 +30,17 @@ import structlog
 
 from gateway import metrics
 from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
-from gateway.domain.retry import Failure, Outcome, backoff_delay
+from gateway.domain.retry import Failure, Outcome
 from gateway.outbound import DONE, OutboundLog, OutStatus
 from gateway.providers.base import SendError, SendResult, WhatsAppProvider
 from gateway.settings import GatewaySettings
 from parley_shared.broker import PermanentFailure, is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingMessage
+from parley_shared.retry import Backoff, Sleep
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
-Sleep = Callable[[float], Awaitable[None]]
 UNKNOWN_OUTCOME = "unknown_outcome"
 
 
@@ -179,6 +179,7 @@ class Sender:
         self.pacer = pacer
         self.settings = settings
         self.sleep = sleep
+        self.backoff = Backoff(first_s=settings.send_backoff_base_s, max_s=settings.send_backoff_max_s)
         self.name = provider.name.value
         self._in_flight: dict[str, _Delivery] = {}
 
@@ -271,12 +272,7 @@ class Sender:
                     Outcome.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
                 )
                 await self._give_up(message, OutStatus.FAILED, exhausted)
-            delay = backoff_delay(
-                failures,
-                base_s=self.settings.send_backoff_base_s,
-                max_s=self.settings.send_backoff_max_s,
-                retry_after_s=failure.retry_after_s,
-            )
+            delay = self.backoff.delay(failures, failure.retry_after_s)
             if failure.retry_after_s is not None:
                 self.pacer.pause(delay)  # the provider asked the account to slow down
             error = f"{failure.code}: {failure.reason}"[:1000]
@@ -316,22 +312,13 @@ class Sender:
         raise PermanentFailure(f"{failure.code}: {failure.reason}")
 
     async def _publish(self, cause_id: str) -> None:
-        try:
-            await self.runtime.outbox.publish_caused_by(cause_id)
-        except Exception as exc:  # the relay publishes it
-            log.warning("sender.status_publish_deferred", error=type(exc).__name__)
+        await self.runtime.outbox.publish_after_commit(causes=[cause_id])
 
 
-async def _until_stored(write: Callable[[], Awaitable[Any]], *, give_up_s: float = 300.0) -> None:
-    deadline = time.monotonic() + give_up_s
-    delay = 0.2
-    while True:
-        try:
-            await write()
-            return
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                raise
-            log.warning("sender.store_retry", error=type(exc).__name__, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+# A write that records what happened at the provider is retried while the database is away:
+# losing it would turn into a resend (or an "unknown outcome") on the next delivery.
+STORE = Backoff(first_s=0.2, max_s=5.0, give_up_after_s=300.0)
+
+
+async def _until_stored(write: Callable[[], Awaitable[Any]]) -> None:
+    await STORE.call(write, name="sender.store", retry_if=is_transient)
