@@ -2,7 +2,7 @@
 
 For a batch of :class:`InboundEvent` values, in ONE transaction:
 
-1. decide each event (:func:`gateway.domain.events.admit`): own messages, group chats and
+1. decide each event (:func:`gateway.domain.admission.admit`): own messages, group chats and
    non-phones are skipped; the phone becomes E.164;
 2. log it in ``message_logs`` (direction ``inbound``, ``message_id = stable_id("in", provider,
    provider message id)``); the unique key ``(direction, message_id)`` turns a message seen
@@ -33,7 +33,7 @@ from prometheus_client import Counter as PromCounter
 
 from gateway import chains, metrics
 from gateway.db import tables
-from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
+from gateway.domain.admission import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
 from parley_shared.batching import GroupCommit
@@ -53,7 +53,7 @@ STATUS_IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Ingested:
     """What became of one event: ``published``, ``duplicate``, ``ignored`` or ``skipped``."""
 
     status: str
@@ -63,7 +63,7 @@ class Outcome:
 
 @dataclass
 class IngestReport:
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Ingested] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)  # outbox message ids
     status_ids: list[str] = field(default_factory=list)
     published: Awaitable[bool] | None = None  # the publish after the commit (True once confirmed)
@@ -94,7 +94,7 @@ class Ingestor:
         self.runtime = runtime
         self.ignore_list = ignore_list
         self.outbound = outbound
-        self.group_commit: GroupCommit[InboundEvent, Outcome] = GroupCommit(
+        self.group_commit: GroupCommit[InboundEvent, Ingested] = GroupCommit(
             self._ingest_and_publish,
             name="inbound_ingest",
             drains=runtime.drains,
@@ -102,12 +102,12 @@ class Ingestor:
             retry_alone=lambda exc: not is_transient(exc),
         )
 
-    async def submit(self, event: InboundEvent) -> Outcome:
+    async def submit(self, event: InboundEvent) -> Ingested:
         """Ingest and publish one event (an HTTP request's), sharing a transaction with the events
         submitted at about the same time (group commit); returns what became of it."""
         return await self.group_commit.submit(event)
 
-    async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
+    async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Ingested]:
         report = await self.ingest(events)
         if report.published is not None:
             await report.published
@@ -138,17 +138,17 @@ class Ingestor:
 
     async def _log_and_stage(
         self, session: Session, events: Sequence[InboundEvent], ignored: frozenset[str], report: IngestReport
-    ) -> list[Outcome]:
+    ) -> list[Ingested]:
         """One statement logs every admitted event (a message seen before is a no-op), one stages them."""
         now = self.runtime.clock.now()
-        outcomes: list[Outcome | _Admitted] = []
+        outcomes: list[Ingested | _Admitted] = []
         for event in events:
             provider = event.provider.value
             report.tally(metrics.RECEIVED, provider)
             admission = admit(event, ignored)
             if admission.verdict is Verdict.SKIPPED:
                 report.tally(metrics.SKIPPED, provider, admission.reason or "other")
-                outcomes.append(Outcome("skipped", reason=admission.reason))
+                outcomes.append(Ingested("skipped", reason=admission.reason))
                 continue
             assert admission.phone is not None
             message_id = inbound_message_id(event.provider, event.provider_message_id)
@@ -181,7 +181,7 @@ class Ingestor:
             logged = {message_id for _, message_id in result.all()}
         staged: list[tuple[WorkQueue, Contract, str]] = []
         chain: list[tuple[str, str]] = []  # (phone, message id) of each staged message
-        final: list[Outcome] = []
+        final: list[Ingested] = []
         for item in outcomes:
             if not isinstance(item, _Admitted):
                 final.append(item)
@@ -189,19 +189,19 @@ class Ingestor:
             provider, message_id = item.event.provider.value, str(item.row["message_id"])
             if message_id not in logged:  # seen before (or twice in this batch: the first one counts)
                 report.tally(metrics.DUPLICATES, provider)
-                final.append(Outcome("duplicate", message_id))
+                final.append(Ingested("duplicate", message_id))
                 continue
             logged.discard(message_id)
             if item.row["status"] == STATUS_IGNORED:
                 report.tally(metrics.IGNORED, provider)
                 log.info("ingest.ignored", provider=provider, phone=item.row["phone"], message_id=message_id)
-                final.append(Outcome("ignored", message_id, item.reason))
+                final.append(Ingested("ignored", message_id, item.reason))
                 continue
             staged.append((item.queue, item.payload, message_id))
             chain.append((str(item.row["phone"]), message_id))
             report.staged.append(item.payload.message_id)
             report.tally(metrics.PUBLISHED, provider, item.queue.name)
-            final.append(Outcome("published", message_id))
+            final.append(Ingested("published", message_id))
         # Each staged message names its contact's previous one (in this batch's order).
         previous = await chains.link(session, chain, now)
         linked = [

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Row
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import StatusEvent
+from gateway.domain.admission import StatusEvent
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id

@@ -1,7 +1,7 @@
 """Turns on the real RabbitMQ and both databases: bursts, idempotency, order at scale across replicas,
 the takeover race, non-clients, crash recovery, delivery statuses, operator messages.
 
-Done when: 200 contacts sending 3 messages each, interleaved: each contact's replies come in order,
+200 contacts sending 3 messages each, interleaved: each contact's replies come in order,
 none twice, none missing. A takeover during a slow model call: no AI reply reaches that contact.
 """
 

@@ -1,4 +1,4 @@
-"""What the demo chat shows, read off an emulated terminal (tests/support/terminal.py): outside text
+"""What the demo chat shows, read off an emulated terminal (tests/demo/terminal.py): outside text
 verbatim and inert, replies apart from the prompt, the managers' views as tables, the start banner.
 
 The data are built through the services' own response models and serialised as they send them,
@@ -27,14 +27,14 @@ from pydantic import BaseModel
 
 from agent_service.api.analytics import AnalyticsOut
 from agent_service.api.conversation import Conversation
-from gateway.api.sandbox import DeliveredOut
+from gateway.providers.sandbox import Delivered
 from parley_demo import render
 from parley_demo.__main__ import main
 from parley_demo.chat import ChatApp
 from parley_demo.client import ParleyClient
 from parley_demo.terminal import emit, piped_lines, prompt_lines
+from tests.demo.terminal import Terminal
 from tests.gateway.helpers import eventually
-from tests.support.terminal import Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+77010000001"
@@ -50,7 +50,7 @@ def wire(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
 
 def delivered(text: str, kind: str = "reply", cursor: int = 1) -> dict[str, Any]:
     return wire(
-        DeliveredOut,
+        Delivered,
         {
             "cursor": cursor,
             "message_id": f"m{cursor}",

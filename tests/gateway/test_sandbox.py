@@ -18,7 +18,7 @@ from sqlalchemy import select
 from gateway.app import create_app
 from gateway.context import GATEWAY
 from gateway.db import tables
-from gateway.domain.events import InboundEvent
+from gateway.domain.admission import InboundEvent
 from parley_shared.contracts import MessageKind, OutgoingKind, OutgoingMessage, Provider, stable_id
 from parley_shared.db import create_engine
 from parley_shared.phone import mask_phone

@@ -1,4 +1,4 @@
-"""Turns: one contact at a time, bursts buffered, any number of replicas (R-A1).
+"""Turns: one contact at a time, bursts buffered, any number of replicas.
 
 The incoming consumer only records a message (``pending``) and sets the contact's
 ``turn_due_at`` to "now + ``BUFFER_WINDOW_S``". A turn starts when that moment has passed --

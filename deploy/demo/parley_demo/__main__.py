@@ -29,8 +29,8 @@ from rich.text import Text
 from parley_demo import render
 from parley_demo.chat import ChatApp
 from parley_demo.client import ParleyClient
-from parley_demo.processes import ServiceProcess, free_port
 from parley_demo.terminal import piped_lines, prompt_lines
+from parley_dev.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from gateway import metrics
 from gateway.context import GATEWAY
-from gateway.domain.events import PayloadError
+from gateway.domain.admission import PayloadError
 from gateway.domain.meta import SIGNATURE_HEADER, SignatureCheck, check_signature, parse_body, parse_webhook
 from parley_shared.http import HTTPError, json_response, public
 from parley_shared.openapi import Response, describe

@@ -9,42 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from gateway.db import tables
-from gateway.domain.retry import classify_http
+from gateway.domain.failures import classify_http
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
 from parley_shared.db import SessionFactory, insert_ignore
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(BaseModel):
+    """One message the sandbox "delivered" (``GET /sandbox/outbox``)."""
+
+    model_config = ConfigDict(frozen=True)
+
     cursor: int
     message_id: str
+    provider_message_id: str
     correlation_id: str
     to: str
     text: str
     kind: str
     in_reply_to: list[str]
     sent_at: datetime
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "cursor": self.cursor,
-            "message_id": self.message_id,
-            "provider_message_id": f"sandbox-{self.cursor}",
-            "correlation_id": self.correlation_id,
-            "to": self.to,
-            "text": self.text,
-            "kind": self.kind,
-            "in_reply_to": self.in_reply_to,
-            "sent_at": self.sent_at.isoformat(),
-        }
 
 
 class SandboxProvider(WhatsAppProvider):
@@ -121,6 +112,7 @@ class SandboxProvider(WhatsAppProvider):
         return [
             Delivered(
                 cursor=r.id,
+                provider_message_id=f"sandbox-{r.id}",
                 message_id=r.message_id,
                 correlation_id=r.correlation_id,
                 to=r.phone,

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import InboundEvent, PayloadError
+from gateway.domain.admission import InboundEvent, PayloadError
 from gateway.domain.wappi import Cursor, PollBatch, to_event
 from gateway.ingest import Ingestor
 from gateway.providers.wappi import WappiProvider

@@ -10,7 +10,7 @@ Once and only once (``outbound.py``): a row per message id; a message already ``
 acknowledged without sending; ``sending`` is committed before the provider call, so a message
 interrupted mid-call is reported as failed with ``unknown_outcome`` instead of being sent again.
 
-Failures (``domain/retry.py``): 429, 5xx, provider rate limits and connections that never got
+Failures (``domain/failures.py``): 429, 5xx, provider rate limits and connections that never got
 through are retried with exponential backoff honouring ``Retry-After`` (which also pauses the
 whole account); permanent failures and exhausted retries are reported on ``delivery_status``
 and dead-lettered with the reason (:class:`parley_shared.broker.PermanentFailure`).
@@ -29,8 +29,8 @@ from typing import Any, NoReturn
 import structlog
 
 from gateway import metrics
+from gateway.domain.failures import Failure, FailureKind
 from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
-from gateway.domain.retry import Failure, Outcome
 from gateway.outbound import DONE, OutboundLog, OutStatus
 from gateway.providers.base import SendError, SendResult, WhatsAppProvider
 from gateway.settings import GatewaySettings
@@ -236,7 +236,7 @@ class Sender:
             await self._give_up(
                 message,
                 OutStatus.UNKNOWN,
-                Failure(Outcome.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
+                Failure(FailureKind.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
             )
         return True
 
@@ -263,13 +263,13 @@ class Sender:
                 return result
             metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
             failures += 1
-            if failure.outcome is Outcome.AMBIGUOUS:
+            if failure.kind is FailureKind.AMBIGUOUS:
                 await self._give_up(message, OutStatus.UNKNOWN, failure)
-            if failure.outcome is Outcome.PERMANENT:
+            if failure.kind is FailureKind.PERMANENT:
                 await self._give_up(message, OutStatus.FAILED, failure)
             if failures >= self.settings.send_max_attempts:
                 exhausted = Failure(
-                    Outcome.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
+                    FailureKind.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
                 )
                 await self._give_up(message, OutStatus.FAILED, exhausted)
             delay = self.backoff.delay(failures, failure.retry_after_s)
@@ -305,7 +305,7 @@ class Sender:
         await _until_stored(
             lambda: self.outbound.finish(message, status, error_code=failure.code, error_reason=failure.reason)
         )
-        reason = "unknown" if status is OutStatus.UNKNOWN else failure.outcome.value
+        reason = "unknown" if status is OutStatus.UNKNOWN else failure.kind.value
         metrics.FAILED.labels(self.name, reason).inc()
         log.warning("sender.failed", message_id=message.message_id, code=failure.code, outcome=reason)
         await self._publish(message.message_id)

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import inbound_message_id, transcribed
+from gateway.domain.admission import inbound_message_id, transcribed
 from gateway.ingest import INBOUND
 from gateway.providers.base import Media, MediaError, WhatsAppProvider
 from gateway.settings import GatewaySettings

@@ -19,7 +19,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 
-class Outcome(enum.StrEnum):
+class FailureKind(enum.StrEnum):
     TRANSIENT = "transient"
     PERMANENT = "permanent"
     AMBIGUOUS = "ambiguous"
@@ -27,14 +27,14 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Failure:
-    outcome: Outcome
+    kind: FailureKind
     code: str | None  # the provider's error code, else the HTTP status
     reason: str
     retry_after_s: float | None = None
 
     @property
     def retryable(self) -> bool:
-        return self.outcome is Outcome.TRANSIENT
+        return self.kind is FailureKind.TRANSIENT
 
 
 # Meta Graph error codes that mean "slow down / try again" rather than "never".
@@ -61,8 +61,8 @@ def classify_http(status: int, code: str | None, reason: str, retry_after_s: flo
     """Sort a provider's error answer into transient or permanent."""
     code = code or str(status)
     if status in (408, 429) or status >= 500 or code in META_TRANSIENT_CODES:
-        return Failure(Outcome.TRANSIENT, code, reason, retry_after_s)
-    return Failure(Outcome.PERMANENT, code, reason)
+        return Failure(FailureKind.TRANSIENT, code, reason, retry_after_s)
+    return Failure(FailureKind.PERMANENT, code, reason)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
