@@ -31,20 +31,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agent_service.db import tables
 from agent_service.settings import AgentSettings
-from parley_shared.broker import Broker, BrokerUnavailable, PublishError
+from parley_shared.broker import Broker, BrokerUnavailable
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import ContactErasure, new_id
 from parley_shared.db import Session, SessionFactory, session_factory
 from parley_shared.outbox import Outbox
 from parley_shared.privacy import delete_bodies_mentioning, record_erasure
-from parley_shared.retention import Retention, Rule, kept, shared_rules
-from parley_shared.service import Runtime
+from parley_shared.retention import Rule, kept, shared_rules
+from parley_shared.shutdown import Drains
 from parley_shared.topology import ERASURE
 
 log = structlog.get_logger(__name__)
@@ -85,10 +84,7 @@ class AgentPrivacy:
     async def send_to_gateway(self, erased: Erased) -> bool:
         """Publish the gateway's part now and drop its outbox row (it names the phone). False: the
         broker did not confirm; the relay publishes it later and retention removes the row."""
-        try:
-            await self.outbox.publish_ids([erased.gateway_request])
-        except PublishError:
-            self.outbox.wake()
+        if not await self.outbox.publish_after_commit(ids=[erased.gateway_request]):
             return False
         outbox = tables.outbox
         async with self.sessions() as session, session.begin():
@@ -130,7 +126,9 @@ async def erase_from_cli(settings: AgentSettings, engine: AsyncEngine, phone: st
     the broker answers within a few seconds, else the running service's outbox relay sends it."""
     sessions = session_factory(engine)
     broker = Broker(settings.amqp_url.get_secret_value(), service="agent-service-cli", startup_timeout_s=5)
-    privacy = AgentPrivacy(sessions, SystemClock(), settings, Outbox(tables.outbox, sessions, broker))
+    drains = Drains()
+    outbox = Outbox(tables.outbox, sessions, broker, drains=drains)
+    privacy = AgentPrivacy(sessions, SystemClock(), settings, outbox)
     try:
         erased = await privacy.erase(phone, requested_by="cli")
         try:
@@ -140,22 +138,6 @@ async def erase_from_cli(settings: AgentSettings, engine: AsyncEngine, phone: st
         else:
             sent = await privacy.send_to_gateway(erased)
     finally:
+        await drains.drain_all(5)
         await broker.close()
     return {"phone_hash": erased.phone_hash, "removed": erased.removed, "gateway": "sent" if sent else "queued"}
-
-
-PRIVACY = web.AppKey("privacy", AgentPrivacy)
-
-
-def install(app: web.Application, runtime: Runtime, settings: AgentSettings) -> AgentPrivacy:
-    """Erasure (its route) and the retention job."""
-    from agent_service.api import erasure as erasure_api
-
-    privacy = AgentPrivacy(runtime.sessions, runtime.clock, settings, runtime.outbox)
-    app[PRIVACY] = privacy
-    retention = Retention(
-        runtime.sessions, runtime.clock, retention_rules(settings), interval_s=settings.retention_interval_s
-    )
-    runtime.add_worker("retention", retention.run)
-    erasure_api.add_routes(app)
-    return privacy

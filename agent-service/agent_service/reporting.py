@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from agent_service.settings import AgentSettings
@@ -53,7 +52,7 @@ class Reporting:
         self.refused = 0
         self._cache: OrderedDict[Hashable, tuple[datetime, Any]] = OrderedDict()
 
-    async def close(self, _app: web.Application | None = None) -> None:
+    async def close(self) -> None:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -105,13 +104,3 @@ class Reporting:
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
-
-
-REPORTING = web.AppKey("reporting", Reporting)
-
-
-def install(app: web.Application, settings: AgentSettings) -> Reporting:
-    reporting = Reporting(settings)
-    app[REPORTING] = reporting
-    app.on_cleanup.append(reporting.close)
-    return reporting

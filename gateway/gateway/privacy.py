@@ -8,7 +8,8 @@
   stays, so a Meta retry or a re-polled message of the erased contact is still a duplicate; the
   phone becomes the first 20 characters of its keyed hash, ``phone_masked`` becomes ``erased``,
   the provider's message id (a wamid encodes the number) and any error text are cleared;
-* ``sandbox_outbox`` rows of the phone are deleted;
+* ``sandbox_outbox`` rows of the phone are deleted, and so is its ``contact_chains`` head (the
+  next message of that phone, if any, starts a new chain);
 * ``outbox`` rows whose body carries the phone are deleted, published or not: inbound messages,
   voice notes with their audio (the only media the gateway ever stores), delivery statuses;
 * dead letters carrying the phone are deleted from every dead-letter queue (first, so that a
@@ -18,9 +19,10 @@
 The ignore list is left alone: a number the business blocked stays blocked.
 
 **Retention** -- :func:`retention_rules`: published outbox rows after ``OUTBOX_RETENTION_H``,
-consumed inbox ids after ``INBOX_RETENTION_DAYS``, ``message_logs`` and ``sandbox_outbox`` rows
-after ``MESSAGE_LOG_RETENTION_DAYS`` (at least 8 days: Meta retries a webhook for 7, and the
-message log is what recognises the retry).
+consumed inbox ids after ``INBOX_RETENTION_DAYS``; ``message_logs`` and ``sandbox_outbox`` rows,
+and the ``contact_chains`` heads of contacts silent for as long, after
+``MESSAGE_LOG_RETENTION_DAYS`` (at least 8 days: Meta retries a webhook for 7, and the message log
+is what recognises the retry).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class GatewayPrivacy:
 
     async def _erase_rows(self, session: Session, phone: str, requested_by: str, dead_letters: int) -> dict[str, int]:
         digest = self.settings.erasure_hash(phone)
-        logs, sandbox = tables.message_logs, tables.sandbox_outbox
+        logs, sandbox, chains = tables.message_logs, tables.sandbox_outbox, tables.contact_chains
         cleared = await session.execute(
             update(logs)
             .where(logs.c.phone == phone)
@@ -89,9 +91,11 @@ class GatewayPrivacy:
         )
         sandbox_rows = await session.scalar(select(func.count()).where(sandbox.c.phone == phone))
         await session.execute(delete(sandbox).where(sandbox.c.phone == phone))
+        chain = await session.execute(delete(chains).where(chains.c.phone == phone))
         removed = {
             "message_logs": int(cleared.rowcount or 0),
             "sandbox_outbox": int(sandbox_rows or 0),
+            "contact_chains": int(chain.rowcount or 0),
             "outbox": await delete_bodies_mentioning(session, tables.outbox, phone),
             "dead_letters": dead_letters,
         }
@@ -117,9 +121,10 @@ async def erase_from_cli(settings: GatewaySettings, engine: AsyncEngine, phone: 
 
 def retention_rules(settings: GatewaySettings) -> list[Rule]:
     history = kept(days=settings.message_log_retention_days)
-    logs, sandbox = tables.message_logs, tables.sandbox_outbox
+    logs, sandbox, chains = tables.message_logs, tables.sandbox_outbox, tables.contact_chains
     return [
         *shared_rules(tables.outbox, tables.inbox, settings),
         Rule("message_logs", logs, logs.c.id, logs.c.created_at, history),
         Rule("sandbox_outbox", sandbox, sandbox.c.id, sandbox.c.created_at, history),
+        Rule("contact_chains", chains, chains.c.phone, chains.c.updated_at, history),
     ]

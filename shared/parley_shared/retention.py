@@ -5,8 +5,8 @@ published outbox rows after ``OUTBOX_RETENTION_H`` (their bodies hold phones, te
 voice notes, the audio), consumed inbox ids after ``INBOX_RETENTION_DAYS`` (the window in which
 a redelivered or requeued message is still recognised), and each service's own history.
 
-:meth:`Retention.run` is an APScheduler interval job (``RETENTION_INTERVAL_S``, ``parley_shared.periodic``), like the
-follow-up scheduler; each round deletes in batches of ``batch_size`` rows, one short
+:meth:`Retention.prune_once` runs as a periodic job of each service (``runtime.add_periodic``,
+every ``RETENTION_INTERVAL_S``); each round deletes in batches of ``batch_size`` rows, one short
 transaction per batch, so it never holds a lock for long.
 """
 
@@ -21,7 +21,6 @@ from sqlalchemy import Column, ColumnElement, Table, delete, select
 
 from parley_shared.clock import Clock
 from parley_shared.db import SessionFactory
-from parley_shared.periodic import run_every
 from parley_shared.settings import CommonSettings
 
 log = structlog.get_logger("parley.retention")
@@ -46,13 +45,11 @@ class Retention:
         clock: Clock,
         rules: Sequence[Rule],
         *,
-        interval_s: float = 3600.0,
         batch_size: int = 1000,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.rules = [rule for rule in rules if rule.keep is not None]
-        self.interval_s = interval_s
         self.batch_size = batch_size
 
     async def prune_once(self, now: datetime | None = None) -> dict[str, int]:
@@ -78,16 +75,6 @@ class Retention:
         if any(pruned.values()):
             log.info("retention.pruned", **pruned)
         return pruned
-
-    async def run(self) -> None:
-        """Run :meth:`prune_once` every ``interval_s`` until cancelled."""
-        await run_every(self.interval_s, self._tick, name="retention")
-
-    async def _tick(self) -> None:
-        try:
-            await self.prune_once()
-        except Exception:
-            log.exception("retention.round_failed")
 
 
 def kept(*, days: float = 0.0, hours: float = 0.0) -> timedelta | None:

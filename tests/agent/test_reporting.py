@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event, insert, text
 
 from agent_service.app import create_app
+from agent_service.context import AGENT
 from agent_service.db import tables
-from agent_service.reporting import REPORTING
 from agent_service.settings import AgentSettings
 from parley_shared.clock import ManualClock
 from parley_shared.http import HTTPError
@@ -66,7 +66,7 @@ async def contacts_in_analytics(client: TestClient) -> int:
 
 
 async def test_reports_beyond_the_cap_get_429_with_retry_after(client: TestClient) -> None:
-    reporting = client.app[REPORTING]
+    reporting = client.app[AGENT].reporting
     async with reporting.slot():  # a report is running (REPORTING_MAX_CONCURRENT=1)
         for path in ("/analytics?from=2025-03-21&to=2026-03-20", "/contacts/export.csv"):
             busy = await client.get(path, headers=AUTH)
@@ -105,7 +105,7 @@ async def test_reports_never_take_a_connection_from_the_pool_turns_use(client: T
     finally:
         event.remove(shared, "checkout", checked_out)
     assert checkouts == []
-    assert client.app[REPORTING].engine is not client.app[RUNTIME].engine
+    assert client.app[AGENT].reporting.engine is not client.app[RUNTIME].engine
 
 
 async def test_analytics_answers_are_cached_briefly(amqp_url: str, database_url: str, clock: ManualClock) -> None:
@@ -125,7 +125,7 @@ async def test_a_report_past_the_statement_timeout_is_cancelled_and_a_503(
 ) -> None:
     client = await started(amqp_url, pg_database_url, clock, reporting_statement_timeout_s=0.05)
     try:
-        reporting = client.app[REPORTING]
+        reporting = client.app[AGENT].reporting
         with pytest.raises(HTTPError) as caught:
             async with reporting.session() as session:
                 await session.execute(text("SELECT pg_sleep(2)"))

@@ -1,4 +1,4 @@
-"""Done when: scripted conversations of 8+ turns in English and Russian with the offline engine against
+"""Scripted conversations of 8+ turns in English and Russian with the offline engine against
 the sample catalogue -- every price quoted equals the catalogue's, an unanswerable question gets the
 manager handoff. Through the whole service: ``incoming_messages`` in, ``outgoing_messages`` out."""
 

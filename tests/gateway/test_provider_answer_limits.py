@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.domain.retry import Outcome
+from gateway.domain.failures import FailureKind
 from gateway.providers.base import MAX_ANSWER_BYTES, MediaError, ProviderUnavailable, SendError
 from gateway.providers.meta import MetaProvider
 from gateway.providers.wappi import WappiProvider
@@ -140,7 +140,7 @@ async def test_a_send_answered_with_a_huge_body_is_an_unknown_outcome(
     meta = await on(providers, MetaProvider, await raw_servers.serve(answer))
     with peak_memory() as peak, pytest.raises(SendError) as caught:
         await meta.send(MESSAGE)
-    assert caught.value.failure.outcome is Outcome.AMBIGUOUS
+    assert caught.value.failure.kind is FailureKind.AMBIGUOUS
     assert peak[0] < 3 * MAX_ANSWER_BYTES
 
 
@@ -152,4 +152,4 @@ async def test_an_answer_nested_deeper_than_the_parser_goes_is_junk_not_a_crash(
     meta = await on(providers, MetaProvider, await raw_servers.serve(answer))
     with pytest.raises(SendError) as caught:
         await meta.send(MESSAGE)
-    assert caught.value.failure.outcome is Outcome.PERMANENT  # a 200 without a message id, as for any junk
+    assert caught.value.failure.kind is FailureKind.PERMANENT  # a 200 without a message id, as for any junk

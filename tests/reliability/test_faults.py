@@ -40,8 +40,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from tests.support import infra
-from tests.support.chaos import (
+from tests.reliability.chaos import (
     REPLY_TEXT,
     FaultyModel,
     Prospect,
@@ -55,6 +54,7 @@ from tests.support.chaos import (
     queue_table,
     wait_until,
 )
+from tests.support import infra
 from tests.support.fake_gemini import FakeGemini
 from tests.support.stack import Stack
 

@@ -86,17 +86,28 @@ async def test_the_gateway_prunes_published_outbox_rows_old_inbox_ids_and_its_ol
                 {**sandbox, "message_id": "out-old", "created_at": ago(days=31)},
                 {**sandbox, "message_id": "out-new", "created_at": ago(days=29)},
             ],
+            gateway_tables.contact_chains: [
+                {"phone": "+77010000001", "last_message_id": "a", "updated_at": ago(days=31)},
+                {"phone": "+77010000002", "last_message_id": "b", "updated_at": ago(days=29)},
+            ],
         },
     )
     try:
         rules = gateway_privacy.retention_rules(GatewaySettings(app_env="test"))  # type: ignore[call-arg]
         retention = Retention(session_factory(engine), ManualClock(NOW), rules, batch_size=2)
-        assert await retention.prune_once() == {"outbox": 6, "inbox": 1, "message_logs": 1, "sandbox_outbox": 1}
+        assert await retention.prune_once() == {
+            "outbox": 6,
+            "inbox": 1,
+            "message_logs": 1,
+            "sandbox_outbox": 1,
+            "contact_chains": 1,
+        }
         assert await ids(engine, gateway_tables.outbox.c.message_id) == ["published-new", "unpublished-old"]
         assert await ids(engine, gateway_tables.inbox.c.message_id) == ["seen-new"]
         assert await ids(engine, gateway_tables.message_logs.c.message_id) == ["log-new"]
         assert await ids(engine, gateway_tables.sandbox_outbox.c.message_id) == ["out-new"]
-        assert await retention.prune_once() == {"outbox": 0, "inbox": 0, "message_logs": 0, "sandbox_outbox": 0}
+        assert await ids(engine, gateway_tables.contact_chains.c.phone) == ["+77010000002"]
+        assert set((await retention.prune_once()).values()) == {0}
     finally:
         await engine.dispose()
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from agent_service.api.contacts import PHONE_PARAM, parse_phone
-from agent_service.privacy import PRIVACY
+from agent_service.context import AGENT
 from parley_shared.http import API_CLIENT, json_response
 from parley_shared.openapi import describe
 
@@ -29,7 +29,7 @@ class ErasedOut(BaseModel):
 )
 async def erase(request: web.Request) -> web.Response:
     phone = parse_phone(request)
-    privacy = request.app[PRIVACY]
+    privacy = request.app[AGENT].privacy
     erased = await privacy.erase(phone, requested_by=request.get(API_CLIENT, "open"))
     sent = await privacy.send_to_gateway(erased)
     out = ErasedOut(phone_hash=erased.phone_hash, removed=erased.removed, gateway="sent" if sent else "queued")

@@ -25,7 +25,8 @@ class EraseIn(BaseModel):
 class ErasedOut(BaseModel):
     phone_hash: str = Field(description="HMAC-SHA256 of the phone under ERASURE_KEY: all that is kept of it")
     removed: dict[str, int] = Field(
-        description="message_logs (cleared, ids kept for deduplication), sandbox_outbox, outbox, dead_letters"
+        description="message_logs (cleared, ids kept for deduplication), sandbox_outbox, contact_chains, outbox, "
+        "dead_letters"
     )
 
 
@@ -46,5 +47,5 @@ async def erase(request: web.Request) -> web.Response:
     return json_response(ErasedOut(phone_hash=gateway.settings.erasure_hash(phone), removed=removed))
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/erase", erase, name="erase")

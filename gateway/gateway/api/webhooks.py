@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from gateway import metrics
 from gateway.context import GATEWAY
-from gateway.domain.events import PayloadError
+from gateway.domain.admission import PayloadError
 from gateway.domain.meta import (
     SIGNATURE_HEADER,
     SignatureCheck,
@@ -99,11 +99,11 @@ async def receive(request: web.Request) -> web.Response:
         oldest = min(m.sent_at for m in stale)
         log.warning("webhook.stale_messages", count=len(stale), oldest_sent_at=oldest.isoformat())
     # A database that is away raises a transient error: the shared error middleware answers 503.
-    report = await gateway.ingestor.ingest(messages, statuses=batch.statuses)
-    gateway.ingestor.publish_soon(report)
+    # Meta is answered once the batch committed; its publish goes on after the answer.
+    await gateway.ingestor.ingest(messages, statuses=batch.statuses)
     return json_response(WebhookAck(received=len(messages), statuses=len(batch.statuses)))
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/webhook", verify, name="webhook-verify")
     app.router.add_post("/webhook", receive, name="webhook-receive")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.domain.events import InboundEvent, PayloadError, StatusEvent
+from gateway.domain.admission import InboundEvent, PayloadError, StatusEvent
 from parley_shared.contracts import DeliveryState, MediaRef, MessageKind, Provider
 from parley_shared.untrusted import json_loads
 

@@ -1,7 +1,7 @@
 """erasures: the keyed hash kept of each erased contact
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07 08:52:24.162757
 
 One row per erasure of a phone (``parley_shared/privacy.py``): the HMAC of the phone under
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 import parley_shared.db
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

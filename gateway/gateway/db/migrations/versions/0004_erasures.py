@@ -1,7 +1,7 @@
 """erasures: the keyed hash kept of each erased phone
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07 08:52:21.655759
 
 One row per erasure of a phone (``parley_shared/privacy.py``): the HMAC of the phone under
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 import parley_shared.db
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

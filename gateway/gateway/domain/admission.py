@@ -183,4 +183,5 @@ def transcribed(
         transcription_error=None if transcript else (error or "empty transcript")[:500],
         sent_at=request.sent_at,
         received_at=received_at,
+        previous_message_id=request.previous_message_id,
     )
