@@ -310,17 +310,8 @@ class Broker:
                 log.warning("broker.malformed_message", reason=str(exc))
                 await self._dead_letter_and_ack(state, message, f"malformed: {exc}")
                 return
-            # Infrastructure trouble is retried in place, while the delivery still stands.
-            retrying = self.retry.transient.retrying(
-                name="broker.handler",
-                retry_if=lambda exc: is_transient(exc) and not self._closing and not _delivery_lost(message),
-            )
             try:
-                async for attempt in retrying:
-                    if attempt.retry_state.attempt_number > 1 and _delivery_lost(message):
-                        break  # lost during the backoff: see below
-                    with attempt:
-                        await handler(payload)
+                await self._run_handler(handler, payload, message)
             except PermanentFailure as exc:
                 log.warning("broker.permanent_failure", reason=str(exc)[:300])
                 await self._dead_letter_and_ack(state, message, f"permanent: {exc}"[:1000])
@@ -350,6 +341,31 @@ class Broker:
                 await message.nack(requeue=True)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id", "message_id", "queue")
+
+    async def _run_handler(self, handler: Handler, payload: Any, message: AbstractIncomingMessage) -> None:
+        """Run the handler; infrastructure trouble is retried in place while the delivery still
+        stands. The first attempt goes without the retry machinery (the hot path)."""
+        started = time.monotonic()
+
+        def worth_retrying(exc: BaseException) -> bool:
+            return is_transient(exc) and not self._closing and not _delivery_lost(message)
+
+        backoff = self.retry.transient
+        try:
+            await handler(payload)
+            return
+        except Exception as exc:
+            if not worth_retrying(exc) or backoff.stops(1, started, exc):
+                raise
+            await backoff.wait_after_first(exc, name="broker.handler")
+        retrying = backoff.retrying(
+            name="broker.handler", retry_if=worth_retrying, after_attempts=1, started_at=started
+        )
+        async for attempt in retrying:
+            if _delivery_lost(message):
+                return  # lost during the backoff: the caller leaves it to the redelivered copy
+            with attempt:
+                await handler(payload)
 
     async def _on_handler_failure(self, state: ConsumerState, message: AbstractIncomingMessage, exc: Exception) -> None:
         state.failed += 1
