@@ -5,13 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent_service import wiring as conversation_wiring
+from agent_service.actions import DESK, Desk
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
 from agent_service.api import demo as demo_api
 from agent_service.api import stats as stats_api
+from agent_service.console import routes as console
 from agent_service.db import MIGRATIONS, tables
 from agent_service.engines.base import Engine
 from agent_service.followups import wiring as followups_wiring
+from agent_service.live import LiveFeed
 from agent_service.settings import AgentSettings
 from parley_shared.clock import Clock, OffsetClock
 from parley_shared.service import service_app
@@ -38,8 +41,12 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
     stats_api.add_routes(app)
     demo_api.add_routes(app)
     knowledge = conversation_wiring.build_knowledge(settings)
+    live = LiveFeed(runtime.broker, runtime.clock)  # the managers' screens, across replicas
     follow_ups, booker = followups_wiring.install(app, runtime, settings, knowledge=knowledge)
     conversation_wiring.install(
-        app, runtime, settings, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine
+        app, runtime, settings, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine, live=live
     )
+    desk = Desk(runtime.sessions, runtime.outbox, runtime.clock, follow_ups, booker, live)
+    app[DESK] = desk  # what managers do, for the JSON API and the console alike
+    console.install(app, runtime, settings, desk=desk, live=live, knowledge=knowledge)
     return app

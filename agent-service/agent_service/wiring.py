@@ -19,6 +19,7 @@ from agent_service.engines.base import Engine
 from agent_service.followups.service import FollowUps
 from agent_service.knowledge import KNOWLEDGE, KnowledgeBase
 from agent_service.knowledge.embeddings import GeminiEmbedder
+from agent_service.live import LiveFeed
 from agent_service.prompts import PromptBook
 from agent_service.sales import SalesAgent
 from agent_service.workers.incoming import IncomingHandler
@@ -64,6 +65,7 @@ def install(
     booker: CallBooker,
     knowledge: KnowledgeBase,
     engine: Engine | None = None,
+    live: LiveFeed | None = None,
 ) -> TurnRunner:
     """Register the consumers, the turn sweeper and the conversation routes; return the turn runner."""
     prompts = PromptBook(settings.prompts_dir)
@@ -92,6 +94,8 @@ def install(
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
         order_gap_wait_s=settings.order_gap_wait_s,
+        drafts_when_held=settings.held_drafts,
+        live=live,
     )
     incoming = IncomingHandler(
         sessions=runtime.sessions,
@@ -102,6 +106,8 @@ def install(
         window_s=settings.buffer_window_s,
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
+        drafts_when_held=settings.held_drafts,
+        live=live,
     )
     statuses = StatusHandler(runtime.sessions)
     runtime.add_consumer(INCOMING, incoming)

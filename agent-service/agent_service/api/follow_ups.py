@@ -12,22 +12,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from agent_service.api.contacts import PHONE_PARAM, contact_or_404, parse_phone
+from agent_service.actions import DESK
+from agent_service.actions import follow_ups as follow_ups_actions
+from agent_service.actions.audit import Actor
+from agent_service.api.contacts import PHONE_PARAM, action_errors, parse_phone
 from agent_service.db.tables import contacts, follow_ups
-from agent_service.domain.followup_policy import StopReason
 from agent_service.followups.wiring import FOLLOW_UPS
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
 from parley_shared.phone import PhoneError, to_e164
 from parley_shared.service import RUNTIME
-
-log = structlog.get_logger(__name__)
 
 PAGE_MAX = 500
 
@@ -135,16 +134,9 @@ def query_phone(raw: str) -> str:
 async def cancel(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     query = await read_query(request, CancelQuery)
-    runtime = request.app[RUNTIME]
-    now = runtime.clock.now()
-    async with runtime.sessions() as session, session.begin():
-        contact = await contact_or_404(session, phone)
-        cancelled = await request.app[FOLLOW_UPS].stop(
-            session, contact["id"], StopReason.MANAGER, now, permanent=query.permanent
-        )
-        stopped = query.permanent or bool(contact["follow_ups_stopped"])
-    log.info("follow_up.cancelled_by_manager", contact_id=contact["id"], cancelled=cancelled, permanent=query.permanent)
-    return json_response(FollowUpState(phone=phone, cancelled=cancelled, follow_ups_stopped=stopped))
+    with action_errors():
+        change = await follow_ups_actions.cancel(request.app[DESK], phone, Actor.api(), permanent=query.permanent)
+    return json_response(FollowUpState(phone=phone, cancelled=change.cancelled, follow_ups_stopped=change.stopped))
 
 
 @describe(
@@ -156,10 +148,8 @@ async def cancel(request: web.Request) -> web.Response:
 )
 async def resume(request: web.Request) -> web.Response:
     phone = parse_phone(request)
-    runtime = request.app[RUNTIME]
-    async with runtime.sessions() as session, session.begin():
-        contact = await contact_or_404(session, phone)
-        await request.app[FOLLOW_UPS].resume(session, contact["id"], runtime.clock.now())
+    with action_errors():
+        await follow_ups_actions.resume(request.app[DESK], phone, Actor.api())
     return json_response(FollowUpState(phone=phone, cancelled=0, follow_ups_stopped=False))
 
 

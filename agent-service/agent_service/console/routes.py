@@ -1,0 +1,183 @@
+"""The managers' console: one call from the composition root (:func:`install`) sets it all up.
+
+It mounts the console as a sub-application under ``/console`` (its own middlewares: the
+encrypted session cookie and ``console/web.py``), registers every page module (one module per
+page: ``auth``, ``inbox``, ``conversation``, ``calls``, ``events``), serves the vendored static
+files (htmx and its SSE extension, with their versions in the file names; no CDN), creates the
+first admin from the environment at start, and runs this replica's live-event consumer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import aiohttp_jinja2
+import jinja2
+import structlog
+from aiohttp import web
+from aiohttp_session import session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import Fernet
+
+from agent_service.actions import Desk
+from agent_service.console import auth, calls, conversation, events, inbox
+from agent_service.console.accounts import Accounts
+from agent_service.console.templating import configure
+from agent_service.console.web import CONSOLE, PREFIX, Console, anonymous, console_middleware, csrf_token
+from agent_service.knowledge import KnowledgeBase
+from agent_service.live import LiveFeed
+from parley_shared.http import browser_page
+from parley_shared.service import Runtime
+
+if TYPE_CHECKING:
+    from agent_service.settings import AgentSettings
+
+log = structlog.get_logger(__name__)
+
+COOKIE = "parley_console"
+STATIC = files("agent_service.console") / "static"
+STATIC_FILES = ("htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "console.js", "console.css", "icon.svg")
+
+
+class Static:
+    """The console's static files, read once; served with long caching (their URLs carry a hash)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str, str]] = {}
+        for name in STATIC_FILES:
+            body = (STATIC / name).read_bytes()
+            kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            self.files[name] = (body, kind, hashlib.sha256(body).hexdigest()[:12])
+
+    def url(self, name: str) -> str:
+        return f"{PREFIX}/static/{name}?v={self.files[name][2]}"
+
+    async def handler(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, kind, _ = found
+        charset = "utf-8" if kind.startswith("text/") or kind.endswith("javascript") else None
+        return web.Response(
+            body=body,
+            content_type=kind,
+            charset=charset,
+            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
+
+HTMX_CONFIG = json.dumps(
+    {
+        "includeIndicatorStyles": False,
+        "allowEval": False,
+        "allowScriptTags": False,
+        "historyCacheSize": 0,
+        "selfRequestsOnly": True,
+        "responseHandling": [
+            {"code": "204", "swap": False},
+            {"code": "[23]..", "swap": True},
+            {"code": "[45]..", "swap": True, "error": True},
+        ],
+    }
+)
+
+
+async def _context(request: web.Request) -> dict[str, Any]:
+    """What every template sees: the manager, the CSRF token, static URLs, htmx's configuration."""
+    return {
+        "manager": request.get("console_manager"),
+        "csrf": await csrf_token(request),
+        "htmx_config": HTMX_CONFIG,
+    }
+
+
+def _mark_pages(app: web.Application) -> None:
+    """Every console route is a page for people: no bearer token, not in the API document."""
+    for route in app.router.routes():
+        browser_page(route.handler)
+
+
+def install(
+    app: web.Application,
+    runtime: Runtime,
+    settings: AgentSettings,
+    *,
+    desk: Desk,
+    live: LiveFeed,
+    knowledge: KnowledgeBase | None,
+) -> web.Application:
+    """Mount the console under ``/console`` and register its start-up work; returns the sub-application."""
+    storage = EncryptedCookieStorage(
+        Fernet(settings.session_key()),
+        cookie_name=COOKIE,
+        max_age=settings.console_session_max_age_s,
+        path=PREFIX,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.production,
+    )
+    accounts = Accounts(
+        runtime.sessions,
+        runtime.clock,
+        max_failures=settings.console_sign_in_max_failures,
+        max_failures_per_address=settings.console_sign_in_max_failures_per_address,
+        window_s=settings.console_sign_in_window_s,
+    )
+    console = web.Application(middlewares=[session_middleware(storage), console_middleware])
+    static = Static()
+    env = aiohttp_jinja2.setup(
+        console,
+        loader=jinja2.PackageLoader("agent_service.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        context_processors=[_context],
+    )
+    configure(env, desk.follow_ups.policy.hours, static.url)
+    console[CONSOLE] = Console(
+        sessions=runtime.sessions,
+        accounts=accounts,
+        desk=desk,
+        live=live,
+        knowledge=knowledge,
+        hours=desk.follow_ups.policy.hours,
+        production=settings.production,
+    )
+
+    async def home(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther(f"{PREFIX}/inbox")
+
+    console.router.add_get("/", home)
+
+    async def static_file(request: web.Request) -> web.Response:
+        return await static.handler(request)
+
+    console.router.add_get("/static/{name}", anonymous(static_file))
+    for module in (auth, inbox, conversation, calls, events):
+        module.add_routes(console)
+    _mark_pages(console)
+
+    if settings.console_admin_login and settings.console_admin_password:
+        login, password = settings.console_admin_login, settings.console_admin_password.get_secret_value()
+
+        async def first_admin(_app: web.Application) -> None:
+            if await accounts.ensure_admin(login, settings.console_admin_name, password):
+                log.info("console.first_admin_created")
+
+        app.on_startup.append(first_admin)
+
+    async def end_streams(_app: web.Application) -> None:
+        live.close_streams()
+
+    app.on_shutdown.append(end_streams)
+    runtime.add_worker("live-events", live.run)
+    app.add_subapp(PREFIX, console)
+
+    async def to_console(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther(f"{PREFIX}/inbox")
+
+    app.router.add_get("/", browser_page(to_console))
+    return console
