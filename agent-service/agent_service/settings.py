@@ -54,4 +54,6 @@ class AgentSettings(CommonSettings, BusinessHoursSettings, ConsoleSettings):
     def _no_demo_clock_in_production(self) -> AgentSettings:
         if self.demo_mode and self.production:
             raise ConfigurationError("DEMO_MODE (the movable demo clock) cannot be used with APP_ENV=production")
+        if self.production:
+            self.require_session_secret()
         return self

@@ -4,6 +4,7 @@ cursor pagination, overrides and the CSV export."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from structlog.testing import capture_logs
 
+from agent_service.actions import DESK
 from agent_service.api import contacts as contacts_api
 from agent_service.api.contacts import CursorError, csv_cell, decode_cursor, encode_cursor
 from agent_service.app import create_app
@@ -54,7 +56,9 @@ async def client(amqp_url: str, database_url: str) -> AsyncIterator[TestClient]:
     app = create_app(
         AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN), clock=ManualClock(NOW)
     )
-    app[FOLLOW_UPS] = RecordingFollowUps()  # type: ignore[assignment]
+    recorder = RecordingFollowUps()
+    app[FOLLOW_UPS] = recorder  # type: ignore[assignment]
+    app[DESK] = dataclasses.replace(app[DESK], follow_ups=recorder)  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
 from agent_service.console.accounts import Accounts, Role
 from agent_service.console.routes import COOKIE
@@ -33,7 +33,7 @@ def csrf_of(html: str) -> str:
 class Browser:
     """One manager's browser: its own cookie jar on the shared test server."""
 
-    client: TestClient
+    client: aiohttp.ClientSession
     csrf: str = ""
 
     async def get(self, path: str, **kwargs: Any) -> ClientResponse:
@@ -62,32 +62,38 @@ class Browser:
         *,
         htmx: bool = True,
         csrf: str | None = None,
-        **kwargs: Any,
+        headers: dict[str, str] | None = None,
     ) -> ClientResponse:
-        headers = {"HX-Request": "true"} if htmx else {}
+        """A form post: by htmx (its headers, the token in ``X-CSRF-Token``) or plain (the token in the form)."""
+        sent = {"HX-Request": "true"} if htmx else {}
         token = self.csrf if csrf is None else csrf
-        if token:
-            headers["X-CSRF-Token"] = token
-        return await self.client.post(path, data=data or {}, headers=headers, allow_redirects=False, **kwargs)
+        form = dict(data or {})
+        if token and htmx:
+            sent["X-CSRF-Token"] = token
+        elif token:
+            form.setdefault("csrf_token", token)
+        return await self.client.post(path, data=form, headers={**sent, **(headers or {})}, allow_redirects=False)
 
     def forget_session(self) -> None:
-        self.client.session.cookie_jar.clear(lambda cookie: cookie.key == COOKIE)
+        self.client.cookie_jar.clear(lambda cookie: cookie.key == COOKIE)
 
 
 @dataclass
 class Console:
     agent: Agent
     accounts: Accounts
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @property
     def app(self) -> Any:
         return self.agent.app
 
     def browser(self) -> Browser:
-        return Browser(self.agent.client)
-
-    async def new_browser(self) -> AsyncIterator[Browser]:  # pragma: no cover - see browsers()
-        raise NotImplementedError
+        """A new browser (a cookie jar of its own), closed with the console."""
+        base = str(self.agent.client.make_url("/"))
+        session = aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.sessions.append(session)
+        return Browser(session)
 
     async def contact_id(self, phone: str) -> int:
         convo = await self.agent.conversation(phone)
@@ -110,4 +116,9 @@ async def running_console(amqp_url: str, database_url: str, **overrides: Any) ->
         runtime = agent.app[RUNTIME]
         accounts = Accounts(runtime.sessions, runtime.clock)
         await accounts.add(MANAGER[0], MANAGER[1], MANAGER[2], Role.MANAGER)
-        yield Console(agent, accounts)
+        console = Console(agent, accounts)
+        try:
+            yield console
+        finally:
+            for session in console.sessions:
+                await session.close()

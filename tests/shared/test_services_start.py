@@ -63,7 +63,11 @@ def test_production_refuses_to_start_without_a_token() -> None:
         GatewaySettings(app_env="production")
     with pytest.raises(ConfigurationError, match="API_TOKEN"):
         AgentSettings(app_env="production", api_token="short")
-    assert AgentSettings(app_env="production", api_token="x" * 32).production
+    with pytest.raises(ConfigurationError, match="CONSOLE_SESSION_SECRET"):
+        AgentSettings(app_env="production", api_token="x" * 32)
+    with pytest.raises(ConfigurationError, match="CONSOLE_SESSION_SECRET"):
+        AgentSettings(app_env="production", api_token="x" * 32, console_session_secret="too short")
+    assert AgentSettings(app_env="production", api_token="x" * 32, console_session_secret="s" * 32).production
 
 
 def test_cli_exits_2_with_a_clear_message_on_bad_configuration(

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select, update
 
+from agent_service.actions import DESK, Desk
 from agent_service.calls.service import CallBooker
 from agent_service.db import MIGRATIONS, tables
 from agent_service.followups.scheduler import FollowUpScheduler
@@ -135,6 +136,7 @@ async def make_rig(
     )
     app[RUNTIME] = runtime
     follow_ups, booker = install(app, runtime, settings)
+    app[DESK] = Desk(runtime.sessions, runtime.outbox, clock, follow_ups, booker)  # the managers' actions
     await migrate(runtime.engine, MIGRATIONS)
     if amqp_url is not None:
         await runtime.broker.connect()

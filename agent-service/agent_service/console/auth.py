@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
@@ -22,6 +21,7 @@ from agent_service.console.web import (
     csrf_token,
     is_htmx,
     manager_of,
+    render,
     safe_next,
     start_session,
 )
@@ -42,7 +42,7 @@ def _wait_text(until: datetime, now: datetime) -> str:
 async def sign_in_page(request: web.Request) -> web.Response:
     await csrf_token(request)
     context = {"next": safe_next(request.query.get("next")), "error": None, "login": ""}
-    return aiohttp_jinja2.render_template("sign_in.html", request, context)
+    return await render("sign_in.html", request, context)
 
 
 @anonymous
@@ -58,13 +58,13 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if until is not None:
         wait = _wait_text(until, console.desk.clock.now())
         context["error"] = f"Too many failed sign-ins. Try again in {wait}."
-        response = aiohttp_jinja2.render_template("sign_in.html", request, context, status=429)
+        response = await render("sign_in.html", request, context, status=429)
         response.headers["Retry-After"] = str(max(1, int((until - console.desk.clock.now()).total_seconds())))
         return response
     manager = await console.accounts.sign_in(login, password, address) if login and password else None
     if manager is None:
         context["error"] = "Wrong login or password."
-        return aiohttp_jinja2.render_template("sign_in.html", request, context, status=401)
+        return await render("sign_in.html", request, context, status=401)
     await start_session(request, manager)
     raise web.HTTPSeeOther(target)
 
@@ -89,7 +89,7 @@ async def whoami(request: web.Request) -> web.Response:
 async def _managers_page(request: web.Request, *, error: str | None = None, notice: str | None = None) -> web.Response:
     accounts = await console_of(request).accounts.list()
     context = {"accounts": accounts, "error": error, "notice": notice, "roles": [r.value for r in Role]}
-    return aiohttp_jinja2.render_template("managers.html", request, context, status=400 if error else 200)
+    return await render("managers.html", request, context, status=400 if error else 200)
 
 
 @admin_only

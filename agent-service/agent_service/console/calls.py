@@ -11,7 +11,6 @@ from datetime import datetime, time, timedelta
 from itertools import groupby
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy import or_
 
@@ -19,7 +18,7 @@ from agent_service.actions import ActionError, NotBookable, NotFound
 from agent_service.actions import calls as call_actions
 from agent_service.actions.calls import CallPatch, calls_with_contacts
 from agent_service.console.conversation import actor_of, form_of, updated
-from agent_service.console.web import console_of, is_htmx
+from agent_service.console.web import console_of, is_htmx, render
 from agent_service.db.tables import scheduled_calls
 from parley_shared.db import SQL_INT_MAX
 
@@ -50,11 +49,11 @@ async def calls_context(request: web.Request) -> dict[str, Any]:
 
 
 async def page(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("calls.html", request, await calls_context(request))
+    return await render("calls.html", request, await calls_context(request))
 
 
 async def list_fragment(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("_calls_list.html", request, await calls_context(request))
+    return await render("_calls_list.html", request, await calls_context(request))
 
 
 def call_id_of(request: web.Request) -> int:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -28,7 +27,7 @@ from agent_service.actions import contacts as contact_actions
 from agent_service.actions import follow_ups as follow_up_actions
 from agent_service.actions.audit import Actor, for_contact
 from agent_service.actions.contacts import CATEGORIES, OUTCOMES, ContactPatch
-from agent_service.console.web import console_of, is_htmx, manager_of
+from agent_service.console.web import console_of, is_htmx, manager_of, render
 from agent_service.db import tables
 from parley_shared.contracts import MAX_TEXT
 from parley_shared.db import SQL_INT_MAX, Session, dialect_name
@@ -180,17 +179,17 @@ async def page(request: web.Request) -> web.Response:
     contact_id = contact_id_of(request)
     context = await thread_context(request, contact_id)
     context |= await panel_context(request, contact_id)
-    return aiohttp_jinja2.render_template("conversation.html", request, context)
+    return await render("conversation.html", request, context)
 
 
 async def thread_fragment(request: web.Request) -> web.Response:
     context = await thread_context(request, contact_id_of(request))
     template = "_thread_older.html" if context["partial"] else "_thread.html"
-    return aiohttp_jinja2.render_template(template, request, context)
+    return await render(template, request, context)
 
 
 async def panel_fragment(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("_panel.html", request, await panel_context(request, contact_id_of(request)))
+    return await render("_panel.html", request, await panel_context(request, contact_id_of(request)))
 
 
 async def updated(request: web.Request, contact_id: int, flash: str | None = None) -> web.StreamResponse:
@@ -200,7 +199,7 @@ async def updated(request: web.Request, contact_id: int, flash: str | None = Non
     context = await thread_context(request, contact_id)
     context |= await panel_context(request, contact_id)
     context["flash"] = flash
-    return aiohttp_jinja2.render_template("_conversation_update.html", request, context)
+    return await render("_conversation_update.html", request, context)
 
 
 async def form_of(request: web.Request) -> dict[str, str]:

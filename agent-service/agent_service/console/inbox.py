@@ -12,14 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.engine import RowMapping
 
 from agent_service.api.contacts import ContactFilters, CursorError, decode_cursor, encode_cursor, fetch_page
-from agent_service.console.web import console_of, manager_of
+from agent_service.console.web import console_of, manager_of, render
 from agent_service.db.tables import contacts, manager_reads, messages
 from parley_shared.db import Session
 
@@ -151,17 +150,17 @@ async def inbox_context(request: web.Request) -> dict[str, Any]:
 
 
 async def page(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("inbox.html", request, await inbox_context(request))
+    return await render("inbox.html", request, await inbox_context(request))
 
 
 async def list_fragment(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("_inbox_list.html", request, await inbox_context(request))
+    return await render("_inbox_list.html", request, await inbox_context(request))
 
 
 async def badge(request: web.Request) -> web.Response:
     async with console_of(request).sessions() as session:
         count = await needs_human_count(session)
-    return aiohttp_jinja2.render_template("_badge.html", request, {"needs_count": count})
+    return await render("_badge.html", request, {"needs_count": count})
 
 
 def add_routes(app: web.Application) -> None:

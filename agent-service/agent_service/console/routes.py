@@ -10,10 +10,9 @@ first admin from the environment at start, and runs this replica's live-event co
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp_jinja2
 import jinja2
@@ -27,7 +26,7 @@ from agent_service.actions import Desk
 from agent_service.console import auth, calls, conversation, events, inbox
 from agent_service.console.accounts import Accounts
 from agent_service.console.templating import configure
-from agent_service.console.web import CONSOLE, PREFIX, Console, anonymous, console_middleware, csrf_token
+from agent_service.console.web import CONSOLE, PREFIX, Console, anonymous, console_middleware
 from agent_service.knowledge import KnowledgeBase
 from agent_service.live import LiveFeed
 from parley_shared.http import browser_page
@@ -70,31 +69,6 @@ class Static:
         )
 
 
-HTMX_CONFIG = json.dumps(
-    {
-        "includeIndicatorStyles": False,
-        "allowEval": False,
-        "allowScriptTags": False,
-        "historyCacheSize": 0,
-        "selfRequestsOnly": True,
-        "responseHandling": [
-            {"code": "204", "swap": False},
-            {"code": "[23]..", "swap": True},
-            {"code": "[45]..", "swap": True, "error": True},
-        ],
-    }
-)
-
-
-async def _context(request: web.Request) -> dict[str, Any]:
-    """What every template sees: the manager, the CSRF token, static URLs, htmx's configuration."""
-    return {
-        "manager": request.get("console_manager"),
-        "csrf": await csrf_token(request),
-        "htmx_config": HTMX_CONFIG,
-    }
-
-
 def _mark_pages(app: web.Application) -> None:
     """Every console route is a page for people: no bearer token, not in the API document."""
     for route in app.router.routes():
@@ -134,7 +108,6 @@ def install(
         loader=jinja2.PackageLoader("agent_service.console", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
-        context_processors=[_context],
     )
     configure(env, desk.follow_ups.policy.hours, static.url)
     console[CONSOLE] = Console(

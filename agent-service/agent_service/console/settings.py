@@ -33,21 +33,23 @@ class ConsoleSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _console_secrets(self) -> ConsoleSettings:
-        production = str(getattr(self, "app_env", "")) == "production"
         secret = self.console_session_secret
         if secret is not None and len(secret.get_secret_value()) < MIN_SECRET:
             raise ConfigurationError(f"CONSOLE_SESSION_SECRET must be at least {MIN_SECRET} characters")
-        if production and secret is None:
-            raise ConfigurationError(
-                "APP_ENV=production requires CONSOLE_SESSION_SECRET (at least 32 characters, the same on every "
-                "replica): it encrypts the managers' console sessions"
-            )
         if (self.console_admin_login is None) != (self.console_admin_password is None):
             raise ConfigurationError("CONSOLE_ADMIN_LOGIN and CONSOLE_ADMIN_PASSWORD go together")
         password = self.console_admin_password
         if password is not None and len(password.get_secret_value()) < 8:
             raise ConfigurationError("CONSOLE_ADMIN_PASSWORD must be at least 8 characters")
         return self
+
+    def require_session_secret(self) -> None:
+        """Production refuses to start without a session secret (``AgentSettings`` calls this)."""
+        if self.console_session_secret is None:
+            raise ConfigurationError(
+                "APP_ENV=production requires CONSOLE_SESSION_SECRET (at least 32 characters, the same on every "
+                "replica): it encrypts the managers' console sessions"
+            )
 
     def session_key(self) -> bytes:
         """The Fernet key of the session cookies: derived from the secret (any text of 32+ characters);

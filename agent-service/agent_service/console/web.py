@@ -18,9 +18,11 @@ The console is an aiohttp sub-application under ``/console``. Its middleware, fo
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -75,7 +77,7 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-MANAGER_KEY = "console_manager"
+MANAGER_KEY = web.RequestKey("console_manager", Manager)
 
 
 def anonymous(handler: Handler) -> Handler:
@@ -94,8 +96,7 @@ def console_of(request: web.Request) -> Console:
 
 
 def manager_of(request: web.Request) -> Manager:
-    manager: Manager = request[MANAGER_KEY]
-    return manager
+    return request[MANAGER_KEY]
 
 
 def is_htmx(request: web.Request) -> bool:
@@ -167,16 +168,36 @@ async def _csrf_ok(request: web.Request, session: Session) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def error_response(request: web.Request, status: int, message: str) -> web.StreamResponse:
+HTMX_CONFIG = json.dumps(
+    {
+        "includeIndicatorStyles": False,
+        "allowEval": False,
+        "allowScriptTags": False,
+        "historyCacheSize": 0,
+        "selfRequestsOnly": True,
+        "responseHandling": [
+            {"code": "204", "swap": False},
+            {"code": "[23]..", "swap": True},
+            {"code": "[45]..", "swap": True, "error": True},
+        ],
+    }
+)
+
+
+async def render(template: str, request: web.Request, context: Mapping[str, Any], *, status: int = 200) -> web.Response:
+    """A template with what every page needs: the manager, the CSRF token, htmx's configuration."""
+    base = {"manager": request.get(MANAGER_KEY), "csrf": await csrf_token(request), "htmx_config": HTMX_CONFIG}
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+
+
+async def error_response(request: web.Request, status: int, message: str) -> web.StreamResponse:
     """An error as HTML: for htmx the flash message (swapped into ``#flash``), else a page."""
     if is_htmx(request):
-        response = aiohttp_jinja2.render_template(
-            "_flash.html", request, {"message": message, "level": "error"}, status=status
-        )
+        response = await render("_flash.html", request, {"message": message, "level": "error"}, status=status)
         response.headers["HX-Retarget"] = "#flash"
         response.headers["HX-Reswap"] = "innerHTML"
         return response
-    return aiohttp_jinja2.render_template("error.html", request, {"message": message, "status": status}, status=status)
+    return await render("error.html", request, {"message": message, "status": status}, status=status)
 
 
 def action_status(exc: ActionError) -> int:
@@ -196,8 +217,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if not getattr(request.match_info.handler, ANONYMOUS_ATTR, False):
-        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Cache-Control", "no-store")  # static files say otherwise
     return response
 
 
@@ -213,14 +233,14 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return _not_signed_in(request)
             request[MANAGER_KEY] = manager
             if getattr(route_handler, ADMIN_ATTR, False) and not manager.admin:
-                return error_response(request, 403, "Only an admin can do this.")
+                return await error_response(request, 403, "Only an admin can do this.")
         if request.method not in ("GET", "HEAD", "OPTIONS") and not await _csrf_ok(request, session):
             log.warning("console.csrf_refused", path=request.path)
-            return error_response(request, 403, "This form has expired (security token): reload the page.")
+            return await error_response(request, 403, "This form has expired (security token): reload the page.")
         return await handler(request)
     except ActionError as exc:
-        return error_response(request, action_status(exc), str(exc))
+        return await error_response(request, action_status(exc), str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, exc.status, exc.reason or "Error")
+        return await error_response(request, exc.status, exc.reason or "Error")
