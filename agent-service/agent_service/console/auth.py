@@ -88,7 +88,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 async def _managers_page(request: web.Request, *, error: str | None = None, notice: str | None = None) -> web.Response:
     accounts = await console_of(request).accounts.list()
-    context = {"accounts": accounts, "error": error, "notice": notice, "roles": [r.value for r in Role]}
+    context = {"accounts": accounts, "error": error, "notice": notice, "roles": [Role.MANAGER.value, Role.ADMIN.value]}
     return await render("managers.html", request, context, status=400 if error else 200)
 
 

@@ -171,7 +171,6 @@ async def panel_context(request: web.Request, contact_id: int) -> dict[str, Any]
         "calls": calls_list,
         "outcomes": OUTCOMES,
         "categories": CATEGORIES,
-        "working_hours": console_of(request).hours,
     }
 
 

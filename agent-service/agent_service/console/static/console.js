@@ -79,15 +79,22 @@
     if (!el) { s.busy = false; return; }
     var url = el.getAttribute("data-live-src");
     if (id === "thread") { url = threadUrl(el, url); }
-    var atBottom = id === "thread" && nearBottom();
+    var atBottom = id === "thread" && composerInView();
     s.last = Date.now();
-    htmx.ajax("GET", url, { target: "#" + id, swap: "outerHTML" }).then(function () {
-      if (atBottom) { window.scrollTo(0, document.body.scrollHeight); }
-      if (id === "needs-badge") { updateTitle(); }
-    }, function () {}).finally(function () {
+    var done = false;
+    function finish() {
+      if (done) { return; }
+      done = true;
       s.busy = false;
       if (s.again) { s.again = false; schedule(id); }
-    });
+    }
+    // Each region is the source of its own request: htmx queues requests per element, and
+    // regions sharing one source would drop each other's reloads.
+    htmx.ajax("GET", url, { source: el, target: el, swap: "outerHTML" }).then(function () {
+      if (atBottom) { showComposer(); }
+      if (id === "needs-badge") { updateTitle(); }
+    }, function () {}).finally(finish);
+    window.setTimeout(finish, 10000);  // a reload that never settles (its region replaced meanwhile)
   }
 
   function threadUrl(el, url) {
@@ -102,8 +109,17 @@
     return first === null ? base : base + "?from=" + first;
   }
 
-  function nearBottom() {
-    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  function composerInView() {
+    var form = document.getElementById("reply-form");
+    if (!form) { return false; }
+    var box = form.getBoundingClientRect();
+    return box.top < window.innerHeight && box.bottom > 0;
+  }
+
+  function showComposer() {
+    // The latest message sits just above the composer (on a phone the contact panel follows it).
+    var form = document.getElementById("reply-form");
+    if (form) { form.scrollIntoView({ block: "end" }); }
   }
 
   /* ------------------------------------------------------------ tab title and notifications */
@@ -166,7 +182,11 @@
     if (box) { box.value = ""; saveDraft(); box.focus(); }
   });
 
-  document.addEventListener("htmx:beforeRequest", saveDraft);
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    // Sending: keep what is being sent until the server took it (a sign-in may come first).
+    var form = evt.detail && evt.detail.elt && evt.detail.elt.closest && evt.detail.elt.closest("form");
+    if (form && form.querySelector("textarea[data-draft-key]")) { saveDraft(); }
+  });
 
   /* ------------------------------------------------------------ clicks and keys */
   document.addEventListener("click", function (evt) {
@@ -208,12 +228,10 @@
     }
   });
 
+  restoreDraft();  // deferred: the page is parsed, and htmx has not made any request yet
   document.addEventListener("DOMContentLoaded", function () {
-    restoreDraft();
     updateTitle();
     setUpNotifications();
-    if (document.body.getAttribute("data-page") === "conversation") {
-      window.scrollTo(0, document.body.scrollHeight);
-    }
+    if (document.body.getAttribute("data-page") === "conversation") { showComposer(); }
   });
 })();
