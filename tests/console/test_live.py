@@ -263,3 +263,17 @@ def test_the_managers_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert managers(["enable", "kim"], out=out) == 0
     assert managers(["set-password", "kim", "--password-stdin"], stdin=io.StringIO("new-pw-1234\n"), out=out) == 0
     assert "their open sessions ended" in out.getvalue()
+
+
+def test_the_demo_creates_the_console_account_it_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_service.settings import AgentSettings
+    from parley_demo.__main__ import CONSOLE_LOGIN, CONSOLE_PASSWORD, demo_env
+
+    env = demo_env(tmp_path, "demo-token")
+    for key, value in env.items():
+        if key.startswith(("CONSOLE_", "APP_ENV")):
+            monkeypatch.setenv(key, value)
+    settings = AgentSettings()
+    assert settings.console_admin_login == CONSOLE_LOGIN and not settings.production
+    assert settings.console_admin_password is not None
+    assert settings.console_admin_password.get_secret_value() == CONSOLE_PASSWORD

@@ -26,6 +26,8 @@ from parley_demo.client import ParleyClient
 from parley_demo.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
+# The managers' console account of the demo (created on the first start; development only).
+CONSOLE_LOGIN, CONSOLE_PASSWORD = "demo", "parley-demo"
 
 
 def demo_env(data_dir: Path, token: str) -> dict[str, str]:
@@ -43,6 +45,9 @@ def demo_env(data_dir: Path, token: str) -> dict[str, str]:
             "FOLLOW_UP_CHECK_INTERVAL_S": env.get("FOLLOW_UP_CHECK_INTERVAL_S", "2"),
             "OUTBOX_INTERVAL_S": "0.5",
             "PYTHONUNBUFFERED": "1",
+            "CONSOLE_ADMIN_LOGIN": CONSOLE_LOGIN,
+            "CONSOLE_ADMIN_PASSWORD": CONSOLE_PASSWORD,
+            "CONSOLE_ADMIN_NAME": "Demo manager",
         }
     )
     return env
@@ -74,6 +79,10 @@ class Services:
             await asyncio.gather(self.gateway.start(timeout=120), self.agent.start(timeout=120))
         console.print(
             f"[dim]gateway {self.gateway.url} · agent {self.agent.url} · logs in {self.gateway.log_path.parent}[/dim]"
+        )
+        console.print(
+            f"[bold]Managers' console:[/bold] {self.agent.url}/console/ · sign in as "
+            f"[bold]{CONSOLE_LOGIN}[/bold] / [bold]{CONSOLE_PASSWORD}[/bold] and answer as a manager in the browser"
         )
 
     async def stop(self) -> None:
