@@ -111,7 +111,7 @@ class IncomingHandler:
         if contact_id is not None and status == "pending":
             self.schedule(contact_id, self.window_s)
         if contact_id is not None and self.live is not None:
-            self.live.changed(contact_id, "message_in")
+            self.live.changed(contact_id, "message_in", label=message.contact_name)
 
     async def _record_batch(self, batch: list[IncomingMessage]) -> list[Recorded]:
         """Record messages delivered at about the same time in one transaction (group commit).
