@@ -43,6 +43,7 @@ class MessageOut(BaseModel):
     tokens_out: int | None
     latency_ms: int | None
     error: str | None
+    author: str | None = Field(None, description="Operator messages: the manager who wrote it (or api)")
     sent_at: datetime | None
     created_at: datetime
 
