@@ -28,6 +28,7 @@ from agent_service.actions import follow_ups as follow_up_actions
 from agent_service.actions.audit import Actor, for_contact
 from agent_service.actions.contacts import CATEGORIES, OUTCOMES, ContactPatch
 from agent_service.console.web import console_of, is_htmx, manager_of, render
+from agent_service.db import repository as repo
 from agent_service.db import tables
 from parley_shared.contracts import MAX_TEXT
 from parley_shared.db import SQL_INT_MAX, Session, dialect_name
@@ -144,26 +145,10 @@ async def thread_context(request: web.Request, contact_id: int) -> dict[str, Any
 
 
 async def panel_context(request: web.Request, contact_id: int) -> dict[str, Any]:
-    f, k = tables.follow_ups.c, tables.scheduled_calls.c
     async with console_of(request).sessions() as session:
         contact = await load_contact(session, contact_id)
-        touches = (
-            await session.execute(
-                select(tables.follow_ups)
-                .where(f.contact_id == contact_id)
-                .order_by(f.sequence_no.desc(), f.touch)
-                .limit(PANEL_ROWS)
-            )
-        ).mappings()
-        calls = (
-            await session.execute(
-                select(tables.scheduled_calls)
-                .where(k.contact_id == contact_id)
-                .order_by(k.scheduled_at.desc())
-                .limit(PANEL_ROWS)
-            )
-        ).mappings()
-        touches_list, calls_list = list(touches), list(calls)
+        touches_list = await repo.contact_touches(session, contact_id, PANEL_ROWS)
+        calls_list = await repo.contact_calls(session, contact_id, PANEL_ROWS)
     return {
         "contact": contact,
         "touches": touches_list,
@@ -183,7 +168,7 @@ async def page(request: web.Request) -> web.Response:
 
 async def thread_fragment(request: web.Request) -> web.Response:
     context = await thread_context(request, contact_id_of(request))
-    template = "_thread_older.html" if context["partial"] else "_thread.html"
+    template = "_entries.html" if context["partial"] else "_thread.html"
     return await render(template, request, context)
 
 
