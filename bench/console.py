@@ -183,7 +183,7 @@ class Streams:
 
     def __init__(self) -> None:
         self.arrivals: dict[str, list[float]] = {}  # label -> arrival times (one per stream per message)
-        self.changed = asyncio.Condition()
+        self.waiting: dict[str, tuple[int, asyncio.Future[None]]] = {}  # label -> (arrivals awaited, its waiter)
         self.events = 0
 
     async def follow(self, http: aiohttp.ClientSession, url: str, ready: asyncio.Event) -> None:
@@ -198,18 +198,25 @@ class Streams:
                 elif line.startswith("data:"):
                     data = line[5:].strip()
                 elif not line and kind == "contact" and data:
-                    event = json.loads(data)
                     self.events += 1
+                    event = json.loads(data)
                     if event["kind"] == "message_in" and event["label"]:
-                        async with self.changed:
-                            self.arrivals.setdefault(event["label"], []).append(time.perf_counter())
-                            self.changed.notify_all()
+                        self._arrived(event["label"], time.perf_counter())
                     kind = data = None
 
+    def _arrived(self, label: str, at: float) -> None:
+        times = self.arrivals.setdefault(label, [])
+        times.append(at)
+        waiter = self.waiting.get(label)
+        if waiter is not None and len(times) >= waiter[0] and not waiter[1].done():
+            waiter[1].set_result(None)  # only this prospect wakes up
+
     async def wait(self, label: str, count: int, timeout: float = 30.0) -> list[float]:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(lambda: len(self.arrivals.get(label, ())) >= count), timeout)
-            return list(self.arrivals[label][:count])
+        if len(self.arrivals.get(label, ())) < count:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiting[label] = (count, future)
+            await asyncio.wait_for(future, timeout)
+        return list(self.arrivals[label][:count])
 
 
 async def run_live(
@@ -233,6 +240,7 @@ async def run_live(
         sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(managers)]
         followers: list[asyncio.Task[None]] = []
         latencies: list[float] = []
+        posts: list[float] = []  # the prospect's POST alone (the gateway's part)
         try:
             for http in sessions:
                 await sign_in(http, stack.agent.url)
@@ -254,6 +262,7 @@ async def run_live(
                         t0 = time.perf_counter()
                         async with posting.post(url, json=body, headers=stack.headers) as r:
                             assert r.status == 202, await r.text()
+                        posts.append((time.perf_counter() - t0) * 1000)
                         arrived = await streams.wait(label, managers * (k + 1))
                         latencies.extend((t - t0) * 1000 for t in arrived[managers * k :])
 
@@ -280,5 +289,7 @@ async def run_live(
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1),
+        "post_p50_ms": round(percentile(posts, 50), 1),
+        "post_p99_ms": round(percentile(posts, 99), 1),
         "agent_cpu_s": cpu.get("agent"),
     }
