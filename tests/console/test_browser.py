@@ -51,6 +51,14 @@ SECRET = "browser-test-session-secret-0123456789"
 ADMIN = ("boss", "boss-password-1")
 DANA = ("dana", "dana-password-1")
 TIMEOUT_MS = 15_000
+NOTIFICATIONS = """
+window.parleyNotes = [];
+window.Notification = class {
+  constructor(title, options) { window.parleyNotes.push({title: title, body: options.body}); }
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+"""
 
 
 @dataclass
@@ -218,6 +226,8 @@ async def test_a_manager_answers_a_prospect(console_stack: ConsoleStack, chromiu
         await screenshot(admin, shots, "managers")
 
     async with browser_context(chromium, console_stack.first) as (context, page):
+        # The browser's notifications, recorded (as if the manager had allowed them).
+        await context.add_init_script(NOTIFICATIONS)
         await sign_in(page, *DANA)
         await expect(page.locator("body")).to_have_attribute("sse-connect", "/console/events")
         # A prospect writes in the sandbox: the conversation appears without a reload.
@@ -227,6 +237,8 @@ async def test_a_manager_answers_a_prospect(console_stack: ConsoleStack, chromiu
         await client.send_text("+77010000102", "Do you sell coffee machines?", "Bolat")
         await expect(page.locator(".row.needs-human .name", has_text="Bolat")).to_be_visible()
         await expect(page).to_have_title(re.compile(r"^\(1\) "))
+        notes = await page.evaluate("window.parleyNotes")
+        assert notes == [{"title": "A conversation needs a human", "body": "Bolat"}]
         await client.send_text("+77010000103", "Hi, I need 20 desks for a new office", "Chen")
         await expect(page.locator(".row .name", has_text="Chen")).to_be_visible()
         await screenshot(page, shots, "inbox")

@@ -156,6 +156,13 @@ async def test_csrf_missing_or_forged_is_refused_and_changes_nothing(amqp_url: s
         assert convo["contact"]["owner"] == "ai" and convo["contact"]["client_status"] != "non_client"
         assert [m["kind"] for m in convo["messages"]] == ["text", "reply"]
         assert await audit_actions(console, contact_id) == []
+        # An expired session: the reply being sent goes to sign-in (the page keeps the text), nothing is sent.
+        browser.forget_session()
+        here = {"HX-Current-URL": f"http://console.example/console/c/{contact_id}"}
+        expired = await browser.post(f"/console/c/{contact_id}/reply", {"text": "kept"}, headers=here)
+        assert expired.status == 401
+        assert expired.headers["HX-Redirect"] == f"/console/sign-in?next=/console/c/{contact_id}"
+        assert [m["kind"] for m in (await console.agent.conversation(PHONE))["messages"]] == ["text", "reply"]
         # Signing in needs the token too (no login CSRF).
         response = await console.browser().client.post(
             "/console/sign-in", data={"login": MANAGER[0], "password": MANAGER[2]}
