@@ -16,6 +16,7 @@ While it runs, the stream checks every ``RECHECK_S`` that the account may still 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ CATCH_UP_MAX = 200
 RECHECK_S = 30.0
 WAKE_S = 5.0  # how often an idle stream looks whether its browser is still there
 PING_S = 15.0
+SEND_TIMEOUT_S = 30.0
 
 
 def _data(event: LiveEvent) -> str:
@@ -86,10 +88,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await response.send("ok", event="ready", retry=2000)
 
         async def send(events: list[LiveEvent]) -> None:
+            """A batch in one write (the data is one line of JSON: no line breaks to split)."""
             nonlocal serial
+            frames = []
             for event in events:
                 serial += 1
-                await response.send(_data(event), event="contact", id=event_id(event.at, serial))
+                frames.append(f"id: {event_id(event.at, serial)}\r\nevent: contact\r\ndata: {_data(event)}\r\n\r\n")
+            async with asyncio.timeout(SEND_TIMEOUT_S):  # a stalled browser is dropped, not waited for
+                await response.write("".join(frames).encode())
 
         if since_ms is not None:
             await send(await _catch_up(request, since_ms))
