@@ -80,6 +80,7 @@ class LiveFeed:
         self.published = 0
         self.dropped = 0
         self.received = 0
+        self.closing = False  # shutting down: no new streams
 
     # ------------------------------------------------------------------ publishing
     def changed(
@@ -181,6 +182,7 @@ class LiveFeed:
 
     def close_streams(self) -> None:
         """Shutdown: end every SSE stream now (browsers reconnect, to another replica or this one restarted)."""
+        self.closing = True
         for subscriber in list(self._subscribers):
             self.unsubscribe(subscriber)
 

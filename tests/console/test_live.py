@@ -161,6 +161,10 @@ async def test_streams_end_at_shutdown_and_for_a_disabled_account(
         await console.app.shutdown()  # what SIGTERM does first: every stream ends (browsers reconnect)
         await asyncio.wait_for(stream.ended.wait(), 10)
         await stream.close()
+        assert stream.response.headers["Connection"] == "close"  # never reused by a reconnecting browser
+        # A browser that reconnects before this replica has stopped is sent elsewhere (it retries).
+        again = await boss.client.get("/console/events", headers={"Accept": "text/event-stream"})
+        assert again.status == 503
 
 
 @contextlib.asynccontextmanager

@@ -80,9 +80,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     since_ms = parse_event_id(last)
+    if console.live.closing:  # this replica is stopping: the browser retries (elsewhere, or here restarted)
+        return web.Response(status=503, text="restarting", headers={"Retry-After": "1"})
     subscriber = console.live.subscribe()
     serial = 0
     response = EventSourceResponse(ping_interval=PING_S)
+    # A stream's connection is never reused: a browser reconnecting over it during shutdown would
+    # open a stream nobody ends.
+    response.force_close()
+    response.headers["Connection"] = "close"
     try:
         await response.prepare(request)
         await response.send("ok", event="ready", retry=2000)
