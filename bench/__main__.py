@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT, bench_vhost, drop_databases, ensure_services, load_average, machine
 
-ALL = ("pipeline", "slow_model", "knowledge", "scheduler", "reporting")
+ALL = ("pipeline", "slow_model", "knowledge", "scheduler", "reporting", "console_inbox", "console_live")
 
 
 async def run_pipeline(workdir: Path, quick: bool) -> dict[str, Any]:
@@ -61,6 +61,20 @@ async def run_reporting(workdir: Path, quick: bool) -> dict[str, Any]:
     if quick:
         return await reporting.run(workdir, contacts=2_000, messages=5, clients=5)
     return await reporting.run(workdir)
+async def run_console_inbox(_workdir: Path, quick: bool) -> dict[str, Any]:
+    from bench import console
+
+    if quick:
+        return await console.run_inbox(contacts=1_000, per_contact=20, requests=30)
+    return await console.run_inbox()
+
+
+async def run_console_live(workdir: Path, quick: bool) -> dict[str, Any]:
+    from bench import console
+
+    if quick:
+        return await console.run_live(workdir, managers=10, prospects=20, messages=2)
+    return await console.run_live(workdir)
 
 
 RUNNERS = {
@@ -69,6 +83,8 @@ RUNNERS = {
     "knowledge": run_knowledge,
     "scheduler": run_scheduler,
     "reporting": run_reporting,
+    "console_inbox": run_console_inbox,
+    "console_live": run_console_live,
 }
 
 
@@ -200,6 +216,26 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f" reports {run['reports']['answers']}",
                 )
             )
+    if "console_inbox" in b and "error" not in b["console_inbox"]:
+        c = b["console_inbox"]
+        rows.append(
+            (
+                "Console: inbox page (target p99 < 100 ms)",
+                f"p50 {c['p50_ms']} ms",
+                f"p99 {c['p99_ms']} ms over {c['requests']} requests; {c['contacts']:,} contacts,"
+                f" {c['messages']:,} messages",
+            )
+        )
+    if "console_live" in b and "error" not in b["console_live"]:
+        c = b["console_live"]
+        rows.append(
+            (
+                "Console: live event to managers (target p99 < 500 ms)",
+                f"p50 {c['p50_ms']} ms",
+                f"p99 {c['p99_ms']} ms; {c['managers']} managers, {c['prospects']} prospects,"
+                f" {c['samples']:,} arrivals",
+            )
+        )
     for name, outcome in b.items():
         if "error" in outcome:
             rows.append((f"{name}: FAILED", "", outcome["error"][:100]))

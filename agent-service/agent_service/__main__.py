@@ -8,6 +8,11 @@ from parley_shared import cli
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["managers"]:  # the console's accounts (agent_service/console/cli.py)
+        from agent_service.console.cli import managers
+
+        return managers(args[1:])
     from agent_service.app import create_app
     from agent_service.privacy import erase_from_cli
 

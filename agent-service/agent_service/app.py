@@ -4,7 +4,9 @@ Wiring: ``incoming_messages`` -> :class:`IncomingHandler` (record, arm the conta
 :class:`TurnRunner` (one turn per contact: :class:`SalesAgent` with the engine, the knowledge
 base and the prompts; the follow-up and call-booking hooks) -> outbox -> ``outgoing_messages``;
 ``delivery_status`` -> :class:`StatusHandler`; the follow-up scheduler and the turn sweeper are
-periodic jobs; the managers' routes read the components from ``request.app[AGENT]``.
+periodic jobs; the managers' JSON routes and the console (``/console``) read the components from
+``request.app[AGENT]`` and act through its :class:`Desk`; live events reach every replica's
+managers through the :class:`LiveFeed`.
 
 :func:`build` wires the components onto a :class:`Runtime` (tests build on a runtime of their
 own); :func:`create_app` adds the HTTP application around them. ``clock`` and ``engine`` are
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from agent_service.actions import Desk
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
 from agent_service.api import conversation as conversation_api
@@ -31,6 +34,7 @@ from agent_service.api import knowledge as knowledge_api
 from agent_service.api import scheduled_calls as scheduled_calls_api
 from agent_service.api import stats as stats_api
 from agent_service.calls.service import CallBooker
+from agent_service.console import routes as console
 from agent_service.context import AGENT, AgentService
 from agent_service.db import MIGRATIONS, tables
 from agent_service.domain.profile import BusinessProfile
@@ -41,6 +45,7 @@ from agent_service.followups.service import FollowUps
 from agent_service.followups.text import PROMPT_FILE, FollowUpWriter, Knowledge, Templates
 from agent_service.knowledge.base import KnowledgeBase
 from agent_service.knowledge.embeddings import GeminiEmbedder
+from agent_service.live import LiveFeed
 from agent_service.privacy import AgentPrivacy, retention_rules
 from agent_service.prompts import PromptBook
 from agent_service.reporting import Reporting
@@ -72,8 +77,9 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
         inbox_table=tables.inbox,
         clock=clock,
     )
-    app[AGENT] = build(runtime, settings, engine=engine)
+    app[AGENT] = agent = build(runtime, settings, engine=engine)
     add_routes(app)
+    console.install(app, agent)
     return app
 
 
@@ -107,6 +113,9 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
     )
     follow_ups, booker = FollowUps(settings.follow_up_policy()), CallBooker(settings.call_rules())
     scheduler = build_scheduler(runtime, settings, knowledge=knowledge)
+    live = LiveFeed(runtime.broker, runtime.clock, runtime.drains)  # the managers' screens, across replicas
+    # What managers do (take over, write, hand back, override...), for the JSON API and the console.
+    desk = Desk(runtime.sessions, runtime.outbox, runtime.clock, follow_ups, booker, live)
     turns = TurnRunner(
         sessions=runtime.sessions,
         outbox=runtime.outbox,
@@ -120,6 +129,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
         order_gap_wait_s=settings.order_gap_wait_s,
+        drafts_when_held=settings.held_drafts,
+        live=live,
     )
     incoming = IncomingHandler(
         sessions=runtime.sessions,
@@ -131,6 +142,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         window_s=settings.buffer_window_s,
         min_confidence=settings.moderator_min_confidence,
         max_classification_turns=settings.moderator_max_turns,
+        drafts_when_held=settings.held_drafts,
+        live=live,
     )
     statuses = StatusHandler(runtime.sessions, runtime.drains)
     reporting = Reporting(settings)  # analytics and the CSV export, on a pool of their own
@@ -143,6 +156,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
     runtime.add_periodic("turn-sweeper", turns.sweep_once, interval_s=settings.turn_sweep_interval_s)
     runtime.add_periodic("follow-ups", scheduler.tick, interval_s=settings.follow_up_check_interval_s)
     runtime.add_periodic("retention", retention.prune_once, interval_s=settings.retention_interval_s)
+    runtime.add_worker("live-events", live.run)
+    runtime.on_stopping(live.close_streams)  # open SSE streams end, so the server need not wait for them
     runtime.on_stop(engine.close)
     runtime.on_stop(knowledge.close)
     runtime.on_stop(reporting.close)
@@ -162,6 +177,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         statuses=statuses,
         reporting=reporting,
         privacy=privacy,
+        live=live,
+        desk=desk,
     )
 
 

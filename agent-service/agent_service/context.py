@@ -7,11 +7,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from agent_service.actions import Desk
 from agent_service.calls.service import CallBooker
 from agent_service.engines.base import Engine
 from agent_service.followups.scheduler import FollowUpScheduler
 from agent_service.followups.service import FollowUps
 from agent_service.knowledge.base import KnowledgeBase
+from agent_service.live import LiveFeed
 from agent_service.privacy import AgentPrivacy
 from agent_service.reporting import Reporting
 from agent_service.sales import SalesAgent
@@ -38,6 +40,8 @@ class AgentService:
     statuses: StatusHandler
     reporting: Reporting
     privacy: AgentPrivacy
+    live: LiveFeed
+    desk: Desk
 
 
 AGENT = web.AppKey("agent", AgentService)

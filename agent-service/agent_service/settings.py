@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from agent_service.console.settings import ConsoleSettings
 from agent_service.followups.settings import BusinessHoursSettings
 from parley_shared.settings import CommonSettings, ConfigurationError, env
 
 
-class AgentSettings(CommonSettings, BusinessHoursSettings):
+class AgentSettings(CommonSettings, BusinessHoursSettings, ConsoleSettings):
     database_url: str = Field("sqlite+aiosqlite:///./data/agent.db", validation_alias=env("AGENT_DATABASE_URL"))
     http_port: int = Field(8081, ge=1, le=65535, validation_alias=env("AGENT_HTTP_PORT"))
     demo_mode: bool = Field(False, validation_alias=env("DEMO_MODE"))
@@ -63,4 +64,6 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
     def _no_demo_clock_in_production(self) -> AgentSettings:
         if self.demo_mode and self.production:
             raise ConfigurationError("DEMO_MODE (the movable demo clock) cannot be used with APP_ENV=production")
+        if self.production:
+            self.require_session_secret()
         return self

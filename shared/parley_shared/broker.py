@@ -46,7 +46,7 @@ from aio_pika.abc import (
 
 from parley_shared.contracts import Contract, ContractError, decode
 from parley_shared.retry import Backoff
-from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, WORK_QUEUES, WorkQueue
+from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, LIVE_EXCHANGE, WORK_QUEUES, WorkQueue
 
 log = structlog.get_logger("parley.broker")
 
@@ -193,6 +193,13 @@ class Broker:
             with contextlib.suppress(Exception):
                 await self._connection.close()
         self._connection = None
+
+    async def open_channel(self) -> AbstractChannel:
+        """A channel of its own on the service's connection (reopened after a reconnect), for
+        traffic that is not a work queue's: the console's live events."""
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        return await self._connection.channel(publisher_confirms=False)
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, queue: WorkQueue, payload: Contract, *, headers: dict[str, Any] | None = None) -> None:
@@ -457,6 +464,7 @@ async def declare_topology(channel: AbstractChannel) -> None:
     """Declare exchanges, work queues, dead-letter queues and bindings (idempotent)."""
     exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
     dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(LIVE_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
     for q in WORK_QUEUES:
         dlq = await channel.declare_queue(q.dead_letter_queue, durable=True, arguments=q.dead_letter_arguments())
         await dlq.bind(dlx, routing_key=q.dead_letter_queue)

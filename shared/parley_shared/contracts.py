@@ -232,11 +232,38 @@ class ContactErasure(Contract):
     requested_by: str = Field(min_length=1, max_length=60, description="the API token's name, or cli")
 
 
+class LiveEvent(_Frozen):
+    """Something a manager's screen should show now: a conversation changed (and how)."""
+
+    contact_id: int | None = Field(default=None, ge=1)
+    kind: str = Field(min_length=1, max_length=40)  # message_in, replied, handoff, takeover, ...
+    at: UtcDatetime
+    label: str | None = Field(default=None, max_length=200)  # the contact's name, for a notification
+    needs_human: bool = False
+
+
+class LiveEvents(Contract):
+    """The ``parley.live`` fanout exchange: the console's live events, agent-service replica -> every
+    replica's managers. Transient hints (the database holds the state): never persisted, never retried."""
+
+    schema_name: ClassVar[str] = "live_events"
+    schema_: Literal["live_events"] = Field(default="live_events", alias="schema")
+    v: Literal[1] = 1
+    events: list[LiveEvent] = Field(min_length=1, max_length=1000)
+
+
 C = TypeVar("C", bound=Contract)
 
 CONTRACTS: dict[str, type[Contract]] = {
     model.schema_name: model
-    for model in (IncomingMessage, VoiceTranscriptionRequest, OutgoingMessage, DeliveryStatus, ContactErasure)
+    for model in (
+        IncomingMessage,
+        VoiceTranscriptionRequest,
+        OutgoingMessage,
+        DeliveryStatus,
+        ContactErasure,
+        LiveEvents,
+    )
 }
 
 

@@ -9,7 +9,9 @@
   (``API_TOKENS``, ``API_TOKEN``; constant-time compare). The token's name is bound to every log
   line of the request (``api_client``) and each request that changes something is logged as
   ``api.action``. Routes marked with :func:`public` (health, metrics, provider webhooks, the
-  OpenAPI document) stay open.
+  OpenAPI document) stay open, and so do pages for people marked with :func:`browser_page` (the
+  managers' console signs its users in with sessions of its own; such pages are not part of the
+  API document).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from parley_shared.broker import is_transient
 log = structlog.get_logger("parley.http")
 HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_ATTR = "__parley_public__"
+BROWSER_ATTR = "__parley_browser__"
 CORRELATION_HEADER = "X-Correlation-ID"
 
 
@@ -37,6 +40,18 @@ def public(handler: HandlerT) -> HandlerT:
     """Mark a route handler as open (no bearer token)."""
     setattr(handler, PUBLIC_ATTR, True)
     return handler
+
+
+def browser_page(handler: HandlerT) -> HandlerT:
+    """Mark a route handler as a page for people: no bearer token (it checks its own session), and
+    left out of ``/openapi.json``."""
+    setattr(handler, PUBLIC_ATTR, True)
+    setattr(handler, BROWSER_ATTR, True)
+    return handler
+
+
+def is_browser_page(handler: object) -> bool:
+    return bool(getattr(handler, BROWSER_ATTR, False))
 
 
 RETRY_AFTER_S = 2  # what a 503 asks the client to wait

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of a service, built from its aiohttp router.
 
-Every registered route appears (``GET`` routes' automatic ``HEAD`` twins excepted); what a
+Every registered route appears (``GET`` routes' automatic ``HEAD`` twins and pages for people,
+:func:`parley_shared.http.browser_page`, excepted); what a
 route says about itself comes from :func:`describe` on its handler::
 
     @describe("List contacts", query=ContactQuery, responses={200: ContactPage}, tags=("contacts",))
@@ -25,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from parley_shared.http import PUBLIC_ATTR, public
+from parley_shared.http import PUBLIC_ATTR, is_browser_page, public
 
 OPENAPI_ATTR = "__parley_openapi__"
 SECURITY_SCHEME = "bearer"
@@ -124,11 +125,12 @@ class RouteInfo:
 
 
 def registered_routes(router: web.UrlDispatcher) -> list[RouteInfo]:
-    """Every (method, path) the router answers, without the ``HEAD`` routes aiohttp adds for ``GET``."""
+    """Every (method, path) of the API, without the ``HEAD`` routes aiohttp adds for ``GET`` and
+    without pages for people (the console)."""
     found: dict[tuple[str, str], RouteInfo] = {}
     for route in router.routes():
         method = route.method.upper()
-        if method not in _METHODS or route.resource is None:
+        if method not in _METHODS or route.resource is None or is_browser_page(route.handler):
             continue
         path = route.resource.canonical
         found.setdefault((method, path), RouteInfo(method, path, route.handler))

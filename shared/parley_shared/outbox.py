@@ -44,7 +44,7 @@ from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import Contract
 from parley_shared.db import Session, SessionFactory, UtcDateTime, insert_ignore
 from parley_shared.periodic import Periodic
-from parley_shared.retry import Sleep
+from parley_shared.retry import Backoff, Sleep
 from parley_shared.shutdown import Drains
 from parley_shared.topology import BY_NAME, WorkQueue
 
@@ -128,7 +128,15 @@ class Outbox:
         self.deferred = 0  # publishes after a commit that failed (left to the relay)
         self._after_commit: set[asyncio.Task[bool]] = set()
         # The relay: every relay_interval_s, or at once when a publish after a commit failed.
-        self.relay = Periodic("outbox-relay", self.relay_all, interval_s=relay_interval_s, sleep=sleep)
+        # While the broker is away the relay backs off, but never beyond a few seconds: it is what
+        # publishes the backlog once the broker is back.
+        self.relay = Periodic(
+            "outbox-relay",
+            self.relay_all,
+            interval_s=relay_interval_s,
+            backoff=Backoff(first_s=relay_interval_s, max_s=max(relay_interval_s, 5.0)),
+            sleep=sleep,
+        )
         # SQLite ignores FOR UPDATE: without this, the relay and a publish after a commit could
         # read the same pending rows and publish them twice. One process writes a SQLite file,
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).

@@ -4,8 +4,10 @@ Each service's background rounds -- the outbox relay, the turn sweeper, the Wapp
 follow-up scheduler -- are a job run every ``interval_s``, one run at a time, until the service
 stops (the runtime starts and cancels them: ``Runtime.add_periodic``). ``wake()`` runs the job
 again at once (the outbox relay after a publish failed); a run that fails is logged and the next
-one waits by the shared retry policy (``backoff``, reset by a success), so a database or a
-provider that is away is not hammered. Waiting goes through the injected ``sleep``.
+one waits by the shared retry policy (``backoff``, reset by a success) -- wake-ups included: work
+arriving during an outage does not end the outage, and a failing job woken again and again would
+spin -- so a database or a provider that is away is not hammered. Waiting goes through the
+injected ``sleep``.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ class Periodic:
         while True:
             # Cleared before the run: a wake() that arrives during it starts the next one at once.
             self._wake.clear()
-            await self.run_once()
-            wait = self.backoff.delay(self.failures) if self.failures else self.interval_s
-            await self._wait(wait)
+            if await self.run_once():
+                await self._wait(self.interval_s)
+            else:
+                await self.sleep(self.backoff.delay(self.failures))
 
     async def run_once(self) -> bool:
         """One run of the job; True if it succeeded (a failure is logged, never raised)."""

@@ -8,6 +8,11 @@ Design (works on RabbitMQ 3.10 and 4.x alike):
   (or keeps killing its consumer) is dead-lettered instead of looping for ever. Dead-lettering is
   ``at-least-once`` (which needs ``x-overflow=reject-publish``): a dead letter is never dropped.
 * Each work queue has its own ``<name>.dlq`` behind the ``parley.dead-letter`` exchange.
+* Live events for the managers' console travel on the ``parley.live`` **fanout** exchange: each
+  agent-service replica binds a queue of its own (``parley.live.<replica>``: exclusive,
+  auto-deleted with its connection, a short message TTL and a length cap), so every replica's
+  managers see every replica's events. These queues come and go with the replicas, so the
+  definitions file holds only the exchange.
 * Priority without ``x-max-priority`` (quorum queues on 3.10 refuse it): conversational replies
   and operator messages go to ``outgoing_messages``; follow-up campaign traffic goes to
   ``outgoing_campaign``. The sender serves the first before the second.
@@ -41,6 +46,14 @@ EXCHANGE = "parley"
 VHOST = "parley"  # the vhost of the shipped deployment (compose, definitions.json)
 DEAD_LETTER_EXCHANGE = "parley.dead-letter"
 DEFAULT_DELIVERY_LIMIT = 10
+LIVE_EXCHANGE = "parley.live"
+LIVE_QUEUE_PREFIX = "parley.live."
+
+
+def live_queue_arguments() -> dict[str, Any]:
+    """A replica's live-event queue: classic (exclusive), events older than a minute or beyond
+    10,000 waiting are dropped (a replica that far behind resynchronises its screens instead)."""
+    return {"x-message-ttl": 60_000, "x-max-length": 10_000, "x-overflow": "drop-head"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,7 @@ class Definitions:
             "exchanges": [
                 _exchange_def(EXCHANGE, self.vhost),
                 _exchange_def(DEAD_LETTER_EXCHANGE, self.vhost),
+                _exchange_def(LIVE_EXCHANGE, self.vhost, "fanout"),
             ],
             "queues": queues,
             "bindings": bindings,
@@ -141,11 +155,11 @@ def _queue_def(name: str, vhost: str, arguments: dict[str, Any]) -> dict[str, An
     return {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments}
 
 
-def _exchange_def(name: str, vhost: str) -> dict[str, Any]:
+def _exchange_def(name: str, vhost: str, kind: str = "direct") -> dict[str, Any]:
     return {
         "name": name,
         "vhost": vhost,
-        "type": "direct",
+        "type": kind,
         "durable": True,
         "auto_delete": False,
         "internal": False,

@@ -4,6 +4,7 @@ cursor pagination, overrides and the CSV export."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import unicodedata
 from collections.abc import AsyncIterator
@@ -55,7 +56,9 @@ async def client(amqp_url: str, database_url: str) -> AsyncIterator[TestClient]:
     app = create_app(
         AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN), clock=ManualClock(NOW)
     )
-    app[AGENT].follow_ups = RecordingFollowUps()  # type: ignore[assignment]
+    recorder = RecordingFollowUps()
+    app[AGENT].follow_ups = recorder  # type: ignore[assignment]
+    app[AGENT].desk = dataclasses.replace(app[AGENT].desk, follow_ups=recorder)  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

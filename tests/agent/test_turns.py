@@ -195,11 +195,12 @@ async def test_a_takeover_during_a_slow_model_call_wins(amqp_url: str, database_
         assert convo["messages"][0]["status"] == "silent"
         assert convo["contact"]["owner"] == "human" and convo["contact"]["owner_name"] == "Aliya"
 
-        # While the manager holds it: recorded, silent, no model call.
+        # While the manager holds it: recorded, silent; the AI only drafts (stored suppressed, never sent).
         await agent.send(inbound(phone, "Are you there?"))
-        await asyncio.sleep(0.3)
-        await agent.idle()
-        assert len(engine.calls) == 1 and agent.replies.to(phone) == []
+        await eventually_drafted(agent, phone, 2)
+        assert len(engine.calls) == 2 and agent.replies.to(phone) == []
+        convo = await agent.conversation(phone)
+        assert [m["status"] for m in convo["messages"]][-2:] == ["silent", "suppressed"]
 
         # The manager writes; the operator message goes out as kind operator (once per client id).
         body = {"text": "Hi, this is Aliya from KomfortOffice", "client_message_id": "m-1"}
@@ -216,6 +217,40 @@ async def test_a_takeover_during_a_slow_model_call_wins(amqp_url: str, database_
         assert reply.text == "Here is the AI answer" and reply.kind is OutgoingKind.REPLY
         convo = await agent.conversation(phone)
         assert [m["status"] for m in convo["messages"] if m["direction"] == "in"] == ["silent", "silent", "handled"]
+
+
+async def eventually_drafted(agent: Any, phone: str, drafts: int) -> None:
+    """Wait until the contact has ``drafts`` suppressed replies (the AI's drafts while a manager holds it)."""
+    for _ in range(200):
+        await agent.idle()
+        convo = await agent.conversation(phone)
+        if sum(m["status"] == "suppressed" for m in convo["messages"]) >= drafts:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {drafts} drafts")
+
+
+async def test_without_held_drafts_a_held_conversation_costs_no_model_call(amqp_url: str, tmp_path: Any) -> None:
+    async def answer(context: TurnContext) -> Any:
+        return echo_decision(context, "AI answer")
+
+    engine = ScriptedEngine(answer)
+    phone = "+77010000004"
+    database = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    async with running_agent(amqp_url, database, engine=engine, held_drafts=False) as agent:
+        await agent.say(phone, "Hello")
+        assert (await agent.client.post(f"/contacts/{phone}/takeover", headers=AUTH)).status == 200
+        await agent.send(inbound(phone, "Are you there?"))
+
+        for _ in range(200):
+            convo = await agent.conversation(phone)
+            if len(convo["messages"]) == 3:
+                break
+            await asyncio.sleep(0.05)
+        await agent.idle()
+        convo = await agent.conversation(phone)
+        assert [(m["direction"], m["status"]) for m in convo["messages"]][-1] == ("in", "silent")
+        assert len(convo["messages"]) == 3 and len(engine.calls) == 1
 
 
 async def test_handoff_routes_need_the_token_and_a_known_contact(amqp_url: str, tmp_path: Any) -> None:

@@ -376,8 +376,11 @@ def test_the_banner_gives_both_addresses_and_a_line_for_the_readme_examples() ->
         "Continuing with the conversations kept in data/demo; to start fresh: make demo DEMO_ARGS=--fresh "
         "(or --fresh).",
     ]
-    fresh = show(render.banner("http://g", "http://a", "t", "data/demo", False), columns=160)
+    fresh = show(render.banner("http://g", "http://a", "t", "data/demo", False, sign_in=("demo", "pw")), columns=160)
     assert "Continuing" not in fresh.text
+    assert fresh.rows[-1] == (
+        "Managers' console: http://a/console/ · sign in as demo / pw and answer as a manager in the browser"
+    )
 
 
 @pytest.mark.parametrize("token", ["tok-123_abc", 'it\'s a "$token" with `spaces`'])

@@ -15,6 +15,7 @@ from tests.gateway.helpers import gateway_settings, running
 
 STRONG = "Zq8-w3xV_r7Lp2sK-9yT"
 KEY = "erasure-key-0123456789abcdef"  # production needs ERASURE_KEY too
+CONSOLE_SECRET = "console-session-secret-0123456789abcdef"
 DANA = "dana-0f3a9c71e5b2d84a"
 REPORTS = "reports-7e21b9d0c4f6a3"
 
@@ -44,10 +45,16 @@ def test_production_refuses_a_blank_short_or_low_variety_token(token: str, probl
 
 def test_named_tokens_are_read_with_api_token_as_default_and_malformed_lists_are_refused() -> None:
     settings = AgentSettings(  # type: ignore[call-arg]
-        app_env="production", api_token=STRONG, api_tokens=f" dana:{DANA} , reports:{REPORTS},", erasure_key=KEY
+        app_env="production",
+        api_token=STRONG,
+        api_tokens=f" dana:{DANA} , reports:{REPORTS},",
+        erasure_key=KEY,
+        console_session_secret=CONSOLE_SECRET,
     )
     assert settings.api_clients() == {"dana": DANA, "reports": REPORTS, "default": STRONG}
-    only_named = AgentSettings(app_env="production", api_tokens=f"dana:{DANA}", erasure_key=KEY)  # type: ignore[call-arg]
+    only_named = AgentSettings(  # type: ignore[call-arg]
+        app_env="production", api_tokens=f"dana:{DANA}", erasure_key=KEY, console_session_secret=CONSOLE_SECRET
+    )
     assert only_named.api_clients() == {"dana": DANA}
     for bad, problem in (
         (f"dana {DANA}", "not name:token"),

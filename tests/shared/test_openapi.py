@@ -19,7 +19,7 @@ from agent_service.app import create_app as create_agent
 from agent_service.settings import AgentSettings
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
-from parley_shared.http import base_app, json_response, public, read_model, read_query
+from parley_shared.http import base_app, is_browser_page, json_response, public, read_model, read_query
 from parley_shared.openapi import Response, build_openapi, describe, undescribed_routes
 
 TOKEN = "openapi-test-token-0123456789"
@@ -42,8 +42,12 @@ async def served(request: pytest.FixtureRequest, amqp_url: str, tmp_path: Any) -
 
 
 def router_routes(app: web.Application) -> set[tuple[str, str]]:
-    """(METHOD, path) straight from aiohttp, without the HEAD twins of GET routes."""
-    pairs = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+    """(METHOD, path) straight from aiohttp, without the HEAD twins of GET routes and the console's pages."""
+    pairs = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.resource is not None and not is_browser_page(r.handler)
+    }
     return {(m, p) for m, p in pairs if not (m == "HEAD" and ("GET", p) in pairs)}
 
 

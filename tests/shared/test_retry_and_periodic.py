@@ -82,38 +82,83 @@ async def test_a_deadline_stops_before_a_wait_that_would_end_past_it() -> None:
     assert calls == [1] and sleep.waits == []
 
 
-async def test_periodic_runs_again_when_woken_backs_off_after_failures_and_resets_after_success() -> None:
+async def test_periodic_waits_the_interval_backs_off_after_failures_and_resets_after_success() -> None:
     outcomes = iter([None, "fail", "fail", None, None])
-    runs = 0
     waits: list[float] = []
-    resumed = asyncio.Event()
+    done = asyncio.Event()
 
     async def job() -> None:
-        nonlocal runs
-        runs += 1
-        if next(outcomes) == "fail":
+        outcome = next(outcomes, "stop")
+        if outcome == "stop":
+            done.set()
+            await asyncio.Event().wait()
+        if outcome == "fail":
             raise ConnectionError("database away")
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
-        resumed.set()
-        await asyncio.Event().wait()  # only a wake-up ends this wait
+
+    periodic = Periodic("test-job", job, interval_s=10, backoff=Backoff(first_s=1, max_s=8), sleep=sleep)
+    task = asyncio.create_task(periodic.run())
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert waits == [10, 1, 2, 10, 10]  # the interval; the backoff after each failure; reset by a success
+    assert periodic.failures == 0 and periodic.last_error is None
+
+
+async def test_a_wake_up_ends_the_interval_but_never_a_failures_backoff() -> None:
+    """Work arriving during an outage does not end the outage: a failing job woken again and again
+    (the outbox relay, woken by every publish that failed) must not spin."""
+    runs = 0
+    failing = True
+    sleeping = asyncio.Event()
+
+    async def job() -> None:
+        nonlocal runs
+        runs += 1
+        if failing:
+            raise ConnectionError("broker away")
+
+    async def sleep(_seconds: float) -> None:
+        sleeping.set()
+        await asyncio.Event().wait()  # never ends by itself
 
     periodic = Periodic("test-job", job, interval_s=10, backoff=Backoff(first_s=1, max_s=8), sleep=sleep)
     task = asyncio.create_task(periodic.run())
     try:
-        for _ in range(4):
-            await resumed.wait()
-            resumed.clear()
+        await asyncio.wait_for(sleeping.wait(), 5)  # backing off after the first failure
+        for _ in range(5):
             periodic.wake()
-        await resumed.wait()
+            for _ in range(10):
+                await asyncio.sleep(0)
+        assert runs == 1
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert runs == 5
-    assert waits == [10, 1, 2, 10, 10]  # the interval; backoff after each failure; reset by a success
-    assert periodic.failures == 0 and periodic.last_error is None
+
+    failing, runs = False, 0
+    sleeping.clear()
+    second = asyncio.Event()
+
+    async def counted() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            second.set()
+
+    periodic = Periodic("test-job", counted, interval_s=10, sleep=sleep)
+    task = asyncio.create_task(periodic.run())
+    try:
+        await asyncio.wait_for(sleeping.wait(), 5)  # waiting out the interval after a success
+        periodic.wake()
+        await asyncio.wait_for(second.wait(), 5)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_a_wake_during_a_run_starts_the_next_run_at_once() -> None:

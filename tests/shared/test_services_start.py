@@ -62,10 +62,14 @@ def test_production_refuses_to_start_without_a_token() -> None:
         GatewaySettings(app_env="production")
     with pytest.raises(ConfigurationError, match="API_TOKEN"):
         AgentSettings(app_env="production", api_token="short")
-    with pytest.raises(ConfigurationError, match="ERASURE_KEY"):
-        AgentSettings(app_env="production", api_token="Zq8-w3xV_r7Lp2sK-9yT")
     strong = {"api_token": "Zq8-w3xV_r7Lp2sK-9yT", "erasure_key": "erasure-key-0123456789abcdef"}
-    assert AgentSettings(app_env="production", **strong).production
+    with pytest.raises(ConfigurationError, match="ERASURE_KEY"):
+        AgentSettings(app_env="production", api_token="Zq8-w3xV_r7Lp2sK-9yT", console_session_secret="s" * 32)
+    with pytest.raises(ConfigurationError, match="CONSOLE_SESSION_SECRET"):
+        AgentSettings(app_env="production", **strong)
+    with pytest.raises(ConfigurationError, match="CONSOLE_SESSION_SECRET"):
+        AgentSettings(app_env="production", **strong, console_session_secret="too short")
+    assert AgentSettings(app_env="production", **strong, console_session_secret="s" * 32).production
 
 
 def test_cli_exits_2_with_a_clear_message_on_bad_configuration(

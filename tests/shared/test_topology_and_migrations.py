@@ -16,7 +16,7 @@ from agent_service.db.tables import metadata as agent_metadata
 from gateway.db import MIGRATIONS as GATEWAY_MIGRATIONS
 from gateway.db.tables import metadata as gateway_metadata
 from parley_shared.db import create_engine, current_revision, migrate
-from parley_shared.topology import WORK_QUEUES, shipped_definitions
+from parley_shared.topology import LIVE_EXCHANGE, WORK_QUEUES, shipped_definitions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,13 @@ def test_definitions_file_matches_the_code() -> None:
     assert shipped == shipped_definitions(), (
         "regenerate with: python -m parley_shared.topology > deploy/rabbitmq/definitions.json"
     )
+
+
+def test_the_consoles_live_exchange_is_shipped() -> None:
+    """Every replica binds a queue of its own to it at start; the exchange itself is shipped."""
+    shipped = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
+    live = [e for e in shipped["exchanges"] if e["name"] == LIVE_EXCHANGE]
+    assert [(e["type"], e["durable"]) for e in live] == [("fanout", True)]
 
 
 async def test_broker_accepts_the_shipped_queue_arguments(amqp_url: str) -> None:

@@ -19,13 +19,15 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import ColumnElement, and_, or_, select
 
-from agent_service.api.params import PHONE_PARAM, QueryDatetime, parse_phone
+from agent_service.actions import contacts as contacts_actions
+from agent_service.actions.audit import Actor
+from agent_service.actions.contacts import ContactPatch, Outcome
+from agent_service.api.params import PHONE_PARAM, QueryDatetime, action_errors, parse_phone
 from agent_service.context import AGENT
 from agent_service.db import tables
-from agent_service.domain.followup_policy import StopReason
 from parley_shared.db import Session, SessionFactory
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
@@ -33,9 +35,7 @@ from parley_shared.untrusted import json_loads
 
 log = structlog.get_logger(__name__)
 
-Outcome = Literal["open", "agreed", "declined", "uncertain"]
 Stage = Literal["situation", "problem", "implication", "need_payoff"]
-Category = Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
 PAGE_MAX = 200
 EXPORT_BATCH = 500
 _PHONE_LIKE = re.compile(r"^[\d\s+\-().]+$")
@@ -103,39 +103,6 @@ class ContactPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
 
 
-class ContactPatch(BaseModel):
-    """A manager's override. Fields left out are unchanged; ``notes: null`` clears the notes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client_status: Literal["client", "non_client"] | None = None
-    client_category: Category | None = Field(
-        None, description="With client_status: prospect for clients; spam, personal, ... for non-clients"
-    )
-    reason: str | None = Field(None, min_length=1, max_length=500, description="Why (required with client_status)")
-    outcome: Outcome | None = None
-    notes: str | None = Field(None, max_length=10_000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ContactPatch:
-        given = self.model_fields_set
-        if not given & {"client_status", "outcome", "notes"}:
-            raise ValueError("nothing to change: give client_status, outcome or notes")
-        if "client_status" in given and self.client_status is None:
-            raise ValueError("client_status cannot be null")
-        if "outcome" in given and self.outcome is None:
-            raise ValueError("outcome cannot be null")
-        if self.client_status is None and (self.reason is not None or self.client_category is not None):
-            raise ValueError("reason and client_category go with client_status")
-        if self.client_status is not None and self.reason is None:
-            raise ValueError("client_status needs a reason")
-        if self.client_status == "client" and self.client_category not in (None, "prospect"):
-            raise ValueError("a client's category is prospect")
-        if self.client_status == "non_client" and self.client_category == "prospect":
-            raise ValueError("a non-client's category cannot be prospect")
-        return self
-
-
 # ---------------------------------------------------------------------------- queries
 
 
@@ -189,11 +156,18 @@ def filter_clauses(filters: ContactFilters) -> list[ColumnElement[bool]]:
 
 
 async def fetch_page(
-    session: Session, filters: ContactFilters, after: tuple[datetime, int] | None, limit: int
+    session: Session,
+    filters: ContactFilters,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    *,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[Sequence[Mapping[str, Any]], tuple[datetime, int] | None]:
-    """Up to ``limit`` contacts after ``after`` in (updated_at, id) descending order, and the next position."""
+    """Up to ``limit`` contacts after ``after`` in (updated_at, id) descending order, and the next position.
+
+    ``extra``: more conditions (the console's "held by me" and "held by others")."""
     c = tables.contacts.c
-    where = filter_clauses(filters)
+    where = [*filter_clauses(filters), *extra]
     if after is not None:
         when, contact_id = after
         where.append(or_(c.updated_at < when, and_(c.updated_at == when, c.id < contact_id)))
@@ -229,32 +203,6 @@ async def list_contacts(request: web.Request) -> web.Response:
     return json_response(page)
 
 
-def _override_values(patch: ContactPatch, now: datetime) -> dict[str, Any]:
-    values: dict[str, Any] = {"updated_at": now}
-    if patch.client_status is not None:
-        values |= {
-            "client_status": patch.client_status,
-            "client_category": patch.client_category or ("prospect" if patch.client_status == "client" else "other"),
-            "classification_reason": patch.reason,
-            "classification_confidence": 1.0,
-            "classified_by": "manager",
-        }
-    if patch.outcome is not None:
-        values["outcome"] = patch.outcome
-    if "notes" in patch.model_fields_set:
-        values["notes"] = patch.notes
-    return values
-
-
-def _follow_up_stop_reason(patch: ContactPatch) -> StopReason | None:
-    """Why a manager's override ends the contact's follow-ups for good (None: it does not)."""
-    if patch.client_status == "non_client":
-        return StopReason.NON_CLIENT
-    if patch.outcome is not None and patch.outcome in (StopReason.AGREED, StopReason.DECLINED):
-        return StopReason(patch.outcome)
-    return None
-
-
 @describe(
     "Override a contact's client status, outcome or notes",
     description="A client-status override is recorded with classified_by=manager and the reason. "
@@ -267,19 +215,8 @@ def _follow_up_stop_reason(patch: ContactPatch) -> StopReason | None:
 async def patch_contact(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     patch = await read_model(request, ContactPatch)
-    runtime = request.app[AGENT].runtime
-    now = runtime.clock.now()
-    c = tables.contacts.c
-    async with runtime.sessions() as session, session.begin():
-        contact_id = await session.scalar(select(c.id).where(c.phone == phone).with_for_update())
-        if contact_id is None:
-            raise HTTPError(404, "no contact with this phone")
-        await session.execute(update(tables.contacts).where(c.id == contact_id).values(_override_values(patch, now)))
-        stop_reason = _follow_up_stop_reason(patch)
-        if stop_reason is not None:
-            await request.app[AGENT].follow_ups.stop(session, contact_id, stop_reason, now, permanent=True)
-        row = (await session.execute(select(tables.contacts).where(c.id == contact_id))).mappings().one()
-    log.info("contacts.overridden", contact_id=contact_id, fields=sorted(patch.model_fields_set))
+    with action_errors():
+        row = await contacts_actions.override(request.app[AGENT].desk, phone, patch, Actor.api())
     return json_response(ContactOut.model_validate(dict(row)))
 
 

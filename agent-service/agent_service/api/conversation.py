@@ -17,6 +17,7 @@ from sqlalchemy import select
 from agent_service.api.contacts import ContactOut
 from agent_service.api.params import PHONE_PARAM, contact_or_404, parse_phone
 from agent_service.context import AGENT
+from agent_service.db import repository as repo
 from agent_service.db import tables
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import json_response, read_query
@@ -44,6 +45,7 @@ class MessageOut(BaseModel):
     tokens_out: int | None
     latency_ms: int | None
     error: str | None
+    author: str | None = Field(None, description="Operator messages: the manager who wrote it (or api)")
     sent_at: datetime | None
     created_at: datetime
 
@@ -103,23 +105,8 @@ async def get_conversation(request: web.Request) -> web.Response:
         if query.before is not None:
             stmt = stmt.where(m.id < query.before)
         rows = (await session.execute(stmt.order_by(m.id.desc()).limit(query.limit + 1))).mappings().all()
-        f, k = tables.follow_ups.c, tables.scheduled_calls.c
-        touches = (
-            await session.execute(
-                select(tables.follow_ups)
-                .where(f.contact_id == contact["id"])
-                .order_by(f.sequence_no.desc(), f.touch)
-                .limit(MAX_ROWS)
-            )
-        ).mappings()
-        calls = (
-            await session.execute(
-                select(tables.scheduled_calls)
-                .where(k.contact_id == contact["id"])
-                .order_by(k.scheduled_at.desc())
-                .limit(MAX_ROWS)
-            )
-        ).mappings()
+        touches = await repo.contact_touches(session, contact["id"], MAX_ROWS)
+        calls = await repo.contact_calls(session, contact["id"], MAX_ROWS)
         follow_ups = [TouchOut.model_validate(dict(t)) for t in touches]
         booked = [ContactCallOut.model_validate(dict(c)) for c in calls]
     more = len(rows) > query.limit

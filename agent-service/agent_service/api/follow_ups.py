@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from agent_service.api.params import PHONE_PARAM, contact_or_404, parse_phone, query_phone
+from agent_service.actions import follow_ups as follow_ups_actions
+from agent_service.actions.audit import Actor
+from agent_service.api.params import PHONE_PARAM, action_errors, parse_phone, query_phone
 from agent_service.context import AGENT
 from agent_service.db.tables import contacts, follow_ups
-from agent_service.domain.followup_policy import StopReason
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
-
-log = structlog.get_logger(__name__)
 
 PAGE_MAX = 500
 
@@ -125,16 +123,9 @@ async def active(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     query = await read_query(request, CancelQuery)
-    runtime = request.app[AGENT].runtime
-    now = runtime.clock.now()
-    async with runtime.sessions() as session, session.begin():
-        contact = await contact_or_404(session, phone)
-        cancelled = await request.app[AGENT].follow_ups.stop(
-            session, contact["id"], StopReason.MANAGER, now, permanent=query.permanent
-        )
-        stopped = query.permanent or bool(contact["follow_ups_stopped"])
-    log.info("follow_up.cancelled_by_manager", contact_id=contact["id"], cancelled=cancelled, permanent=query.permanent)
-    return json_response(FollowUpState(phone=phone, cancelled=cancelled, follow_ups_stopped=stopped))
+    with action_errors():
+        change = await follow_ups_actions.cancel(request.app[AGENT].desk, phone, Actor.api(), permanent=query.permanent)
+    return json_response(FollowUpState(phone=phone, cancelled=change.cancelled, follow_ups_stopped=change.stopped))
 
 
 @describe(
@@ -146,10 +137,8 @@ async def cancel(request: web.Request) -> web.Response:
 )
 async def resume(request: web.Request) -> web.Response:
     phone = parse_phone(request)
-    runtime = request.app[AGENT].runtime
-    async with runtime.sessions() as session, session.begin():
-        contact = await contact_or_404(session, phone)
-        await request.app[AGENT].follow_ups.resume(session, contact["id"], runtime.clock.now())
+    with action_errors():
+        await follow_ups_actions.resume(request.app[AGENT].desk, phone, Actor.api())
     return json_response(FollowUpState(phone=phone, cancelled=0, follow_ups_stopped=False))
 
 

@@ -1,15 +1,18 @@
-"""Parameters the managers' routes share: a contact's phone in the path or the query, times in
-query strings, and the contact-or-404 lookup."""
+"""What the managers' routes share: a contact's phone in the path or the query, times in query
+strings, the contact-or-404 lookup, and the translation of a refused action into an answer."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy import RowMapping
 
+from agent_service.actions import Conflict, NotBookable, NotFound
 from agent_service.db import repository as repo
 from parley_shared.db import Session
 from parley_shared.http import HTTPError
@@ -46,3 +49,16 @@ async def contact_or_404(session: Session, phone: str) -> RowMapping:
     if contact is None:
         raise HTTPError(404, "no contact with this phone")
     return contact
+
+
+@contextlib.contextmanager
+def action_errors() -> Iterator[None]:
+    """Translate an action's refusal (``agent_service.actions``) into the JSON API's answer."""
+    try:
+        yield
+    except NotFound as exc:
+        raise HTTPError(404, str(exc)) from None
+    except Conflict as exc:
+        raise HTTPError(409, str(exc)) from None
+    except NotBookable as exc:
+        raise HTTPError(422, str(exc), proposed_slots=[s.isoformat() for s in exc.proposed_slots]) from None

@@ -9,26 +9,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import structlog
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select, update
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent_service.api.params import QueryDatetime, query_phone
+from agent_service.actions import calls as calls_actions
+from agent_service.actions.audit import Actor
+from agent_service.actions.calls import CallPatch, Status, calls_with_contacts
+from agent_service.api.params import QueryDatetime, action_errors, query_phone
 from agent_service.context import AGENT
 from agent_service.db.tables import contacts, scheduled_calls
-from agent_service.domain.call_slots import propose, refusal
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import describe
 
-log = structlog.get_logger(__name__)
-
-Status = Literal["pending", "confirmed", "cancelled", "done"]
-FINAL = ("cancelled", "done")
 PAGE_MAX = 500
 
 
@@ -63,26 +59,6 @@ class CallPage(BaseModel):
     items: list[CallOut]
 
 
-class CallPatch(BaseModel):
-    """Fields left out are unchanged; ``notes: null`` clears the notes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: Status | None = None
-    notes: str | None = Field(None, max_length=10_000)
-    scheduled_at: AwareDatetime | None = Field(None, description="New time (checked against working hours)")
-
-    @model_validator(mode="after")
-    def _something(self) -> CallPatch:
-        if not self.model_fields_set & {"status", "notes", "scheduled_at"}:
-            raise ValueError("nothing to change: give status, notes or scheduled_at")
-        if "status" in self.model_fields_set and self.status is None:
-            raise ValueError("status cannot be null")
-        if "scheduled_at" in self.model_fields_set and self.scheduled_at is None:
-            raise ValueError("scheduled_at cannot be null")
-        return self
-
-
 def _out(row: Any) -> CallOut:
     return CallOut(
         id=row["id"],
@@ -99,16 +75,11 @@ def _out(row: Any) -> CallOut:
     )
 
 
-def _select() -> Any:
-    joined = scheduled_calls.join(contacts, contacts.c.id == scheduled_calls.c.contact_id)
-    return select(scheduled_calls, contacts.c.phone, contacts.c.name).select_from(joined)
-
-
 @describe("List scheduled calls", query=CallsQuery, responses={200: CallPage}, tags=("calls",))
 async def list_calls(request: web.Request) -> web.Response:
     query = await read_query(request, CallsQuery)
     c = scheduled_calls.c
-    stmt = _select()
+    stmt = calls_with_contacts()
     if query.status is not None:
         stmt = stmt.where(c.status == query.status)
     if query.from_ is not None:
@@ -143,31 +114,8 @@ async def patch_call(request: web.Request) -> web.Response:
     if not 0 < call_id <= SQL_INT_MAX:
         raise HTTPError(404, "no such call")
     patch = await read_model(request, CallPatch)
-    runtime = request.app[AGENT].runtime
-    booker = request.app[AGENT].booker
-    now = runtime.clock.now()
-    c = scheduled_calls.c
-    async with runtime.sessions() as session, session.begin():
-        current = (await session.execute(select(scheduled_calls).where(c.id == call_id).with_for_update())).first()
-        if current is None:
-            raise HTTPError(404, "no such call")
-        if current.status in FINAL and patch.model_fields_set & {"status", "scheduled_at"}:
-            raise HTTPError(409, f"the call is {current.status}; only its notes can change")
-        values: dict[str, Any] = {"updated_at": now}
-        if patch.status is not None:
-            values["status"] = patch.status
-        if "notes" in patch.model_fields_set:
-            values["notes"] = patch.notes
-        if patch.scheduled_at is not None:
-            when = booker.normalise(patch.scheduled_at)
-            reason = refusal(when, now, booker.rules)
-            if reason is not None:
-                slots = propose(now, booker.rules, when)
-                raise HTTPError(422, f"not bookable: {reason}", proposed_slots=[s.isoformat() for s in slots])
-            values |= {"scheduled_at": when, "timezone": booker.rules.hours.tz.key}
-        await session.execute(update(scheduled_calls).where(c.id == call_id).values(values))
-        row = (await session.execute(_select().where(c.id == call_id))).mappings().one()
-    log.info("call.updated", call_id=call_id, fields=sorted(patch.model_fields_set))
+    with action_errors():
+        row = await calls_actions.update_call(request.app[AGENT].desk, call_id, patch, Actor.api())
     return json_response(_out(row))
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
-from agent_service.db.tables import contacts, messages, outbox
+from agent_service.db.tables import contacts, follow_ups, messages, outbox, scheduled_calls
 from parley_shared.db import Session, UtcDateTime, dialect_name
 
 c = contacts.c
@@ -93,6 +93,20 @@ async def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -
 
 async def message_by_id(session: Session, message_id: str) -> RowMapping | None:
     return (await session.execute(select(messages).where(m.message_id == message_id))).mappings().first()
+
+
+async def contact_touches(session: Session, contact_id: int, limit: int) -> list[RowMapping]:
+    """The follow-up touches of the contact's latest sequences, newest sequence first."""
+    f = follow_ups.c
+    stmt = select(follow_ups).where(f.contact_id == contact_id).order_by(f.sequence_no.desc(), f.touch).limit(limit)
+    return list((await session.execute(stmt)).mappings().all())
+
+
+async def contact_calls(session: Session, contact_id: int, limit: int) -> list[RowMapping]:
+    """The contact's scheduled calls, latest first."""
+    k = scheduled_calls.c
+    stmt = select(scheduled_calls).where(k.contact_id == contact_id).order_by(k.scheduled_at.desc()).limit(limit)
+    return list((await session.execute(stmt)).mappings().all())
 
 
 # ---------------------------------------------------------------------------- turns

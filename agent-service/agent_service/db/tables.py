@@ -16,6 +16,8 @@ Vocabulary (string columns, validated in the domain layer):
   ``read`` | ``failed`` | ``suppressed``.
 * ``follow_ups.status``: ``pending`` | ``sent`` | ``cancelled`` | ``skipped``.
 * ``scheduled_calls.status``: ``pending`` | ``confirmed`` | ``cancelled`` | ``done``.
+* ``managers.role``: ``admin`` | ``manager``. ``audit_log.actor_kind``: ``manager`` | ``api``;
+  ``audit_log.action``: see ``agent_service/audit.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,22 @@ erasures = erasures_table(metadata)  # one row per erased contact: its phone's k
 
 _pk = BigInteger().with_variant(Integer, "sqlite")
 
+managers = Table(
+    "managers",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("login", String(100), nullable=False, unique=True),  # stored lower-case
+    Column("display_name", String(100), nullable=False),
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("role", String(10), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    # Bumped by disable and set-password: every session signed in before then stops working.
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_sign_in_at", UtcDateTime, nullable=True),
+)
+
 contacts = Table(
     "contacts",
     metadata,
@@ -64,6 +82,8 @@ contacts = Table(
     Column("outcome", String(20), nullable=False, server_default="open"),
     Column("owner", String(10), nullable=False, server_default="ai"),
     Column("owner_name", String(100), nullable=True),
+    # The console manager who holds the conversation (migration 0005); None for the API or the AI.
+    Column("owner_manager_id", _pk, ForeignKey("managers.id", ondelete="SET NULL"), nullable=True),
     Column("needs_human", Boolean, nullable=False, server_default=text("false")),
     Column("needs_human_reason", String(500), nullable=True),
     Column("language", String(10), nullable=True),
@@ -114,6 +134,7 @@ messages = Table(
     Column("tokens_out", Integer, nullable=True),
     Column("latency_ms", Integer, nullable=True),
     Column("error", String(500), nullable=True),
+    Column("author", String(100), nullable=True),  # (operator) who wrote it: a manager's name, or "api"
     Column("sent_at", UtcDateTime, nullable=True),  # provider time (in) / delivery time (out)
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_messages_contact_created", "contact_id", "created_at"),
@@ -169,4 +190,41 @@ scheduled_calls = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_scheduled_calls_at", "scheduled_at"),
     Index("ix_scheduled_calls_contact", "contact_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("contact_id", _pk, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    Column("actor_kind", String(10), nullable=False),
+    Column("manager_id", _pk, ForeignKey("managers.id", ondelete="SET NULL"), nullable=True),
+    Column("actor_name", String(100), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("detail", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_audit_log_contact", "contact_id", "id"),
+    Index("ix_audit_log_created_at", "created_at"),
+)
+
+# Failed console sign-ins, for throttling per login and per address across replicas.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", _pk, primary_key=True, autoincrement=True),
+    Column("login", String(100), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_sign_in_failures_login", "login", "created_at"),
+    Index("ix_sign_in_failures_address", "address", "created_at"),
+)
+
+# How far each manager has read each conversation (the inbox's unread counts).
+manager_reads = Table(
+    "manager_reads",
+    metadata,
+    Column("manager_id", _pk, ForeignKey("managers.id", ondelete="CASCADE"), primary_key=True),
+    Column("contact_id", _pk, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_read_message_id", _pk, nullable=False),
+    Column("read_at", UtcDateTime, nullable=False),
 )

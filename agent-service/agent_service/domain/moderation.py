@@ -106,10 +106,14 @@ def answers_as_client(classification: Classification, *, min_confidence: float) 
     return classification.status == CLIENT or classification.confidence < min_confidence
 
 
-def inbound_status(contact: Mapping[str, Any], *, min_confidence: float, max_turns: int) -> str:
-    """``pending`` (the AI will answer) or ``silent`` (recorded only: a human holds it, or a non-client)."""
+def inbound_status(
+    contact: Mapping[str, Any], *, min_confidence: float, max_turns: int, drafts_when_held: bool = False
+) -> str:
+    """``pending`` (a turn will handle it) or ``silent`` (recorded only: a non-client, or a human holds
+    it). With ``drafts_when_held`` a held contact's message is ``pending`` too: its turn writes the
+    AI's draft for the manager (stored ``suppressed``, never sent) and then marks it ``silent``."""
     if contact.get("owner") == "human":
-        return "silent"
+        return "pending" if drafts_when_held else "silent"
     if is_settled_non_client(contact, min_confidence=min_confidence, max_turns=max_turns):
         return "silent"
     return "pending"

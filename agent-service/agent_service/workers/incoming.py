@@ -24,6 +24,7 @@ import structlog
 from agent_service.db import repository as repo
 from agent_service.domain.moderation import inbound_status
 from agent_service.followups.service import FollowUps
+from agent_service.live import LiveFeed
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
@@ -85,8 +86,12 @@ class IncomingHandler:
         window_s: float,
         min_confidence: float,
         max_classification_turns: int,
+        drafts_when_held: bool = False,
+        live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
+        self.drafts_when_held = drafts_when_held
+        self.live = live  # the managers' screens
         self.inbox = inbox
         self.clock = clock
         self.follow_ups = follow_ups
@@ -111,6 +116,8 @@ class IncomingHandler:
             self._locks.release(message.phone)
         if contact_id is not None and status == "pending":
             self.schedule(contact_id, self.window_s)
+        if contact_id is not None and self.live is not None:
+            self.live.changed(contact_id, "message_in", label=message.contact_name)
 
     async def _record_batch(self, batch: list[IncomingMessage]) -> list[Recorded]:
         """Record messages delivered at about the same time in one transaction (group commit).
@@ -142,7 +149,10 @@ class IncomingHandler:
         for message in fresh:
             contact = contacts[message.phone]
             status = inbound_status(
-                contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+                contact,
+                min_confidence=self.min_confidence,
+                max_turns=self.max_classification_turns,
+                drafts_when_held=self.drafts_when_held,
             )
             rows.append(
                 {

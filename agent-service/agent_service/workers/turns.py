@@ -44,6 +44,7 @@ from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client, n
 from agent_service.domain.ordering import Readiness, Waiting, missing_links, readiness
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
+from agent_service.live import LiveFeed
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
 from parley_shared.clock import Clock
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
@@ -96,8 +97,12 @@ class TurnRunner:
         min_confidence: float,
         max_classification_turns: int,
         order_gap_wait_s: float,
+        drafts_when_held: bool = False,
+        live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
+        self.drafts_when_held = drafts_when_held
+        self.live = live  # the managers' screens
         self.outbox = outbox
         self.agent = agent
         self.clock = clock
@@ -295,7 +300,9 @@ class TurnRunner:
                 return TurnReport(contact_id, None, "waiting")
             return TurnReport(contact_id, None, "nothing")
         turn_id = stable_id("turn", contact["phone"], pending[-1]["message_id"])
-        silent = contact["owner"] == "human" or is_settled_non_client(
+        # While a manager holds the contact the AI only drafts (stored suppressed, offered to the manager).
+        held = contact["owner"] == "human" and not self.drafts_when_held
+        silent = held or is_settled_non_client(
             contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
         )
         plan: TurnPlan | None = None
@@ -333,7 +340,8 @@ class TurnRunner:
             if current is None:
                 log.warning("turn.lease_lost", contact_id=contact_id)
                 return TurnReport(contact_id, turn_id, "lease_lost")
-            # A takeover (or a manager's non-client verdict) that landed during the model call wins.
+            # A manager holding the contact (a takeover that landed during the model call too) or a
+            # manager's non-client verdict wins: the reply is only stored, as the manager's draft.
             human = current["owner"] == "human" or is_settled_non_client(
                 current, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
             )
@@ -400,6 +408,14 @@ class TurnRunner:
             self.schedule(contact_id, (after - self.clock.now()).total_seconds())
         metrics.TURNS.labels(outcome).inc()
         log.info("turn.done", contact_id=contact_id, outcome=outcome, messages=len(ids))
+        if self.live is not None:
+            handoff = outcome == "replied" and plan is not None and plan.handoff
+            self.live.changed(
+                contact_id,
+                "handoff" if handoff else outcome,
+                label=updated["name"],
+                needs_human=bool(updated["needs_human"]),
+            )
         return TurnReport(contact_id, turn_id, outcome, reply_message_id, len(ids))
 
     async def _store_reply(

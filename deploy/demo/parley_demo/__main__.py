@@ -33,6 +33,8 @@ from parley_demo.terminal import piped_lines, prompt_lines
 from parley_dev.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
+# The managers' console account of the demo (created on the first start; development only).
+CONSOLE_LOGIN, CONSOLE_PASSWORD = "demo", "parley-demo"
 
 
 def demo_env(data_dir: Path, token: str) -> dict[str, str]:
@@ -50,6 +52,9 @@ def demo_env(data_dir: Path, token: str) -> dict[str, str]:
             "FOLLOW_UP_CHECK_INTERVAL_S": env.get("FOLLOW_UP_CHECK_INTERVAL_S", "2"),
             "OUTBOX_INTERVAL_S": "0.5",
             "PYTHONUNBUFFERED": "1",
+            "CONSOLE_ADMIN_LOGIN": CONSOLE_LOGIN,
+            "CONSOLE_ADMIN_PASSWORD": CONSOLE_PASSWORD,
+            "CONSOLE_ADMIN_NAME": "Demo manager",
         }
     )
     return env
@@ -110,7 +115,11 @@ async def run(args: argparse.Namespace) -> int:
             await services.stop()
             return 1
         gateway_url, agent_url = services.gateway.url, services.agent.url
-        console.print(render.banner(gateway_url, agent_url, token, shown_path(data_dir), resumed))
+        console.print(
+            render.banner(
+                gateway_url, agent_url, token, shown_path(data_dir), resumed, sign_in=(CONSOLE_LOGIN, CONSOLE_PASSWORD)
+            )
+        )
     async with aiohttp.ClientSession() as session:
         app = ChatApp(ParleyClient(gateway_url, agent_url, token, session), console, args.phone, args.name)
         try:

@@ -259,8 +259,17 @@ def api_exports(agent_url: str, token: str) -> str:
 FRESH = "make demo DEMO_ARGS=--fresh"
 
 
-def banner(gateway_url: str, agent_url: str, token: str, data_dir: str, resumed: bool) -> Group:
-    """What the launcher prints once both services answer: where they are and how to reach them."""
+def banner(
+    gateway_url: str,
+    agent_url: str,
+    token: str,
+    data_dir: str,
+    resumed: bool,
+    *,
+    sign_in: tuple[str, str] | None = None,
+) -> Group:
+    """What the launcher prints once both services answer: where they are and how to reach them
+    (``sign_in``: the managers' console account the demo created)."""
     parts: list[RenderableType] = [
         Text.assemble(
             "Parley runs on the sandbox: gateway ",
@@ -274,6 +283,18 @@ def banner(gateway_url: str, agent_url: str, token: str, data_dir: str, resumed:
         plain(f"  {api_exports(agent_url, token)}"),
         plain('  curl -s -H "$H" "$A/contacts?needs_human=true"'),
     ]
+    if sign_in is not None:
+        parts.append(
+            Text.assemble(
+                ("Managers' console: ", "bold"),
+                visible(f"{agent_url}/console/"),
+                " · sign in as ",
+                (visible(sign_in[0]), "bold"),
+                " / ",
+                (visible(sign_in[1]), "bold"),
+                " and answer as a manager in the browser",
+            )
+        )
     if resumed:
         parts.append(
             Text.assemble(
