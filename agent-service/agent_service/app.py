@@ -9,6 +9,7 @@ from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
 from agent_service.api import demo as demo_api
 from agent_service.api import stats as stats_api
+from agent_service.business import load_business
 from agent_service.db import MIGRATIONS, tables
 from agent_service.engines.base import Engine
 from agent_service.followups import wiring as followups_wiring
@@ -37,9 +38,10 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
     analytics_api.add_routes(app, working_tz=settings.working_tz)
     stats_api.add_routes(app)
     demo_api.add_routes(app)
-    knowledge = conversation_wiring.build_knowledge(settings)
-    follow_ups, booker = followups_wiring.install(app, runtime, settings, knowledge=knowledge)
+    business = load_business(settings)  # the business file: refuses to start on a bad one
+    knowledge = conversation_wiring.build_knowledge(settings, business)
+    follow_ups, booker = followups_wiring.install(app, runtime, settings, business=business, knowledge=knowledge)
     conversation_wiring.install(
-        app, runtime, settings, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine
+        app, runtime, settings, business, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine
     )
     return app

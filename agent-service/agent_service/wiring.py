@@ -35,23 +35,33 @@ TURNS = web.AppKey("turns", TurnRunner)
 ENGINE = web.AppKey("engine", Engine)  # type: ignore[type-abstract]
 
 
-def build_knowledge(settings: AgentSettings) -> KnowledgeBase:
+def build_knowledge(settings: AgentSettings, business: BusinessProfile) -> KnowledgeBase:
     embedder = None
     if settings.knowledge_embeddings and engine_name(settings) == "gemini":
         embedder = GeminiEmbedder(
             make_client(settings, timeout_s=settings.llm_timeout_s), settings.gemini_embedding_model
         )
-    return KnowledgeBase(settings.knowledge_dir, embedder=embedder, embed_timeout_s=settings.llm_timeout_s)
+    return KnowledgeBase(
+        settings.knowledge_path,
+        embedder=embedder,
+        embed_timeout_s=settings.llm_timeout_s,
+        synonyms=business.synonyms,
+    )
 
 
-def business_profile(settings: AgentSettings) -> BusinessProfile:
-    return BusinessProfile(
-        name=settings.business_name,
-        description=settings.business_description,
-        timezone=settings.working_tz,
-        start_hour=settings.working_hours_start,
-        end_hour=settings.working_hours_end,
-        days=tuple(settings.working_days),
+def build_agent(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: KnowledgeBase, engine: Engine, prompts: PromptBook
+) -> SalesAgent:
+    """One turn's thinking as the service runs it (also what ``evals/`` measures)."""
+    return SalesAgent(
+        engine=engine,
+        knowledge=knowledge,
+        prompts=prompts,
+        profile=business,
+        call_rules=settings.call_rules(),
+        top_k=settings.knowledge_top_k,
+        min_confidence=settings.moderator_min_confidence,
+        max_classification_turns=settings.moderator_max_turns,
     )
 
 
@@ -59,6 +69,7 @@ def install(
     app: web.Application,
     runtime: Runtime,
     settings: AgentSettings,
+    business: BusinessProfile,
     *,
     follow_ups: FollowUps,
     booker: CallBooker,
@@ -66,17 +77,9 @@ def install(
     engine: Engine | None = None,
 ) -> TurnRunner:
     """Register the consumers, the turn sweeper and the conversation routes; return the turn runner."""
-    prompts = PromptBook(settings.prompts_dir)
+    prompts = PromptBook(settings.prompts_dir, business)
     engine = engine or build_engine(settings, prompts)
-    agent = SalesAgent(
-        engine=engine,
-        knowledge=knowledge,
-        prompts=prompts,
-        profile=business_profile(settings),
-        top_k=settings.knowledge_top_k,
-        min_confidence=settings.moderator_min_confidence,
-        max_classification_turns=settings.moderator_max_turns,
-    )
+    agent = build_agent(settings, business, knowledge=knowledge, engine=engine, prompts=prompts)
     runner = TurnRunner(
         sessions=runtime.sessions,
         outbox=runtime.outbox,

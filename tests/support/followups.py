@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select, update
 
+from agent_service.business import load_business
 from agent_service.calls.service import CallBooker
 from agent_service.db import MIGRATIONS, tables
 from agent_service.followups.scheduler import FollowUpScheduler
@@ -134,7 +135,7 @@ async def make_rig(
         clock=clock,
     )
     app[RUNTIME] = runtime
-    follow_ups, booker = install(app, runtime, settings)
+    follow_ups, booker = install(app, runtime, settings, business=load_business(settings))
     await migrate(runtime.engine, MIGRATIONS)
     if amqp_url is not None:
         await runtime.broker.connect()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from agent_service.calls.service import CallBooker
+from agent_service.domain.profile import BusinessProfile
 from agent_service.followups.scheduler import FollowUpScheduler
 from agent_service.followups.service import FollowUps
 from agent_service.followups.text import PROMPT_FILE, FollowUpWriter, Knowledge, Templates
@@ -31,14 +32,17 @@ SCHEDULER = web.AppKey("follow_up_scheduler", FollowUpScheduler)
 WRITERS = 8  # follow-up texts written at once per replica
 
 
-def build_writer(settings: AgentSettings, *, knowledge: Knowledge | None = None) -> FollowUpWriter:
+def build_writer(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
+) -> FollowUpWriter:
     """Templates offline; Gemini when a key is set and ``LLM_ENGINE`` is not ``offline``."""
     prompts = Path(settings.prompts_dir)
     use_gemini = settings.llm_engine != "offline" and gemini_configured(settings)
     return FollowUpWriter(
         Templates.load(prompts),
-        business_name=settings.business_name,
-        business_description=settings.business_description,
+        business_name=business.name,
+        business_description=business.description,
+        synonyms=business.synonyms,
         knowledge=knowledge,
         gemini=make_client(settings, timeout_s=settings.llm_timeout_s) if use_gemini else None,
         model=settings.gemini_model,
@@ -48,7 +52,7 @@ def build_writer(settings: AgentSettings, *, knowledge: Knowledge | None = None)
 
 
 def build_scheduler(
-    runtime: Runtime, settings: AgentSettings, *, knowledge: Knowledge | None = None
+    runtime: Runtime, settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
 ) -> FollowUpScheduler:
     template = (
         TemplateRef(name=settings.follow_up_template_name, language=settings.follow_up_template_language)
@@ -59,7 +63,7 @@ def build_scheduler(
         sessions=runtime.sessions,
         outbox=runtime.outbox,
         policy=settings.follow_up_policy(),
-        writer=build_writer(settings, knowledge=knowledge),
+        writer=build_writer(settings, business, knowledge=knowledge),
         clock=runtime.clock,
         template=template,
         batch_size=settings.follow_up_batch_size,
@@ -78,7 +82,12 @@ def claim_lease(settings: AgentSettings) -> timedelta:
 
 
 def install(
-    app: web.Application, runtime: Runtime, settings: AgentSettings, *, knowledge: Knowledge | None = None
+    app: web.Application,
+    runtime: Runtime,
+    settings: AgentSettings,
+    *,
+    business: BusinessProfile,
+    knowledge: Knowledge | None = None,
 ) -> tuple[FollowUps, CallBooker]:
     """Register routes and workers; return the hooks the conversation code calls.
 
@@ -88,7 +97,7 @@ def install(
     from agent_service.api import scheduled_calls as scheduled_calls_api
 
     follow_ups, booker = FollowUps(settings.follow_up_policy()), CallBooker(settings.call_rules())
-    scheduler = build_scheduler(runtime, settings, knowledge=knowledge)
+    scheduler = build_scheduler(runtime, settings, business, knowledge=knowledge)
     app[FOLLOW_UPS] = follow_ups
     app[CALL_BOOKER] = booker
     app[SCHEDULER] = scheduler
