@@ -9,6 +9,7 @@ payment, ``showroom`` for location), passed in as ``extra``.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -168,20 +169,29 @@ def detect_intents(text: str | None, extra: Mapping[str, Sequence[str]] | None =
     """The intents of a message; ``extra``: a business's own words per topic (intent value)."""
     if not text:
         return set()
+    words = tuple((topic, tuple(ws)) for topic, ws in (extra or {}).items() if topic in _TOPIC_INTENTS and ws)
+    return set(_intents(text, words))  # a turn asks for the same message's intents several times
+
+
+@functools.lru_cache(maxsize=2048)
+def _intents(text: str, extra: tuple[tuple[str, tuple[str, ...]], ...]) -> frozenset[Intent]:
     found = {intent for intent, pattern in PATTERNS.items() if pattern.search(text)}
-    for topic, words in (extra or {}).items():
-        if topic in _TOPIC_INTENTS and any(_starts_word(word, text) for word in words):
+    for topic, words in extra:
+        if word_starts(words).search(text):
             found.add(Intent(topic))
     if Intent.NO in found and Intent.QUESTION in found and not PATTERNS[Intent.NO].match(text):
         found.discard(Intent.NO)  # "no" inside a question is not a refusal
-    return found
+    return frozenset(found)
 
 
 _TOPIC_INTENTS = frozenset(i.value for i in (*FACT_INTENTS, Intent.OVERVIEW))
 
 
-def _starts_word(word: str, text: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(word), text, _I) is not None
+@functools.lru_cache(maxsize=256)
+def word_starts(words: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for a list of words or word beginnings ("кресл" finds "кресла"), case-insensitive."""
+    ordered = sorted(set(words), key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in ordered) + ")", _I)
 
 
 def question_focus(text: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent_service.domain.intents import FACT_INTENTS, Intent, detect_intents
+from agent_service.domain.intents import FACT_INTENTS, Intent, detect_intents, word_starts
 from agent_service.domain.profile import BusinessProfile
 
 CLIENT, NON_CLIENT, UNKNOWN = "client", "non_client", "unknown"
@@ -220,7 +220,10 @@ class Classification:
 
 
 def _product_hits(text: str, products: Sequence[str]) -> int:
-    return sum(1 for word in products if re.search(r"(?<!\w)" + re.escape(word), text, _I))
+    """How many of the business's product words the text uses."""
+    if not products:
+        return 0
+    return len({match.group(0).lower() for match in word_starts(tuple(products)).finditer(text)})
 
 
 def _asks_for_another(text: str, profile: BusinessProfile | None) -> bool:
