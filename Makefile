@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format services definitions migrate clean
+.PHONY: install demo test test-unit lint format services definitions migrate clean
 
-install: $(STAMP)  ## create .venv and install shared, gateway, agent-service and the demo (editable) with the dev tools
+install: $(STAMP)  ## create .venv and install shared, gateway, agent-service, the dev tools and the demo (editable) with the test tools
 
-$(STAMP): requirements-dev.txt shared/pyproject.toml gateway/pyproject.toml agent-service/pyproject.toml deploy/demo/pyproject.toml
+$(STAMP): requirements-dev.txt shared/pyproject.toml gateway/pyproject.toml agent-service/pyproject.toml deploy/dev/pyproject.toml deploy/demo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e shared -e gateway -e agent-service -e deploy/demo
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e shared -e gateway -e agent-service -e deploy/dev -e deploy/demo
 	touch $@
 
 demo: install  ## both services on the sandbox + a terminal chat in which you play the prospect
@@ -23,6 +23,9 @@ services:  ## make sure PostgreSQL and RabbitMQ are running locally
 
 test: install services  ## the whole suite against the real PostgreSQL and RabbitMQ
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install  ## the unit tier only: no PostgreSQL, no RabbitMQ, under a minute
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 lint: install  ## ruff lint and format check
 	$(BIN)/ruff check .

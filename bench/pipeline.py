@@ -25,7 +25,7 @@ import aiohttp
 from bench import profile
 from bench.common import ROOT, BackendCpu, CpuMeter, bench_vhost, peak_rss_mib
 from bench.load import CONVERSATION, LoadResult, Replies, Retries, closed_loop, post
-from parley_demo.processes import free_port
+from parley_dev.processes import free_port
 
 
 def _http(prospects: int) -> aiohttp.ClientSession:

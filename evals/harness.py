@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent_service.app import build_agent, build_knowledge
 from agent_service.business import load_business
 from agent_service.domain.call_slots import CallRules, booked_text, proposal_text, propose, refusal
 from agent_service.domain.grounding import extract_claims, ungrounded_claims
@@ -41,7 +42,6 @@ from agent_service.knowledge.base import KnowledgeBase
 from agent_service.prompts import PromptBook
 from agent_service.sales import InboundText, SalesAgent, TurnInput
 from agent_service.settings import AgentSettings
-from agent_service.wiring import build_agent, build_knowledge
 from evals.sets import BUSINESSES, ROOT, Conversation, LabelledMessage, Turn
 
 NUMERIC = ("money", "percent", "number")

@@ -1,4 +1,14 @@
-"""Fixtures on the real engines: PostgreSQL and RabbitMQ (see tests/support/infra.py)."""
+"""Fixtures on the real engines (PostgreSQL and RabbitMQ, see tests/support/infra.py) and the test tiers.
+
+Every test gets one tier marker, from where it lives and what it uses:
+
+* ``e2e`` -- ``tests/e2e`` and ``tests/reliability``: both services as processes, over HTTP and
+  the broker (and a real browser);
+* ``integration`` -- a test that uses the real engines (the ``amqp_*`` or ``*database_url``
+  fixtures);
+* ``unit`` -- everything else: no PostgreSQL, no RabbitMQ, seconds for all of them
+  (``pytest -m unit``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,20 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.support import infra
+
+ENGINE_FIXTURES = frozenset({"amqp_vhost", "amqp_url", "database_url", "pg_database_url"})
+END_TO_END_DIRS = frozenset({"e2e", "reliability"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = set(item.path.parts)
+        if parts & END_TO_END_DIRS:
+            item.add_marker(pytest.mark.e2e)
+        elif ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

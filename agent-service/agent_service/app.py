@@ -1,23 +1,59 @@
-"""Composition root of the agent service: settings in, a wired aiohttp application out."""
+"""Composition root of the agent service: settings in, a wired aiohttp application out.
+
+Wiring: ``incoming_messages`` -> :class:`IncomingHandler` (record, arm the contact's turn) ->
+:class:`TurnRunner` (one turn per contact: :class:`SalesAgent` with the engine, the knowledge
+base and the prompts; the follow-up and call-booking hooks) -> outbox -> ``outgoing_messages``;
+``delivery_status`` -> :class:`StatusHandler`; the follow-up scheduler and the turn sweeper are
+periodic jobs; the managers' routes read the components from ``request.app[AGENT]``.
+
+:func:`build` wires the components onto a :class:`Runtime` (tests build on a runtime of their
+own); :func:`create_app` adds the HTTP application around them. ``clock`` and ``engine`` are
+injectable (the demo's fast-forward clock, tests' fake engines).
+"""
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
-from agent_service import wiring as conversation_wiring
 from agent_service.api import analytics as analytics_api
 from agent_service.api import contacts as contacts_api
+from agent_service.api import conversation as conversation_api
 from agent_service.api import demo as demo_api
+from agent_service.api import follow_ups as follow_ups_api
+from agent_service.api import handoff as handoff_api
+from agent_service.api import knowledge as knowledge_api
+from agent_service.api import scheduled_calls as scheduled_calls_api
 from agent_service.api import stats as stats_api
 from agent_service.business import load_business
+from agent_service.calls.service import CallBooker
+from agent_service.context import AGENT, AgentService
 from agent_service.db import MIGRATIONS, tables
+from agent_service.domain.profile import BusinessProfile
+from agent_service.engines import build_engine, engine_name
 from agent_service.engines.base import Engine
-from agent_service.followups import wiring as followups_wiring
+from agent_service.followups.scheduler import FollowUpScheduler
+from agent_service.followups.service import FollowUps
+from agent_service.followups.text import PROMPT_FILE, FollowUpWriter, Knowledge, Templates
+from agent_service.knowledge.base import KnowledgeBase
+from agent_service.knowledge.embeddings import GeminiEmbedder
+from agent_service.prompts import PromptBook
+from agent_service.sales import SalesAgent
 from agent_service.settings import AgentSettings
+from agent_service.workers.incoming import IncomingHandler
+from agent_service.workers.status import StatusHandler
+from agent_service.workers.turns import TurnRunner
 from parley_shared.clock import Clock, OffsetClock
-from parley_shared.service import service_app
+from parley_shared.contracts import TemplateRef
+from parley_shared.gemini import gemini_configured, make_client
+from parley_shared.service import Runtime, service_app
+from parley_shared.topology import INCOMING, STATUS
 
-SETTINGS = web.AppKey("settings", AgentSettings)
+WRITERS = 8  # follow-up texts written at once per replica
 
 
 def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: Engine | None = None) -> web.Application:
@@ -33,15 +69,157 @@ def create_app(settings: AgentSettings, *, clock: Clock | None = None, engine: E
         inbox_table=tables.inbox,
         clock=clock,
     )
-    app[SETTINGS] = settings
+    app[AGENT] = build(runtime, settings, engine=engine)
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
     contacts_api.add_routes(app)  # before any /contacts/{phone} route: it adds /contacts/export.csv
-    analytics_api.add_routes(app, working_tz=settings.working_tz)
+    conversation_api.add_routes(app)
+    handoff_api.add_routes(app)
+    follow_ups_api.add_routes(app)
+    scheduled_calls_api.add_routes(app)
+    analytics_api.add_routes(app)
+    knowledge_api.add_routes(app)
     stats_api.add_routes(app)
     demo_api.add_routes(app)
-    business = load_business(settings)  # the business file: refuses to start on a bad one
-    knowledge = conversation_wiring.build_knowledge(settings, business)
-    follow_ups, booker = followups_wiring.install(app, runtime, settings, business=business, knowledge=knowledge)
-    conversation_wiring.install(
-        app, runtime, settings, business, follow_ups=follow_ups, booker=booker, knowledge=knowledge, engine=engine
+
+
+def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = None) -> AgentService:
+    """Every component of the service, wired onto ``runtime`` (consumers, periodic jobs, hooks)."""
+    business_tz = ZoneInfo(settings.working_tz)  # a bad WORKING_TZ fails here, at start-up
+    business = load_business(settings)  # the business file: a bad one fails here too
+    knowledge = build_knowledge(settings, business)
+    prompts = PromptBook(settings.prompts_dir, business)
+    engine = engine or build_engine(settings, prompts)
+    agent = build_agent(settings, business, knowledge=knowledge, engine=engine, prompts=prompts)
+    follow_ups, booker = FollowUps(settings.follow_up_policy()), CallBooker(settings.call_rules())
+    scheduler = build_scheduler(runtime, settings, business, knowledge=knowledge)
+    turns = TurnRunner(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        agent=agent,
+        clock=runtime.clock,
+        follow_ups=follow_ups,
+        booker=booker,
+        lease_s=settings.turn_lease_s,
+        max_concurrent=settings.max_concurrent_turns,
+        history_limit=settings.history_messages,
+        min_confidence=settings.moderator_min_confidence,
+        max_classification_turns=settings.moderator_max_turns,
+        order_gap_wait_s=settings.order_gap_wait_s,
     )
-    return app
+    incoming = IncomingHandler(
+        sessions=runtime.sessions,
+        inbox=runtime.inbox,
+        clock=runtime.clock,
+        follow_ups=follow_ups,
+        schedule=turns.schedule,
+        drains=runtime.drains,
+        window_s=settings.buffer_window_s,
+        min_confidence=settings.moderator_min_confidence,
+        max_classification_turns=settings.moderator_max_turns,
+    )
+    statuses = StatusHandler(runtime.sessions, runtime.drains)
+
+    runtime.on_start(knowledge.ensure_loaded)
+    runtime.add_consumer(INCOMING, incoming)
+    runtime.add_consumer(STATUS, statuses)
+    runtime.add_periodic("turn-sweeper", turns.sweep_once, interval_s=settings.turn_sweep_interval_s)
+    runtime.add_periodic("follow-ups", scheduler.tick, interval_s=settings.follow_up_check_interval_s)
+    runtime.on_stop(engine.close)
+    runtime.on_stop(knowledge.close)
+    runtime.on_stop(lambda: turns.stop(settings.shutdown_timeout_s / 2))
+    return AgentService(
+        settings=settings,
+        runtime=runtime,
+        business_tz=business_tz,
+        knowledge=knowledge,
+        engine=engine,
+        agent=agent,
+        follow_ups=follow_ups,
+        booker=booker,
+        scheduler=scheduler,
+        turns=turns,
+        incoming=incoming,
+        statuses=statuses,
+    )
+
+
+def build_agent(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: KnowledgeBase, engine: Engine, prompts: PromptBook
+) -> SalesAgent:
+    """One turn's thinking as the service runs it (also what ``evals/`` measures)."""
+    return SalesAgent(
+        engine=engine,
+        knowledge=knowledge,
+        prompts=prompts,
+        profile=business,
+        call_rules=settings.call_rules(),
+        top_k=settings.knowledge_top_k,
+        min_confidence=settings.moderator_min_confidence,
+        max_classification_turns=settings.moderator_max_turns,
+    )
+
+
+def build_knowledge(settings: AgentSettings, business: BusinessProfile) -> KnowledgeBase:
+    embedder = None
+    if settings.knowledge_embeddings and engine_name(settings) == "gemini":
+        embedder = GeminiEmbedder(
+            make_client(settings, timeout_s=settings.llm_timeout_s), settings.gemini_embedding_model
+        )
+    return KnowledgeBase(
+        settings.knowledge_path,
+        embedder=embedder,
+        embed_timeout_s=settings.llm_timeout_s,
+        synonyms=business.synonyms,
+    )
+
+
+def build_writer(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
+) -> FollowUpWriter:
+    """Templates offline; Gemini when a key is set and ``LLM_ENGINE`` is not ``offline``."""
+    prompts = Path(settings.prompts_dir)
+    use_gemini = settings.llm_engine != "offline" and gemini_configured(settings)
+    return FollowUpWriter(
+        Templates.load(prompts),
+        business_name=business.name,
+        business_description=business.description,
+        synonyms=business.synonyms,
+        knowledge=knowledge,
+        gemini=make_client(settings, timeout_s=settings.llm_timeout_s) if use_gemini else None,
+        model=settings.gemini_model,
+        system_prompt=(prompts / PROMPT_FILE).read_text(encoding="utf-8") if use_gemini else "",
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
+def build_scheduler(
+    runtime: Runtime, settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
+) -> FollowUpScheduler:
+    template = (
+        TemplateRef(name=settings.follow_up_template_name, language=settings.follow_up_template_language)
+        if settings.follow_up_template_name
+        else None
+    )
+    return FollowUpScheduler(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        policy=settings.follow_up_policy(),
+        writer=build_writer(settings, business, knowledge=knowledge),
+        clock=runtime.clock,
+        template=template,
+        batch_size=settings.follow_up_batch_size,
+        lease=claim_lease(settings),
+        history_messages=settings.history_messages,
+        concurrency=WRITERS,
+    )
+
+
+def claim_lease(settings: AgentSettings) -> timedelta:
+    """Long enough to write a whole batch even if every model call times out (then the template
+    is used), so a live replica never loses its claim; short enough to recover from a dead one."""
+    rounds = math.ceil(settings.follow_up_batch_size / WRITERS)
+    return max(timedelta(minutes=5), timedelta(seconds=2 * rounds * settings.llm_timeout_s + 60))

@@ -9,6 +9,12 @@ TURNS = Counter(
     "Turns finished, by outcome (replied, suppressed by a takeover, silent, non_client, nothing, lease_lost)",
     ["outcome"],
 )
+ORDER_GAPS = Counter(
+    "parley_agent_order_gaps_total",
+    "Turns that found a contact's earlier message not arrived yet: held (waited for it) or expired "
+    "(answered without it after ORDER_GAP_WAIT_S)",
+    ["outcome"],
+)
 TURN_FAILURES = Counter("parley_agent_turn_failures_total", "Turns that raised and will be retried")
 MODEL_LATENCY = Histogram(
     "parley_agent_model_latency_seconds",

@@ -20,6 +20,7 @@ class AgentSettings(CommonSettings, BusinessHoursSettings):
     max_concurrent_turns: int = Field(500, ge=1, le=10000, validation_alias=env("MAX_CONCURRENT_TURNS"))
     turn_lease_s: float = Field(30.0, ge=1, validation_alias=env("TURN_LEASE_S"))
     turn_sweep_interval_s: float = Field(2.0, gt=0, validation_alias=env("TURN_SWEEP_INTERVAL_S"))
+    order_gap_wait_s: float = Field(30.0, ge=0, le=3600, validation_alias=env("ORDER_GAP_WAIT_S"))
     history_messages: int = Field(12, ge=0, le=200, validation_alias=env("HISTORY_MESSAGES"))
 
     # --- language model

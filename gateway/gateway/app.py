@@ -5,13 +5,13 @@ path (Wappi poller, Meta webhook, sandbox route) -> outbox -> ``incoming_message
 ``voice_transcription``; the transcriber consumes ``voice_transcription``; the sender consumes
 ``outgoing_messages`` and ``outgoing_campaign`` through one paced, prioritised account.
 
-``clock`` and ``sleep`` are injectable so tests drive pacing and backoff without waiting.
+``clock`` and ``sleep`` are injectable so tests drive the sender's pacing and backoff without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -37,7 +37,6 @@ from parley_shared.service import service_app
 from parley_shared.topology import CAMPAIGN, OUTGOING, VOICE
 
 log = structlog.get_logger(__name__)
-SETTINGS = web.AppKey("settings", GatewaySettings)
 TRANSCRIBER_PREFETCH = 8
 
 
@@ -47,19 +46,6 @@ def create_app(
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> web.Application:
-    holder: dict[str, Gateway] = {}
-
-    async def provider_health() -> dict[str, Any]:
-        gateway = holder["gateway"]
-        missing = settings.missing_credentials()
-        result: dict[str, Any] = {"provider": gateway.provider.name.value, "missing": missing}
-        result.update(await gateway.provider.health())
-        if gateway.poller is not None:
-            result["poller"] = await gateway.poller.health()
-            result["ok"] = result["ok"] and result["poller"]["ok"]
-        result["ok"] = result["ok"] and not missing
-        return result
-
     app, runtime = service_app(
         service="gateway",
         settings=settings,
@@ -68,9 +54,7 @@ def create_app(
         outbox_table=tables.outbox,
         inbox_table=tables.inbox,
         clock=clock,
-        health_checks={"provider": provider_health},
     )
-    app[SETTINGS] = settings
     pace_sleep = sleep or asyncio.sleep
     provider = build_provider(settings, runtime.sessions, runtime.clock)
     ignore_list = IgnoreList(runtime.sessions, runtime.clock, settings.ignored_phones())
@@ -100,7 +84,6 @@ def create_app(
         transcriber=transcriber,
         poller=poller,
     )
-    holder["gateway"] = gateway
     app[GATEWAY] = gateway
 
     # Consumers: replies first (their own queue, full prefetch), campaign traffic with a small one.
@@ -109,35 +92,35 @@ def create_app(
     runtime.add_consumer(VOICE, transcriber.handle, prefetch=TRANSCRIBER_PREFETCH)
     runtime.add_worker("sender-pacer", pacer.run)
     if poller is not None:
-        runtime.add_worker("wappi-poller", poller.run)
-    runtime.on_stop(transcriber.close)
-    runtime.on_stop(ingestor.drain)
-    runtime.drain_at_stop(ingestor.group_commit, outbound.group_commit)
+        runtime.add_periodic("wappi-poller", poller.poll, interval_s=settings.poll_interval_s, backoff=poller.backoff())
 
-    async def provider_ctx(_app: web.Application) -> AsyncIterator[None]:
-        await provider.start()  # before the runtime starts consuming; closed after it stopped
-        try:
-            yield
-        finally:
-            await provider.close()
+    async def provider_health() -> dict[str, Any]:
+        missing = settings.missing_credentials()
+        result: dict[str, Any] = {"provider": provider.name.value, "missing": missing}
+        result.update(await provider.health())
+        if poller is not None:
+            result["poller"] = await poller.health()
+            result["ok"] = result["ok"] and result["poller"]["ok"]
+        result["ok"] = result["ok"] and not missing
+        return result
 
-    async def ignore_list_ctx(_app: web.Application) -> AsyncIterator[None]:
-        await ignore_list.sync_configured()  # the database is migrated by now
-        yield
-
-    async def stop_sending(_app: web.Application) -> None:
+    async def stop_sending() -> None:
         pacer.close()  # messages still waiting for a turn go back to RabbitMQ
+        await provider.release_waiters()  # parked long polls answer now: the server need not wait for them
 
-    app.cleanup_ctx.insert(0, provider_ctx)
-    app.cleanup_ctx.append(ignore_list_ctx)
-    app.on_shutdown.append(stop_sending)
+    runtime.add_health_check("provider", provider_health)
+    runtime.on_start(provider.start)  # before the runtime consumes; closed after it stopped
+    runtime.on_start(ignore_list.sync_configured)  # the database is migrated by now
+    runtime.on_stopping(stop_sending)
+    runtime.on_stop(provider.close)
+    runtime.on_stop(transcriber.close)
 
-    ignore_list_api.setup(app)
-    stats_api.setup(app)
+    ignore_list_api.add_routes(app)
+    stats_api.add_routes(app)
     if settings.provider is ProviderName.SANDBOX:
-        sandbox_api.setup(app)
+        sandbox_api.add_routes(app)
     if settings.provider is ProviderName.META:
-        webhooks_api.setup(app)
+        webhooks_api.add_routes(app)
     missing = settings.missing_credentials()
     if missing:
         log.warning("gateway.provider_credentials_missing", provider=settings.provider.value, missing=missing)

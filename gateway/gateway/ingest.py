@@ -2,19 +2,21 @@
 
 For a batch of :class:`InboundEvent` values, in ONE transaction:
 
-1. decide each event (:func:`gateway.domain.events.admit`): own messages, group chats and
+1. decide each event (:func:`gateway.domain.admission.admit`): own messages, group chats and
    non-phones are skipped; the phone becomes E.164;
 2. log it in ``message_logs`` (direction ``inbound``, ``message_id = stable_id("in", provider,
    provider message id)``); the unique key ``(direction, message_id)`` turns a message seen
    twice (webhook retry, overlapping polls, a restart) into a no-op;
 3. numbers on the ignore list are logged with status ``ignored`` and go no further;
 4. the rest are staged in the outbox: voice notes for ``voice_transcription``, everything else
-   for ``incoming_messages``;
+   for ``incoming_messages``, each naming the contact's previous message (``gateway/chains.py``);
 5. an optional ``within`` callback joins the same transaction (the poller advances its cursor there).
 
 Each step is one statement for the whole batch. After the commit the staged messages are
-published at once; if that fails (broker away, crash) the outbox relay publishes them later.
-Nothing acknowledged to a provider can be lost.
+published at once (``Outbox.publish_after_commit``; the report's ``published`` says when the
+broker confirmed them -- the Wappi poller waits for it, the Meta webhook answers Meta first); if
+that fails (broker away, crash) the outbox relay publishes them later. Nothing acknowledged to a
+provider can be lost.
 
 A single event (a sandbox POST) goes through :meth:`Ingestor.submit`: the events submitted at
 about the same time share one batch (group commit, ``parley_shared.batching``), so a burst of
@@ -23,17 +25,15 @@ requests costs a few transactions instead of one each.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import Counter as PromCounter
 
-from gateway import metrics
+from gateway import chains, metrics
 from gateway.db import tables
-from gateway.domain.events import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
+from gateway.domain.admission import InboundEvent, StatusEvent, Verdict, admit, inbound_message_id, to_contract
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
 from parley_shared.batching import GroupCommit
@@ -53,7 +53,7 @@ STATUS_IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Ingested:
     """What became of one event: ``published``, ``duplicate``, ``ignored`` or ``skipped``."""
 
     status: str
@@ -63,9 +63,10 @@ class Outcome:
 
 @dataclass
 class IngestReport:
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Ingested] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)  # outbox message ids
     status_ids: list[str] = field(default_factory=list)
+    published: Awaitable[bool] | None = None  # the publish after the commit (True once confirmed)
     # Metric increments, counted once the transaction committed: a batch that rolls back (and is
     # retried, or re-run item by item) is not counted twice.
     tallies: list[tuple[PromCounter, tuple[str, ...]]] = field(default_factory=list)
@@ -93,22 +94,23 @@ class Ingestor:
         self.runtime = runtime
         self.ignore_list = ignore_list
         self.outbound = outbound
-        self._background: set[asyncio.Task[None]] = set()
-        self.group_commit: GroupCommit[InboundEvent, Outcome] = GroupCommit(
+        self.group_commit: GroupCommit[InboundEvent, Ingested] = GroupCommit(
             self._ingest_and_publish,
             name="inbound_ingest",
+            drains=runtime.drains,
             max_batches=2,
             retry_alone=lambda exc: not is_transient(exc),
         )
 
-    async def submit(self, event: InboundEvent) -> Outcome:
+    async def submit(self, event: InboundEvent) -> Ingested:
         """Ingest and publish one event (an HTTP request's), sharing a transaction with the events
         submitted at about the same time (group commit); returns what became of it."""
         return await self.group_commit.submit(event)
 
-    async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Outcome]:
+    async def _ingest_and_publish(self, events: list[InboundEvent]) -> list[Ingested]:
         report = await self.ingest(events)
-        await self.publish(report)
+        if report.published is not None:
+            await report.published
         return report.outcomes
 
     async def ingest(
@@ -118,7 +120,8 @@ class Ingestor:
         statuses: Sequence[StatusEvent] = (),
         within: Callable[[Session], Awaitable[None]] | None = None,
     ) -> IngestReport:
-        """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction; commit."""
+        """Log and stage ``events`` (and apply delivery ``statuses``) in one transaction, commit, and
+        start publishing what it staged (``report.published``)."""
         report = IngestReport()
         async with self.runtime.sessions() as session, session.begin():
             if events:
@@ -130,21 +133,22 @@ class Ingestor:
                 await within(session)
         for counter, labels in report.tallies:
             counter.labels(*labels).inc()
+        report.published = self.runtime.outbox.publish_after_commit(ids=[*report.staged, *report.status_ids])
         return report
 
     async def _log_and_stage(
         self, session: Session, events: Sequence[InboundEvent], ignored: frozenset[str], report: IngestReport
-    ) -> list[Outcome]:
+    ) -> list[Ingested]:
         """One statement logs every admitted event (a message seen before is a no-op), one stages them."""
         now = self.runtime.clock.now()
-        outcomes: list[Outcome | _Admitted] = []
+        outcomes: list[Ingested | _Admitted] = []
         for event in events:
             provider = event.provider.value
             report.tally(metrics.RECEIVED, provider)
             admission = admit(event, ignored)
             if admission.verdict is Verdict.SKIPPED:
                 report.tally(metrics.SKIPPED, provider, admission.reason or "other")
-                outcomes.append(Outcome("skipped", reason=admission.reason))
+                outcomes.append(Ingested("skipped", reason=admission.reason))
                 continue
             assert admission.phone is not None
             message_id = inbound_message_id(event.provider, event.provider_message_id)
@@ -176,7 +180,8 @@ class Ingestor:
             result = await insert_ignore(session, tables.message_logs, rows, keys, returning=keys)
             logged = {message_id for _, message_id in result.all()}
         staged: list[tuple[WorkQueue, Contract, str]] = []
-        final: list[Outcome] = []
+        chain: list[tuple[str, str]] = []  # (phone, message id) of each staged message
+        final: list[Ingested] = []
         for item in outcomes:
             if not isinstance(item, _Admitted):
                 final.append(item)
@@ -184,43 +189,24 @@ class Ingestor:
             provider, message_id = item.event.provider.value, str(item.row["message_id"])
             if message_id not in logged:  # seen before (or twice in this batch: the first one counts)
                 report.tally(metrics.DUPLICATES, provider)
-                final.append(Outcome("duplicate", message_id))
+                final.append(Ingested("duplicate", message_id))
                 continue
             logged.discard(message_id)
             if item.row["status"] == STATUS_IGNORED:
                 report.tally(metrics.IGNORED, provider)
                 log.info("ingest.ignored", provider=provider, phone=item.row["phone"], message_id=message_id)
-                final.append(Outcome("ignored", message_id, item.reason))
+                final.append(Ingested("ignored", message_id, item.reason))
                 continue
             staged.append((item.queue, item.payload, message_id))
+            chain.append((str(item.row["phone"]), message_id))
             report.staged.append(item.payload.message_id)
             report.tally(metrics.PUBLISHED, provider, item.queue.name)
-            final.append(Outcome("published", message_id))
-        await self.runtime.outbox.add_many(session, staged)
+            final.append(Ingested("published", message_id))
+        # Each staged message names its contact's previous one (in this batch's order).
+        previous = await chains.link(session, chain, now)
+        linked = [
+            (queue, payload.model_copy(update={"previous_message_id": before}), message_id)
+            for (queue, payload, message_id), before in zip(staged, previous, strict=True)
+        ]
+        await self.runtime.outbox.add_many(session, linked)
         return final
-
-    # ---------------------------------------------------------------- after the commit
-    async def publish(self, report: IngestReport) -> None:
-        """Publish what the committed batch staged; on failure the outbox relay takes over."""
-        ids = [*report.staged, *report.status_ids]
-        if not ids:
-            return
-        try:
-            await self.runtime.outbox.publish_ids(ids)
-        except Exception as exc:
-            log.warning("ingest.publish_deferred", error=type(exc).__name__, count=len(ids))
-            self.runtime.outbox.wake()
-
-    def publish_soon(self, report: IngestReport) -> None:
-        """Publish in the background (the HTTP answer does not wait for the broker)."""
-        if not report.staged and not report.status_ids:
-            return
-        task = asyncio.create_task(self.publish(report))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def drain(self) -> None:
-        """Wait for background publishing (at shutdown)."""
-        if self._background:
-            with contextlib.suppress(Exception):
-                await asyncio.wait(list(self._background), timeout=10)

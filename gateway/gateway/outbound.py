@@ -25,7 +25,7 @@ from sqlalchemy.engine import Row
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import StatusEvent
+from gateway.domain.admission import StatusEvent
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
@@ -106,7 +106,11 @@ class OutboundLog:
         self.runtime = runtime
         self.provider = provider
         self.group_commit: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
-            self._finish_batch, name="outbound_outcomes", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._finish_batch,
+            name="outbound_outcomes",
+            drains=runtime.drains,
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
         )
 
     async def claim(self, message: OutgoingMessage) -> OutboundRow:

@@ -14,8 +14,10 @@ ran alone, while the items submitted meanwhile are handed to one ``run_batch(ite
   fails alone; otherwise every caller of the batch gets the exception.
 
 A caller that is cancelled leaves the batch running: its item is still handled. A batch runs
-in a context of its own (no caller's correlation id on its log lines). At shutdown, :meth:`drain`
-waits for the batches still running (and those queued behind them) before the connections close.
+in a context of its own (no caller's correlation id on its log lines). Every group commit
+registers itself with its service's :class:`~parley_shared.shutdown.Drains` when it is created:
+at shutdown :meth:`drain` waits for the batches still running (and those queued behind them)
+before the connections close.
 
 Each group commit has a ``name``; ``/metrics`` counts its batches, items and batches re-run item
 by item (``parley_group_commit_*_total{name}``): items per batch is how much it saves.
@@ -31,6 +33,8 @@ from typing import Generic, TypeVar
 
 import structlog
 from prometheus_client import Counter
+
+from parley_shared.shutdown import Drains
 
 log = structlog.get_logger("parley.batching")
 
@@ -55,7 +59,8 @@ class GroupCommit(Generic[T, R]):
         self,
         run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
         *,
-        name: str = "unnamed",
+        name: str,
+        drains: Drains,
         max_batches: int = 2,
         max_size: int = 200,
         retry_alone: Callable[[Exception], bool] | None = None,
@@ -72,6 +77,7 @@ class GroupCommit(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many batches ran (for tests and metrics)
         self.items = 0
+        drains.register(self)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until no batch runs or waits (at shutdown), at most ``timeout_s``."""

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aio_pika
@@ -45,6 +45,7 @@ from aio_pika.abc import (
 )
 
 from parley_shared.contracts import Contract, ContractError, decode
+from parley_shared.retry import Backoff
 from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, WORK_QUEUES, WorkQueue
 
 log = structlog.get_logger("parley.broker")
@@ -108,14 +109,22 @@ class ConsumerState:
         return bool(connected and self.consumer_tag and self.channel is not None and not self.channel.is_closed)
 
 
+TRANSIENT = Backoff(first_s=0.5, max_s=15.0, give_up_after_s=300.0)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a consumer treats failures. Tests shrink the delays."""
+    """How a consumer treats failures. Tests shrink the delays.
+
+    ``transient``: infrastructure trouble is retried in place by this backoff (the delivery
+    limit is not spent); ``requeue_delay_s``: the pause before any other failure is requeued."""
 
     requeue_delay_s: float = 1.0
-    transient_backoff_s: float = 0.5
-    transient_backoff_max_s: float = 15.0
-    transient_give_up_s: float = 300.0
+    transient: Backoff = TRANSIENT
+
+
+# Waiting for the broker at start-up (bounded by the start-up timeout).
+CONNECT = Backoff(first_s=0.25, max_s=5.0)
 
 
 class Broker:
@@ -140,26 +149,20 @@ class Broker:
         self._exchange: AbstractExchange | None = None
         self._dlx: AbstractExchange | None = None
         self._consumers: dict[str, ConsumerState] = {}
-        self._publish_lock = asyncio.Lock()
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> None:
         """Connect (waiting for the broker up to ``startup_timeout_s``) and declare the topology."""
-        deadline = time.monotonic() + self.startup_timeout_s
-        delay = 0.25
-        while True:
-            try:
-                self._connection = await aio_pika.connect_robust(
-                    self.url, client_properties={"connection_name": self.service}
-                )
-                break
-            except (ConnectionError, OSError, aiormq.exceptions.AMQPError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise BrokerUnavailable(f"RabbitMQ unreachable: {type(exc).__name__}") from exc
-                log.warning("broker.connect_retry", error=type(exc).__name__, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        waiting = replace(CONNECT, give_up_after_s=self.startup_timeout_s)
+        try:
+            self._connection = await waiting.call(
+                lambda: aio_pika.connect_robust(self.url, client_properties={"connection_name": self.service}),
+                name="broker.connect",
+                retry_if=lambda exc: isinstance(exc, (ConnectionError, OSError, aiormq.exceptions.AMQPError)),
+            )
+        except (ConnectionError, OSError, aiormq.exceptions.AMQPError) as exc:
+            raise BrokerUnavailable(f"RabbitMQ unreachable: {type(exc).__name__}") from exc
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare_topology(self._publish_channel)
         self._exchange = await self._publish_channel.get_exchange(EXCHANGE, ensure=False)
@@ -307,40 +310,33 @@ class Broker:
                 log.warning("broker.malformed_message", reason=str(exc))
                 await self._dead_letter_and_ack(state, message, f"malformed: {exc}")
                 return
-            started = time.monotonic()
-            retries = 0
-            while True:
-                try:
-                    await handler(payload)
-                    break
-                except asyncio.CancelledError:
+            # Infrastructure trouble is retried in place, while the delivery still stands.
+            retrying = self.retry.transient.retrying(
+                name="broker.handler",
+                retry_if=lambda exc: is_transient(exc) and not self._closing and not _delivery_lost(message),
+            )
+            try:
+                async for attempt in retrying:
+                    if attempt.retry_state.attempt_number > 1 and _delivery_lost(message):
+                        break  # lost during the backoff: see below
+                    with attempt:
+                        await handler(payload)
+            except PermanentFailure as exc:
+                log.warning("broker.permanent_failure", reason=str(exc)[:300])
+                await self._dead_letter_and_ack(state, message, f"permanent: {exc}"[:1000])
+                return
+            except Exception as exc:
+                if self._closing:
                     raise
-                except PermanentFailure as exc:
-                    log.warning("broker.permanent_failure", reason=str(exc)[:300])
-                    await self._dead_letter_and_ack(state, message, f"permanent: {exc}"[:1000])
-                    return
-                except Exception as exc:
-                    if self._closing:
-                        raise
-                    retry = is_transient(exc) and time.monotonic() - started < self.retry.transient_give_up_s
-                    if retry and not _delivery_lost(message):
-                        delay = min(
-                            self.retry.transient_backoff_s * 2 ** min(retries, 10), self.retry.transient_backoff_max_s
-                        )
-                        retries += 1
-                        log.warning("broker.handler_transient_error", error=type(exc).__name__, retry_in_s=delay)
-                        await asyncio.sleep(delay)
-                    if _delivery_lost(message):
-                        # The channel that delivered it is gone (before or during the backoff): the
-                        # broker hands the message out again, and that copy retries, requeues or
-                        # dead-letters it -- this one would only run the handler twice or count
-                        # the failure twice.
-                        log.warning("broker.delivery_lost", error=type(exc).__name__)
-                        return
-                    if retry:
-                        continue
+                if not _delivery_lost(message):
                     await self._on_handler_failure(state, message, exc)
                     return
+            if _delivery_lost(message):
+                # The channel that delivered it is gone (before or during the backoff): the broker
+                # hands the message out again, and that copy retries, requeues or dead-letters it
+                # -- this one would only run the handler twice or count the failure twice.
+                log.warning("broker.delivery_lost")
+                return
             await message.ack()
             state.handled += 1
         except asyncio.CancelledError:

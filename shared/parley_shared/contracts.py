@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parley_shared.phone import is_e164
 
@@ -124,12 +124,32 @@ class MediaRef(_Frozen):
     inline_b64: str | None = Field(default=None, max_length=MAX_INLINE_MEDIA_B64)
 
 
-class IncomingMessage(Contract):
-    """``incoming_messages``: one message a prospect sent, normalised (gateway -> agent)."""
+class _Chained(Contract):
+    """A prospect's message with its place in the contact's sequence (version 2 and later).
+
+    ``previous_message_id`` is the ``message_id`` of the message the gateway published for the
+    same contact just before this one (None for the contact's first). It lets the agent see that
+    an earlier message has not reached it yet -- delayed by a retry, a redelivery, another replica
+    or a voice note's transcription -- and wait for it instead of answering out of order.
+    """
+
+    previous_message_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _known_in_this_version(self) -> _Chained:
+        if self.v < 2 and self.previous_message_id is not None:
+            raise ValueError("previous_message_id needs version 2")
+        return self
+
+
+class IncomingMessage(_Chained):
+    """``incoming_messages``: one message a prospect sent, normalised (gateway -> agent).
+
+    Versions: 1; 2 adds ``previous_message_id``."""
 
     schema_name: ClassVar[str] = "incoming_message"
     schema_: Literal["incoming_message"] = Field(default="incoming_message", alias="schema")
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
     phone: E164
     contact_name: str | None = Field(default=None, max_length=200)
     provider: Provider
@@ -144,12 +164,14 @@ class IncomingMessage(Contract):
     received_at: UtcDatetime
 
 
-class VoiceTranscriptionRequest(Contract):
-    """``voice_transcription``: a voice note waiting to become text (gateway -> gateway worker)."""
+class VoiceTranscriptionRequest(_Chained):
+    """``voice_transcription``: a voice note waiting to become text (gateway -> gateway worker).
+
+    Versions: 1; 2 adds ``previous_message_id`` (carried over to the transcribed message)."""
 
     schema_name: ClassVar[str] = "voice_transcription"
     schema_: Literal["voice_transcription"] = Field(default="voice_transcription", alias="schema")
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
     phone: E164
     contact_name: str | None = Field(default=None, max_length=200)
     provider: Provider

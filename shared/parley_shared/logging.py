@@ -103,7 +103,6 @@ def configure_logging(
         "aio_pika",
         "aiohttp.access",
         "sqlalchemy.engine",
-        "apscheduler",
         "httpx",
         "google_genai",
         "alembic",

@@ -3,18 +3,20 @@
 * **Inbox** (``inbox``): one row per consumed ``message_id`` (primary key). A handler claims the
   id inside its own transaction; a redelivered message finds it taken and has no second effect.
 * **Outbox** (``outbox``): a message to publish is written in the same transaction as the state
-  change that causes it. After the commit the producer publishes it at once
-  (:meth:`Outbox.publish_caused_by` / :meth:`Outbox.publish_ids`); whatever was not confirmed
-  (crash, broker down) is published by the relay loop (:meth:`Outbox.run`). Rows are claimed
-  with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so replicas share the work. A message can be
-  published twice (crash after the confirm, before the mark): consumers dedupe on ``message_id``.
+  change that causes it. After the commit the producer calls :meth:`Outbox.publish_after_commit`
+  -- the one way to publish what a transaction staged: it publishes at once, never raises (a
+  failure is logged and wakes the relay), tracks its task (drained at shutdown) and returns an
+  awaitable for callers that act only once the broker confirmed. Whatever was not confirmed
+  (crash, broker down) is published by the relay (:attr:`Outbox.relay`, a
+  :class:`~parley_shared.periodic.Periodic` job). Rows are claimed with ``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL so replicas share the work. A message can be published twice (crash
+  after the confirm, before the mark): consumers dedupe on ``message_id``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +43,9 @@ from parley_shared.broker import Broker, PublishError
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.contracts import Contract
 from parley_shared.db import Session, SessionFactory, UtcDateTime, insert_ignore
+from parley_shared.periodic import Periodic
+from parley_shared.retry import Sleep
+from parley_shared.shutdown import Drains
 from parley_shared.topology import BY_NAME, WorkQueue
 
 log = structlog.get_logger("parley.outbox")
@@ -107,23 +112,31 @@ class Outbox:
         sessions: SessionFactory,
         broker: Broker,
         *,
+        drains: Drains,
         clock: Clock | None = None,
         batch_size: int = 200,
+        relay_interval_s: float = 1.0,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.name = "outbox_after_commit"
         self.table = table
         self.sessions = sessions
         self.broker = broker
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
-        self._wake = asyncio.Event()
         self.published = 0
-        # SQLite ignores FOR UPDATE: without this, the relay and an immediate publish_ids could
+        self.deferred = 0  # publishes after a commit that failed (left to the relay)
+        self._after_commit: set[asyncio.Task[bool]] = set()
+        # The relay: every relay_interval_s, or at once when a publish after a commit failed.
+        self.relay = Periodic("outbox-relay", self.relay_all, interval_s=relay_interval_s, sleep=sleep)
+        # SQLite ignores FOR UPDATE: without this, the relay and a publish after a commit could
         # read the same pending rows and publish them twice. One process writes a SQLite file,
         # so serialising its publishers is enough there (PostgreSQL locks the rows instead).
         self._serial: asyncio.Lock | None = asyncio.Lock() if sessions.engine.dialect.name == "sqlite" else None
         self.group_commit: GroupCommit[tuple[tuple[str, ...], tuple[str, ...]], None] = GroupCommit(
-            self._flush, name="outbox_publish", max_batches=2
+            self._flush, name="outbox_publish", drains=drains, max_batches=2
         )
+        drains.register(self)  # after its group commit: drained before it
         # Built once (building a statement costs more CPU than running it).
         t = table
         pending = (
@@ -168,27 +181,52 @@ class Outbox:
         }
 
     # ---------------------------------------------------------------- publishing (after commit)
-    async def publish_caused_by(self, cause_id: str) -> None:
-        """Publish what the handling of ``cause_id`` staged (call after the commit)."""
-        await self._publish_requested(causes=(cause_id,))
+    def publish_after_commit(self, *, ids: Sequence[str] = (), causes: Sequence[str] = ()) -> Awaitable[bool]:
+        """Publish the rows a committed transaction staged: by message id and/or by cause.
 
-    async def publish_ids(self, message_ids: Sequence[str]) -> None:
-        """Publish these staged messages (call after the commit)."""
-        if message_ids:
-            await self._publish_requested(ids=message_ids)
+        Starts at once in a task of the outbox's own (drained at shutdown), so the caller may go
+        on; awaiting the result waits for the broker's confirms: True when they came, False when
+        the publish failed -- then it was logged, and the relay is woken to publish the rows.
+        Never raises; cancelling the awaiting caller does not cancel the publish.
+
+        Requests made while a flush runs are served together by the next one (group commit: one
+        transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them)."""
+        if not ids and not causes:
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            done.set_result(True)
+            return done
+        task = asyncio.get_running_loop().create_task(self._publish((tuple(ids), tuple(causes))))
+        self._after_commit.add(task)
+        task.add_done_callback(self._after_commit.discard)
+        return asyncio.shield(task)
+
+    async def _publish(self, request: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
+        try:
+            await self.group_commit.submit(request)
+        except Exception as exc:  # the broker or the database: the relay publishes the rows later
+            self.deferred += 1
+            log.warning(
+                "outbox.publish_deferred", error=type(exc).__name__, ids=len(request[0]), causes=len(request[1])
+            )
+            self.wake()
+            return False
+        return True
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for the publishes after a commit still running (at shutdown), at most ``timeout_s``."""
+        if self._after_commit:
+            _, still = await asyncio.wait(set(self._after_commit), timeout=timeout_s)
+            if still:
+                log.warning("outbox.drain_timeout", running=len(still))
 
     async def relay_once(self) -> int:
         """Publish the oldest pending rows (a batch); returns how many were confirmed."""
         return await self._publish_where(self._relay_query, {})
 
-    async def _publish_requested(self, *, ids: Sequence[str] = (), causes: Sequence[str] = ()) -> None:
-        """Wait until these rows are published (PublishError if the broker did not confirm them).
-
-        Group commit: requests made while a flush runs are served together by the next one --
-        one transaction, one ``SELECT ... FOR UPDATE`` and one ``UPDATE`` for all of them --
-        instead of a transaction per request.
-        """
-        await self.group_commit.submit((tuple(ids), tuple(causes)))
+    async def relay_all(self) -> None:
+        """Publish every pending row, batch by batch (the relay's job)."""
+        while await self.relay_once() >= self.batch_size:
+            pass
 
     async def _flush(self, requests: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[None]:
         params = {
@@ -238,25 +276,10 @@ class Outbox:
             raise failure if isinstance(failure, PublishError) else PublishError(repr(failure))
         return count
 
-    # ---------------------------------------------------------------- relay loop
+    # ---------------------------------------------------------------- relay
     def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self, interval_s: float = 1.0) -> None:
-        """Relay loop: drains pending rows every ``interval_s`` (or when woken) until cancelled."""
-        while True:
-            # Clear before draining: a wake() that arrives during the batch then starts the next
-            # round at once instead of being lost until the interval ends.
-            self._wake.clear()
-            try:
-                while await self.relay_once() >= self.batch_size:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker or database away: try again next round
-                log.warning("outbox.relay_failed", error=type(exc).__name__)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+        """Run the relay now (rows are waiting that a publish after a commit could not confirm)."""
+        self.relay.wake()
 
     async def pending(self) -> int:
         async with self.sessions() as session:

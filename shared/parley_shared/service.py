@@ -1,18 +1,28 @@
 """The runtime every Parley service stands on: database, broker, outbox relay, workers, health.
 
 A service's composition root (``gateway/app.py``, ``agent_service/app.py``) builds one
-:class:`Runtime`, registers its consumers and background workers, and hands
-:meth:`Runtime.cleanup_ctx` to aiohttp. Start-up order: database (waiting for it, then
-migrations), broker (waiting for it, topology declared), outbox relay, consumers and workers.
-Shutdown runs in reverse: stop consuming and let in-flight handlers finish, stop workers,
-drain the outbox once more, close the broker, dispose of the engine.
+:class:`Runtime` (through :func:`service_app`) and registers on it -- never on the aiohttp
+application directly -- everything that has a lifecycle:
+
+* consumers (``add_consumer``), long-running workers (``add_worker``) and periodic jobs
+  (``add_periodic``: the one way to run periodic work, on the injected ``sleep``);
+* ``on_start`` callbacks (after migrations and the broker connection, before any consumer or
+  worker starts), ``on_stopping`` callbacks (shutdown has begun: before the HTTP server waits
+  for the requests in flight -- release long polls and live streams here) and ``on_stop``
+  callbacks (after the consumers and workers stopped, before the connections close; newest first);
+* work that must finish before the connections close registers itself with ``runtime.drains``
+  when it is created (group commits, the outbox's publishes after a commit).
+
+Start-up order: database (waiting for it, then migrations), broker (waiting for it, topology
+declared), ``on_start`` callbacks, outbox relay, workers, consumers. Shutdown runs in reverse:
+``on_stopping``; stop consuming and let in-flight handlers finish; stop workers; ``on_stop``;
+drain; publish what is left in the outbox once more; close the broker; dispose of the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +33,18 @@ from aiohttp import web
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley_shared.batching import GroupCommit
 from parley_shared.broker import Broker, BrokerUnavailable, Handler, RetryPolicy
 from parley_shared.clock import Clock, SystemClock
 from parley_shared.db import SessionFactory, create_engine, migrate, ping, session_factory
 from parley_shared.outbox import Inbox, Outbox
+from parley_shared.periodic import Periodic
+from parley_shared.retry import Backoff, Sleep
 from parley_shared.settings import CommonSettings
+from parley_shared.shutdown import Drains
 from parley_shared.topology import WorkQueue
+
+# A worker that crashed is started again after this backoff (it never gives up).
+WORKER_RESTART = Backoff(first_s=0.5, max_s=30.0)
 
 log = structlog.get_logger("parley.service")
 
@@ -52,12 +67,14 @@ class Runtime:
         outbox_table: Table,
         inbox_table: Table,
         clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.service = service
         self.settings = settings
         self.database_url = database_url
         self.migrations = migrations
         self.clock: Clock = clock or SystemClock()
+        self.sleep = sleep
         self.engine: AsyncEngine = create_engine(database_url)
         self.sessions: SessionFactory = session_factory(self.engine)
         self.broker = Broker(
@@ -66,13 +83,32 @@ class Runtime:
             startup_timeout_s=settings.startup_timeout_s,
             retry=RetryPolicy(requeue_delay_s=settings.requeue_delay_s),
         )
-        self.outbox = Outbox(outbox_table, self.sessions, self.broker, clock=self.clock)
+        self.drains = Drains()
+        self.outbox = Outbox(
+            outbox_table,
+            self.sessions,
+            self.broker,
+            drains=self.drains,
+            clock=self.clock,
+            relay_interval_s=settings.outbox_interval_s,
+            sleep=sleep,
+        )
         self.inbox = Inbox(inbox_table, clock=self.clock)
         self._consumers: list[ConsumerSpec] = []
-        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+            ("outbox-relay", self.outbox.relay.run)
+        ]
+        self._periodic: dict[str, Periodic] = {"outbox-relay": self.outbox.relay}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stopping: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
-        self._group_commits: list[GroupCommit[Any, Any]] = [self.outbox.group_commit]
+        # What GET /health reports (the service adds its own with add_health_check).
+        self.health_checks: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+            "database": self.database_health,
+            "broker": self.broker_health,
+            "outbox": self.outbox_health,
+        }
         self.started = False
 
     # ---------------------------------------------------------------- registration
@@ -80,15 +116,33 @@ class Runtime:
         self._consumers.append(ConsumerSpec(queue, handler, prefetch or self.settings.amqp_prefetch))
 
     def add_worker(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """A long-running background coroutine (a poller, a scheduler); restarted if it crashes."""
+        """A long-running background coroutine (the sender's pacer); restarted if it crashes."""
         self._workers.append((name, factory))
 
-    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
-        self._on_stop.append(callback)
+    def add_periodic(
+        self, name: str, job: Callable[[], Awaitable[Any]], *, interval_s: float, backoff: Backoff | None = None
+    ) -> Periodic:
+        """Run ``job`` every ``interval_s`` while the service runs (see :mod:`parley_shared.periodic`)."""
+        periodic = Periodic(name, job, interval_s=interval_s, backoff=backoff, sleep=self.sleep)
+        self._periodic[name] = periodic
+        self._workers.append((name, periodic.run))
+        return periodic
 
-    def drain_at_stop(self, *groups: GroupCommit[Any, Any]) -> None:
-        """Group commits whose running batches shutdown waits for, before the connections close."""
-        self._group_commits.extend(groups)
+    def add_health_check(self, name: str, check: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """A check ``GET /health`` runs (its result needs ``ok``; an exception counts as not ok)."""
+        self.health_checks[name] = check
+
+    def on_start(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run at start-up, after migrations and the broker connection, before consumers and workers."""
+        self._on_start.append(callback)
+
+    def on_stopping(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run as soon as shutdown begins, before the HTTP server waits for the requests in flight."""
+        self._on_stopping.append(callback)
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run at shutdown after consumers and workers stopped, before the connections close (newest first)."""
+        self._on_stop.append(callback)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -100,7 +154,8 @@ class Runtime:
         except BrokerUnavailable:
             await self.engine.dispose()
             raise
-        self._spawn("outbox-relay", lambda: self.outbox.run(self.settings.outbox_interval_s))
+        for callback in self._on_start:
+            await callback()
         for name, factory in self._workers:
             self._spawn(name, factory)
         for spec in self._consumers:
@@ -108,66 +163,66 @@ class Runtime:
         self.started = True
         log.info("service.started", service=self.service)
 
-    async def stop(self) -> None:
+    async def stopping(self) -> None:
+        """Shutdown has begun (aiohttp's on_shutdown): run the ``on_stopping`` callbacks."""
         log.info("service.stopping", service=self.service)
+        for callback in self._on_stopping:
+            await _logged(callback, "on_stopping")
+
+    async def stop(self) -> None:
         await self.broker.stop_consuming(self.settings.shutdown_timeout_s)
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
         for callback in reversed(self._on_stop):
-            with contextlib.suppress(Exception):
-                await callback()
-        # Latest registered first: the outbox's publishes (registered first) come last, since the
-        # other batches end by publishing through it. One budget for all of them.
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        for group in reversed(self._group_commits):
-            await group.drain(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(Exception):
-            await self.outbox.relay_once()
+            await _logged(callback, "on_stop")
+        await self.drains.drain_all(self.settings.shutdown_timeout_s)
+        await _logged(self.outbox.relay_once, "final_relay")
         await self.broker.close()
         await self.engine.dispose()
         self.started = False
         log.info("service.stopped", service=self.service)
 
-    async def cleanup_ctx(self, _app: web.Application) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()
+    def attach(self, app: web.Application) -> None:
+        """Tie this runtime to the application's lifecycle (the only aiohttp hooks a service uses)."""
+
+        async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        async def shutting_down(_app: web.Application) -> None:
+            await self.stopping()
+
+        app.cleanup_ctx.append(lifetime)
+        app.on_shutdown.append(shutting_down)
 
     def _spawn(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         async def supervised() -> None:
-            delay = 0.5
-            while True:
-                try:
-                    await factory()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("service.worker_crashed", worker=name, restart_in_s=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+            retrying = WORKER_RESTART.retrying(
+                name="service.worker", retry_if=lambda exc: isinstance(exc, Exception), sleep=self.sleep
+            )
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        await factory()
+                    except Exception:
+                        log.exception("service.worker_crashed", worker=name)
+                        raise
 
         self._tasks[name] = asyncio.create_task(supervised(), name=f"{self.service}:{name}")
 
     async def _wait_for_database(self) -> None:
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        delay = 0.25
-        while True:
-            try:
-                await ping(self.engine)
-                return
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise RuntimeError(f"database unreachable: {type(exc).__name__}") from exc
-                log.warning("service.database_retry", error=type(exc).__name__, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        waiting = Backoff(first_s=0.25, max_s=5.0, give_up_after_s=self.settings.startup_timeout_s)
+        try:
+            await waiting.call(lambda: ping(self.engine), name="service.database", retry_if=_any_error)
+        except Exception as exc:
+            raise RuntimeError(f"database unreachable: {type(exc).__name__}") from exc
 
     # ---------------------------------------------------------------- health
     async def database_health(self) -> dict[str, Any]:
@@ -191,6 +246,18 @@ class Runtime:
         return {name: not task.done() for name, task in self._tasks.items()}
 
 
+def _any_error(exc: BaseException) -> bool:
+    return isinstance(exc, Exception)
+
+
+async def _logged(callback: Callable[[], Awaitable[Any]], stage: str) -> None:
+    """Run a shutdown step; a failure is logged and does not stop the others."""
+    try:
+        await callback()
+    except Exception:
+        log.exception("service.stop_step_failed", stage=stage, step=getattr(callback, "__qualname__", repr(callback)))
+
+
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
@@ -203,11 +270,11 @@ def service_app(
     outbox_table: Table,
     inbox_table: Table,
     clock: Clock | None = None,
-    health_checks: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> tuple[web.Application, Runtime]:
     """An aiohttp application wired to a fresh :class:`Runtime`, with ``/health`` and ``/metrics``.
 
-    The service adds its own routes, consumers and workers to what this returns.
+    The service adds its own routes, consumers, workers and health checks to what this returns.
     """
     from parley_shared.http import base_app, health_handler
     from parley_shared.metrics import metrics_handler
@@ -234,16 +301,11 @@ def service_app(
         outbox_table=outbox_table,
         inbox_table=inbox_table,
         clock=clock,
+        sleep=sleep,
     )
     app[RUNTIME] = runtime
-    app.cleanup_ctx.append(runtime.cleanup_ctx)
-    checks = {
-        "database": runtime.database_health,
-        "broker": runtime.broker_health,
-        "outbox": runtime.outbox_health,
-        **(health_checks or {}),
-    }
-    app.router.add_get("/health", describe_health(health_handler(checks)), name="health")
+    runtime.attach(app)
+    app.router.add_get("/health", describe_health(health_handler(runtime.health_checks)), name="health")
     app.router.add_get("/metrics", describe_metrics(metrics_handler), name="metrics")
     app.router.add_get("/openapi.json", openapi_handler(title=f"Parley {service}"), name="openapi")
     return app, runtime

@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agent_service.app import create_app
 from agent_service.business import parse_business
+from agent_service.context import AGENT
 from agent_service.domain.decision import AgentDecision
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import EngineResult, TurnContext
 from agent_service.knowledge import KnowledgeBase
 from agent_service.settings import AgentSettings
-from agent_service.wiring import TURNS
 from parley_shared.broker import Broker
 from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage, MessageKind, OutgoingMessage, decode, stable_id
@@ -173,7 +173,7 @@ class Agent:
         return await response.json()
 
     async def idle(self) -> None:
-        await self.app[TURNS].idle()
+        await self.app[AGENT].turns.idle()
 
 
 @contextlib.asynccontextmanager

@@ -21,8 +21,8 @@ from structlog.testing import capture_logs
 from agent_service.api import contacts as contacts_api
 from agent_service.api.contacts import CursorError, csv_cell, decode_cursor, encode_cursor
 from agent_service.app import create_app
+from agent_service.context import AGENT
 from agent_service.db import tables
-from agent_service.followups.wiring import FOLLOW_UPS
 from agent_service.settings import AgentSettings
 from parley_shared.clock import ManualClock
 from parley_shared.db import Session
@@ -54,7 +54,7 @@ async def client(amqp_url: str, database_url: str) -> AsyncIterator[TestClient]:
     app = create_app(
         AgentSettings(amqp_url=amqp_url, database_url=database_url, api_token=TOKEN), clock=ManualClock(NOW)
     )
-    app[FOLLOW_UPS] = RecordingFollowUps()  # type: ignore[assignment]
+    app[AGENT].follow_ups = RecordingFollowUps()  # type: ignore[assignment]
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -231,7 +231,7 @@ def test_cursors_round_trip(when: datetime, contact_id: int) -> None:
 
 async def test_patch_overrides_status_outcome_and_notes(client: TestClient) -> None:
     await add_contacts(client, SCENARIO)
-    recorder: RecordingFollowUps = client.app[FOLLOW_UPS]  # type: ignore[assignment]
+    recorder: RecordingFollowUps = client.app[AGENT].follow_ups  # type: ignore[assignment]
     ids = {row["phone"]: row["id"] for row in await all_contacts(client)}
 
     with capture_logs() as logs:

@@ -311,13 +311,14 @@ async def test_no_touches_while_a_call_is_booked(rig: Rig) -> None:
     assert len([t for t in await rig.touches(contact) if t["status"] == "pending"]) == 5
 
 
-async def test_the_periodic_apscheduler_job_sends_what_is_due(database_url: str, amqp_url: str) -> None:
+async def test_the_periodic_job_sends_what_is_due(database_url: str, amqp_url: str) -> None:
     rig = await make_rig(database_url, amqp_url, follow_up_check_interval_s=0.05)
     try:
         contact = await rig.add_contact(PHONE)
         await rig.agent_replies(contact)
         rig.clock.set(START + timedelta(days=1, hours=2))  # touch 1 is due
-        job = asyncio.create_task(rig.scheduler.run())
+        periodic = rig.runtime.add_periodic("follow-ups", rig.scheduler.tick, interval_s=0.05)
+        job = asyncio.create_task(periodic.run())
         try:
             for _ in range(200):  # the job runs at start, then every 50 ms
                 # sent, and published: the touch is committed before its publish is confirmed

@@ -1,6 +1,6 @@
 """The sales agent's turn (no database): moderation, retrieval, the engine, and the grounding guard.
 
-Done when: a fake model that invents a discount or a price is caught by the guard every time.
+A fake model that invents a discount or a price is caught by the guard every time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Turns on the real RabbitMQ and both databases: bursts, idempotency, order at scale across replicas,
 the takeover race, non-clients, crash recovery, delivery statuses, operator messages.
 
-Done when: 200 contacts sending 3 messages each, interleaved: each contact's replies come in order,
+200 contacts sending 3 messages each, interleaved: each contact's replies come in order,
 none twice, none missing. A takeover during a slow model call: no AI reply reaches that contact.
 """
 
@@ -421,6 +421,7 @@ async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fai
             clock=runtime.clock,
             follow_ups=follow_ups,  # type: ignore[arg-type]
             schedule=lambda contact_id, _delay: scheduled.append(contact_id),
+            drains=runtime.drains,
             window_s=30.0,
             min_confidence=0.6,
             max_classification_turns=3,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from pathlib import Path
 
@@ -127,9 +128,9 @@ async def test_a_user_chats_switches_prospect_reads_card_and_analytics_takes_ove
             listing = await screen.shows("+77010000002", after=mark)
             assert "+77010000001" in listing
             await chat.handle("/analytics")
-            analytics = await screen.shows("funnel.contacts", after=mark)
-            row = next(line for line in analytics.splitlines() if "funnel.contacts " in line)
-            assert row.replace("│", " ").split()[-1] == "2", row
+            analytics = await screen.shows("SPIN funnel", after=mark)
+            counted = re.search(r"│ contacts +│ +(\d+) │", analytics)
+            assert counted and counted.group(1) == "2", analytics
 
             contacts = await client.contacts()
             assert {c["phone"] for c in contacts["items"]} == {"+77010000001", "+77010000002"}
@@ -143,6 +144,18 @@ async def test_a_user_chats_switches_prospect_reads_card_and_analytics_takes_ove
             assert await chat.handle("/nonsense")
             assert not await chat.handle("/quit")
             await chat.stop()
+
+            # the next run continues: the end of the stored conversation, not a replay of the outbox
+            mark = len(screen.text)
+            again = ChatApp(client, screen.console, phone="+77010000001", name="Aigerim")
+            await again.start()
+            shown = screen.text[mark:]
+            stored = (await client.contact("+77010000001", limit=500))["messages"]
+            assert len(stored) > 6
+            assert f"Earlier with Aigerim (+77010000001): {len(stored)} messages, the last 6:" in shown, shown
+            assert stored[-1]["text"][:40] in shown and stored[0]["text"] not in shown
+            assert (await client.outbox("+77010000001", again.cursors["+77010000001"]))[0] == []
+            await again.stop()
 
             # the demo clock is a management route like the others
             anonymous = ParleyClient(stack.gateway.url, stack.agent.url, None, session)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.domain import meta, retry, wappi
-from gateway.domain.events import (
+from gateway.domain import failures, meta, wappi
+from gateway.domain.admission import (
     InboundEvent,
     PayloadError,
     Verdict,
@@ -33,9 +33,10 @@ from parley_shared.contracts import (
     VoiceTranscriptionRequest,
     stable_id,
 )
+from parley_shared.retry import Backoff
 from parley_shared.topology import INCOMING, VOICE
+from tests.gateway.fake_wappi import wappi_message
 from tests.support.fake_meta import audio_message, contact, envelope, meta_message, status, text_message
-from tests.support.fake_wappi import wappi_message
 
 NOW = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
 
@@ -373,41 +374,41 @@ def test_meta_parser_never_fails_on_a_valid_envelope_with_junk_inside(value: dic
 @pytest.mark.parametrize(
     ("status", "code", "outcome"),
     [
-        (429, None, retry.Outcome.TRANSIENT),
-        (503, None, retry.Outcome.TRANSIENT),
-        (500, "131000", retry.Outcome.TRANSIENT),
-        (400, "130429", retry.Outcome.TRANSIENT),
-        (400, "131056", retry.Outcome.TRANSIENT),
-        (400, "131047", retry.Outcome.PERMANENT),
-        (400, "131026", retry.Outcome.PERMANENT),
-        (401, "190", retry.Outcome.PERMANENT),
-        (402, None, retry.Outcome.PERMANENT),
-        (200, None, retry.Outcome.PERMANENT),
+        (429, None, failures.FailureKind.TRANSIENT),
+        (503, None, failures.FailureKind.TRANSIENT),
+        (500, "131000", failures.FailureKind.TRANSIENT),
+        (400, "130429", failures.FailureKind.TRANSIENT),
+        (400, "131056", failures.FailureKind.TRANSIENT),
+        (400, "131047", failures.FailureKind.PERMANENT),
+        (400, "131026", failures.FailureKind.PERMANENT),
+        (401, "190", failures.FailureKind.PERMANENT),
+        (402, None, failures.FailureKind.PERMANENT),
+        (200, None, failures.FailureKind.PERMANENT),
     ],
 )
-def test_classification(status: int, code: str | None, outcome: retry.Outcome) -> None:
-    failure = retry.classify_http(status, code, "r")
-    assert failure.outcome is outcome and failure.code == (code or str(status))
+def test_classification(status: int, code: str | None, outcome: failures.FailureKind) -> None:
+    failure = failures.classify_http(status, code, "r")
+    assert failure.kind is outcome and failure.code == (code or str(status))
 
 
 def test_retry_after_and_backoff() -> None:
-    assert retry.parse_retry_after("7", NOW) == 7.0
-    assert retry.parse_retry_after(" 0 ", NOW) == 0.0
+    assert failures.parse_retry_after("7", NOW) == 7.0
+    assert failures.parse_retry_after(" 0 ", NOW) == 0.0
     http_date = (NOW + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert retry.parse_retry_after(http_date, NOW) == 90.0
-    assert retry.parse_retry_after("Mon, 05 Jan 2026 06:00:00 GMT", NOW) == 0.0  # in the past
-    assert retry.parse_retry_after(None, NOW) is None and retry.parse_retry_after("soon", NOW) is None
-    assert retry.parse_retry_after("99999999999", NOW) == retry.MAX_RETRY_AFTER_S
-    assert [retry.backoff_delay(n, base_s=2, max_s=20) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 16, 20]
-    assert retry.backoff_delay(1, base_s=2, max_s=300, retry_after_s=30) == 30  # Retry-After wins when longer
-    assert retry.backoff_delay(5, base_s=2, max_s=300, retry_after_s=1) == 32
-    assert retry.backoff_delay(1, base_s=2, max_s=10, retry_after_s=3600) == 10
+    assert failures.parse_retry_after(http_date, NOW) == 90.0
+    assert failures.parse_retry_after("Mon, 05 Jan 2026 06:00:00 GMT", NOW) == 0.0  # in the past
+    assert failures.parse_retry_after(None, NOW) is None and failures.parse_retry_after("soon", NOW) is None
+    assert failures.parse_retry_after("99999999999", NOW) == failures.MAX_RETRY_AFTER_S
+    assert [Backoff(first_s=2, max_s=20).delay(n) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 16, 20]
+    assert Backoff(first_s=2, max_s=300).delay(1, retry_after_s=30) == 30  # Retry-After wins when longer
+    assert Backoff(first_s=2, max_s=300).delay(5, retry_after_s=1) == 32
+    assert Backoff(first_s=2, max_s=10).delay(1, retry_after_s=3600) == 10
 
 
 @given(st.text(max_size=60))
 def test_retry_after_never_raises(value: str) -> None:
-    parsed = retry.parse_retry_after(value, NOW)
-    assert parsed is None or 0 <= parsed <= retry.MAX_RETRY_AFTER_S
+    parsed = failures.parse_retry_after(value, NOW)
+    assert parsed is None or 0 <= parsed <= failures.MAX_RETRY_AFTER_S
 
 
 # ---------------------------------------------------------------------------- pacing

@@ -11,16 +11,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from gateway.app import create_app
 from gateway.context import GATEWAY
 from gateway.db import tables
-from gateway.domain.events import InboundEvent
+from gateway.domain.admission import InboundEvent
 from parley_shared.contracts import MessageKind, OutgoingKind, OutgoingMessage, Provider, stable_id
 from parley_shared.db import create_engine
 from parley_shared.phone import mask_phone
+from parley_shared.service import RUNTIME
 from parley_shared.topology import INCOMING, OUTGOING, STATUS
 from tests.gateway.helpers import AUTH, eventually, gateway_settings, publish, queue_size, running, take
 from tests.support.fake_gemini import FakeGemini, FakeReply
@@ -174,6 +176,30 @@ async def test_outbox_long_poll_answers_when_a_message_arrives(amqp_url: str, tm
         assert (await other.json())["messages"] == []
 
 
+async def test_stopping_answers_a_parked_long_poll_at_once(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An idle gateway stops at once: a long poll parked for 30 s (the demo chat keeps one open)
+    is answered when shutdown begins instead of holding the server until it times out."""
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    server = TestServer(create_app(settings))
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        sandbox = client.app[GATEWAY].provider
+        waiting = asyncio.create_task(client.get("/sandbox/outbox", params={"wait": "30"}, headers=AUTH))
+
+        async def parked() -> bool:
+            return sandbox.parked == 1
+
+        await eventually(parked, what="the long poll to park")
+        stopping = asyncio.create_task(server.close())  # SIGTERM's path: on_shutdown, requests, cleanup
+        response = await asyncio.wait_for(waiting, 10)  # far less than the poll's 30 s
+        assert response.status == 200 and (await response.json())["messages"] == []
+        await asyncio.wait_for(stopping, 10)
+        assert not client.app[RUNTIME].started
+    finally:
+        await client.close()
+
+
 async def test_voice_note_is_transcribed_through_the_real_sdk(amqp_url: str, tmp_path, gemini: FakeGemini) -> None:  # type: ignore[no-untyped-def]
     gemini.queue(FakeReply.error(503), FakeReply.text("Сколько стоит кресло?"))
     settings = gateway_settings(
@@ -222,6 +248,53 @@ async def test_voice_note_without_transcription_still_reaches_the_agent(
     expected = {"no_key": "not configured", "gemini_down": "gemini error 503", "blocked": "blocked"}[case]
     assert expected in message["transcription_error"]
     assert len(gemini.calls) == {"no_key": 0, "gemini_down": 2, "blocked": 1}[case]
+
+
+async def test_each_message_names_the_contacts_previous_one_voice_notes_and_batches_included(
+    amqp_url: str, database_url: str
+) -> None:
+    """The chain the agent uses to keep a contact's order: every published message carries the id
+    of the one published for the same contact just before it -- across concurrent requests sharing
+    a transaction, across contacts, and through a voice note's transcription (which reaches the
+    agent after the text sent behind it). Ignored and duplicate messages are not links."""
+    other = "+77010000002"
+    settings = gateway_settings(amqp_url, database_url, ignored_numbers="+77010000099")
+    async with running(settings) as client:
+
+        async def post(body: dict[str, object]) -> str:
+            response = await client.post("/sandbox/inbound", json=body, headers=AUTH)
+            assert response.status == 202, await response.text()
+            return str((await response.json())["message_id"])
+
+        first = await post({"from": PHONE, "text": "one", "id": "c1"})
+        voice = await post({"from": PHONE, "voice_base64": base64.b64encode(AUDIO).decode(), "id": "c2"})
+        await post({"from": "+77010000099", "text": "ignored", "id": "c-ignored"})
+        third = await post({"from": PHONE, "text": "three", "id": "c3"})
+        await post({"from": PHONE, "text": "three", "id": "c3"})  # a repeat: no new link
+        # Concurrent requests (sharing transactions by group commit) still form one chain per contact.
+        burst = [{"from": p, "text": f"burst {i}", "id": f"b-{p[-1]}-{i}"} for i in range(10) for p in (PHONE, other)]
+        await asyncio.gather(*(post(b) for b in burst))
+        published = await take(amqp_url, INCOMING.name, 3 + len(burst))
+    by_id = {m["message_id"]: m for m in published}
+    assert by_id[first]["previous_message_id"] is None and by_id[first]["v"] == 2
+    assert by_id[voice]["kind"] == "voice" and by_id[voice]["previous_message_id"] == first  # after transcription
+    assert by_id[third]["previous_message_id"] == voice
+
+    def chain(phone: str, start: str | None) -> list[str]:
+        """Follow the links from ``start`` through every message of ``phone``."""
+        after = {m["previous_message_id"]: m["message_id"] for m in published if m["phone"] == phone}
+        walked: list[str] = []
+        current = after.get(start)
+        while current is not None:
+            walked.append(current)
+            current = after.get(current)
+        return walked
+
+    # One chain per contact: from its first message, every message once (a fork would lose one).
+    walked = chain(PHONE, None)
+    assert walked[:3] == [first, voice, third]
+    assert sorted(walked) == sorted(m["message_id"] for m in published if m["phone"] == PHONE)
+    assert sorted(chain(other, None)) == sorted(m["message_id"] for m in published if m["phone"] == other)
 
 
 async def test_ignore_list_api_and_ignored_messages(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -293,13 +366,13 @@ async def test_a_crash_between_the_log_write_and_the_publish_is_covered_by_the_r
     async with running(gateway_settings(amqp_url, database_url)) as client:
         gateway = client.app[GATEWAY]
 
-        async def crashed(_report: object) -> None:  # committed, then "died" before publishing
-            return None
+        async def crashed(**_staged: object) -> bool:  # committed, then "died" before publishing
+            return False
 
         async def nothing() -> int:  # and its relay never ran again (no drain at exit either)
             return 0
 
-        monkeypatch.setattr(gateway.ingestor, "publish", crashed)
+        monkeypatch.setattr(gateway.runtime.outbox, "publish_after_commit", crashed)
         monkeypatch.setattr(gateway.runtime.outbox, "relay_once", nothing)
         response = await client.post(
             "/sandbox/inbound", json={"from": PHONE, "text": "lost?", "id": "c1"}, headers=AUTH

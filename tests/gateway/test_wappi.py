@@ -18,6 +18,7 @@ import pytest
 from gateway.settings import GatewaySettings
 from parley_shared.contracts import OutgoingMessage
 from parley_shared.topology import INCOMING, OUTGOING, STATUS
+from tests.gateway.fake_wappi import FakeWappi, wappi_message
 from tests.gateway.helpers import (
     AUTH,
     eventually,
@@ -29,7 +30,6 @@ from tests.gateway.helpers import (
     take_messages,
 )
 from tests.support.fake_gemini import FakeGemini, FakeReply, GeminiCall
-from tests.support.fake_wappi import FakeWappi, wappi_message
 
 IGNORED = ["77019990001", "77019990002"]
 

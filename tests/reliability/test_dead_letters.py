@@ -15,8 +15,8 @@ import pytest
 from parley_shared import deadletters
 from parley_shared.topology import INCOMING
 from tests.agent.conversation_support import inbound, running_agent
+from tests.reliability.chaos import wait_until
 from tests.support import infra
-from tests.support.chaos import wait_until
 
 
 async def _crash_loop(url: str, queue: str, times: int) -> None:

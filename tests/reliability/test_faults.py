@@ -41,7 +41,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support import infra
-from tests.support.chaos import (
+from tests.reliability.chaos import (
     REPLY_TEXT,
     FaultyModel,
     Prospect,

@@ -32,8 +32,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.reliability.chaos import Sandbox, wait_until
 from tests.support import infra
-from tests.support.chaos import Sandbox, wait_until
 from tests.support.fake_gemini import FakeGemini, FakeReply, GeminiCall
 from tests.support.stack import Stack
 

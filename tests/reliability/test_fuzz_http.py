@@ -37,7 +37,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from gateway.domain.meta import sign
-from parley_demo.processes import ServiceProcess, free_port
+from parley_dev.processes import ServiceProcess, free_port
 from tests.support import infra
 from tests.support.stack import Stack
 

@@ -33,8 +33,8 @@ from agent_service.engines.base import TurnContext
 from agent_service.engines.gemini import GeminiEngine
 from agent_service.prompts import PromptBook
 from agent_service.settings import AgentSettings
-from gateway.domain.events import PayloadError
-from gateway.domain.retry import Outcome
+from gateway.domain.admission import PayloadError
+from gateway.domain.failures import FailureKind
 from gateway.providers.base import Media, MediaError, ProviderUnavailable, SendError, SendResult
 from gateway.providers.meta import MetaProvider
 from gateway.providers.wappi import WappiProvider
@@ -165,7 +165,7 @@ async def test_provider_answers_become_a_result_or_a_typed_error(
             failure = exc.failure
             assert failure.retry_after_s is None or failure.retry_after_s >= 0
             if status in (408, 429) or status >= 500:
-                assert failure.outcome is Outcome.TRANSIENT, (provider.name, status)
+                assert failure.kind is FailureKind.TRANSIENT, (provider.name, status)
         else:
             assert isinstance(result, SendResult) and status == 200
         try:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from gateway.domain.retry import Outcome
+from gateway.domain.failures import FailureKind
 from gateway.providers.base import SendError
 from gateway.providers.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
@@ -39,7 +39,7 @@ def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> N
 def test_an_injected_429_is_transient_and_carries_retry_after() -> None:
     provider = SandboxProvider(None, ManualClock(), 1024, failure_rate=0.5, retry_after_s=1.5)  # type: ignore[arg-type]
     failure = next(r for r in _calls(provider, 2) if r is not None).failure
-    assert failure.outcome is Outcome.TRANSIENT and failure.code == "429" and failure.retry_after_s == 1.5
+    assert failure.kind is FailureKind.TRANSIENT and failure.code == "429" and failure.retry_after_s == 1.5
 
 
 def test_production_refuses_the_injection() -> None:

@@ -60,6 +60,6 @@ async def _settled(url: str) -> bool:
 
 
 def _queue_table() -> dict[str, dict[str, int]]:
-    from tests.support.chaos import queue_table
+    from tests.reliability.chaos import queue_table
 
     return queue_table(infra.VHOST)

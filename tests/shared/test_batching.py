@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from parley_shared.batching import GroupCommit
+from parley_shared.shutdown import Drains
 
 
 class Recorder:
@@ -28,7 +29,7 @@ class Recorder:
 
 async def test_a_lone_call_runs_at_once_and_gets_its_result() -> None:
     recorder = Recorder()
-    group = GroupCommit(recorder)
+    group = GroupCommit(recorder, name="test", drains=Drains())
     assert await group.submit("a") == "A"
     assert recorder.batches == [["a"]]
 
@@ -36,7 +37,7 @@ async def test_a_lone_call_runs_at_once_and_gets_its_result() -> None:
 async def test_calls_made_while_batches_run_go_together_into_the_next_batch() -> None:
     gate = asyncio.Event()
     recorder = Recorder(gate=gate)
-    group = GroupCommit(recorder, max_batches=1)
+    group = GroupCommit(recorder, name="test", drains=Drains(), max_batches=1)
     first = asyncio.create_task(group.submit("a"))
     await asyncio.sleep(0)
     rest = [asyncio.create_task(group.submit(x)) for x in "bcde"]
@@ -51,7 +52,7 @@ async def test_calls_made_while_batches_run_go_together_into_the_next_batch() ->
 async def test_batches_never_exceed_max_size_and_keep_submission_order() -> None:
     gate = asyncio.Event()
     recorder = Recorder(gate=gate)
-    group = GroupCommit(recorder, max_batches=1, max_size=3)
+    group = GroupCommit(recorder, name="test", drains=Drains(), max_batches=1, max_size=3)
     tasks = [asyncio.create_task(group.submit(str(i))) for i in range(8)]
     await asyncio.sleep(0)
     gate.set()
@@ -62,7 +63,7 @@ async def test_batches_never_exceed_max_size_and_keep_submission_order() -> None
 async def test_a_failing_batch_fails_each_of_its_callers_and_not_the_others() -> None:
     gate = asyncio.Event()
     recorder = Recorder(fail_on="bad", gate=gate)
-    group = GroupCommit(recorder, max_batches=1)
+    group = GroupCommit(recorder, name="test", drains=Drains(), max_batches=1)
     first = asyncio.create_task(group.submit("ok"))
     await asyncio.sleep(0)
     second = [asyncio.create_task(group.submit(x)) for x in ("x", "bad", "y")]
@@ -78,7 +79,9 @@ async def test_a_failing_batch_fails_each_of_its_callers_and_not_the_others() ->
 async def test_with_retry_alone_a_bad_item_fails_alone_and_the_others_succeed() -> None:
     gate = asyncio.Event()
     recorder = Recorder(fail_on="bad", gate=gate)
-    group = GroupCommit(recorder, max_batches=1, retry_alone=lambda exc: isinstance(exc, ValueError))
+    group = GroupCommit(
+        recorder, name="test", drains=Drains(), max_batches=1, retry_alone=lambda exc: isinstance(exc, ValueError)
+    )
     first = asyncio.create_task(group.submit("ok"))
     await asyncio.sleep(0)
     second = [asyncio.create_task(group.submit(x)) for x in ("x", "bad", "y")]
@@ -97,7 +100,11 @@ async def test_metrics_count_batches_items_and_retries_alone_by_name() -> None:
     gate = asyncio.Event()
     recorder = Recorder(fail_on="bad", gate=gate)
     group = GroupCommit(
-        recorder, name="metrics-test", max_batches=1, retry_alone=lambda exc: isinstance(exc, ValueError)
+        recorder,
+        name="metrics-test",
+        drains=Drains(),
+        max_batches=1,
+        retry_alone=lambda exc: isinstance(exc, ValueError),
     )
     before = {m: value(m) for m in ("batches", "items", "retried_alone")}
     first = asyncio.create_task(group.submit("ok"))
@@ -113,7 +120,7 @@ async def test_metrics_count_batches_items_and_retries_alone_by_name() -> None:
 async def test_drain_waits_for_running_and_queued_batches_and_gives_up_after_its_timeout() -> None:
     gate = asyncio.Event()
     recorder = Recorder(gate=gate)
-    group = GroupCommit(recorder, max_batches=1)
+    group = GroupCommit(recorder, name="test", drains=Drains(), max_batches=1)
     callers = [asyncio.create_task(group.submit(x)) for x in "abc"]
     await asyncio.sleep(0)
     await group.drain(timeout_s=0.05)  # the first batch is held: drain gives up, nothing is lost
@@ -129,7 +136,9 @@ async def test_drain_waits_for_running_and_queued_batches_and_gives_up_after_its
 async def test_retry_alone_is_not_used_for_errors_it_declines() -> None:
     gate = asyncio.Event()
     recorder = Recorder(fail_on="bad", gate=gate)
-    group = GroupCommit(recorder, max_batches=1, retry_alone=lambda exc: False)  # e.g. the database is away
+    group = GroupCommit(
+        recorder, name="test", drains=Drains(), max_batches=1, retry_alone=lambda exc: False
+    )  # e.g. the database is away
     first = asyncio.create_task(group.submit("ok"))
     await asyncio.sleep(0)
     second = [asyncio.create_task(group.submit(x)) for x in ("x", "bad")]
@@ -144,7 +153,7 @@ async def test_an_exception_as_a_result_fails_that_caller_alone() -> None:
     async def one_by_one(items: list[int]) -> list[int | Exception]:
         return [ValueError(f"item {i}") if i == 2 else i * 10 for i in items]
 
-    group = GroupCommit(one_by_one)
+    group = GroupCommit(one_by_one, name="test", drains=Drains())
     tasks = [asyncio.create_task(group.submit(i)) for i in (1, 2, 3)]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert results[0] == 10 and results[2] == 30
@@ -154,7 +163,7 @@ async def test_an_exception_as_a_result_fails_that_caller_alone() -> None:
 async def test_a_cancelled_caller_leaves_its_batch_running() -> None:
     gate = asyncio.Event()
     recorder = Recorder(gate=gate)
-    group = GroupCommit(recorder, max_batches=1)
+    group = GroupCommit(recorder, name="test", drains=Drains(), max_batches=1)
     caller = asyncio.create_task(group.submit("a"))
     other = asyncio.create_task(group.submit("b"))
     await asyncio.sleep(0)
@@ -171,12 +180,12 @@ async def test_a_batch_returning_the_wrong_number_of_results_is_an_error() -> No
         return items[:-1]
 
     with pytest.raises(RuntimeError, match="1 items"):
-        await GroupCommit(short).submit(1)
+        await GroupCommit(short, name="test", drains=Drains()).submit(1)
 
 
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        GroupCommit(Recorder(), max_batches=0)
+        GroupCommit(Recorder(), name="test", drains=Drains(), max_batches=0)
 
 
 async def test_a_batch_does_not_run_in_its_first_callers_context() -> None:
@@ -190,5 +199,5 @@ async def test_a_batch_does_not_run_in_its_first_callers_context() -> None:
         return items
 
     request_id.set("first caller")
-    assert await GroupCommit(run).submit(1) == 1
+    assert await GroupCommit(run, name="test", drains=Drains()).submit(1) == 1
     assert seen == ["none"] and request_id.get() == "first caller"

@@ -21,10 +21,12 @@ from parley_shared.broker import Broker, RetryPolicy
 from parley_shared.contracts import IncomingMessage, OutgoingMessage, stable_id
 from parley_shared.db import create_engine, new_metadata, session_factory
 from parley_shared.outbox import Inbox, Outbox, inbox_table, outbox_table
+from parley_shared.retry import Backoff
+from parley_shared.shutdown import Drains
 from parley_shared.topology import INCOMING, OUTGOING
 from tests.support import infra
 
-FAST = RetryPolicy(requeue_delay_s=0.01, transient_backoff_s=0.05, transient_backoff_max_s=0.2, transient_give_up_s=10)
+FAST = RetryPolicy(requeue_delay_s=0.01, transient=Backoff(first_s=0.05, max_s=0.2, give_up_after_s=10))
 
 
 def _metadata() -> tuple[MetaData, Table, Table, Table]:
@@ -63,7 +65,8 @@ class EchoService:
         self.sessions = session_factory(self.engine)
         self.broker = Broker(self.amqp_url, service="test", retry=FAST)
         await self.broker.connect()
-        self.outbox = Outbox(self.outbox_t, self.sessions, self.broker)
+        self.outbox = Outbox(self.outbox_t, self.sessions, self.broker, drains=Drains(), relay_interval_s=0.2)
+        self.relay = asyncio.create_task(self.outbox.relay.run())  # publishes what a failed publish left
         self.inbox = Inbox(self.inbox_t)
         await self.broker.consume(INCOMING, self.handle, prefetch=20)
 
@@ -84,13 +87,14 @@ class EchoService:
                 await self.outbox.add(session, OUTGOING, reply, cause_id=message.message_id)
         if self.fail:
             self.fail(message, n)  # may raise after the commit, before the publish and the ack
-        await self.outbox.publish_caused_by(message.message_id)
+        await self.outbox.publish_after_commit(causes=[message.message_id])
 
     async def effect_count(self) -> int:
         async with self.sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(self.effects)) or 0)
 
     async def stop(self) -> None:
+        self.relay.cancel()
         await self.broker.close()
         await self.engine.dispose()
 
@@ -389,7 +393,7 @@ async def test_outbox_relay_publishes_what_a_crash_left_behind(amqp_url: str, tm
     sessions = session_factory(engine)
     broker = Broker(amqp_url, service="relay-test")
     await broker.connect()
-    outbox = Outbox(outbox_t, sessions, broker)
+    outbox = Outbox(outbox_t, sessions, broker, drains=Drains(), relay_interval_s=0.05)
     try:
         async with sessions() as session, session.begin():
             for i in range(30):
@@ -398,7 +402,7 @@ async def test_outbox_relay_publishes_what_a_crash_left_behind(amqp_url: str, tm
             assert not await outbox.add(session, OUTGOING, reply)  # staged once only
         # the process "died" here: nothing published yet
         assert await outbox.pending() == 30
-        relay = asyncio.create_task(outbox.run(interval_s=0.05))
+        relay = asyncio.create_task(outbox.relay.run())
         await wait_for(lambda: _outgoing_count(amqp_url, 30))
         # The confirms came before the rows are marked: cancelling the relay now could undo the mark
         # (and the next round would publish them again -- allowed, consumers dedupe, but not this test's point).

@@ -47,8 +47,7 @@ async def test_stop_waits_for_a_running_batch_of_a_registered_group_commit(amqp_
         events.append("batch done")
         return [None] * len(items)
 
-    group: GroupCommit[str, None] = GroupCommit(run_batch, name="stop-test")
-    runtime.drain_at_stop(group)
+    group: GroupCommit[str, None] = GroupCommit(run_batch, name="stop-test", drains=runtime.drains)
     async with TestClient(TestServer(app)):
         caller = asyncio.create_task(group.submit("x"))
         await asyncio.sleep(0.05)

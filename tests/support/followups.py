@@ -1,8 +1,8 @@
 """A follow-up/calls test rig on the real engines, without the conversation code.
 
 :func:`make_rig` migrates a fresh agent database, builds a (not started) :class:`Runtime` with a
-:class:`ManualClock`, installs the follow-up/calls wiring on a base app (routes, hooks,
-scheduler) and connects the broker when a URL is given. Tests drive the hooks the way the turn
+:class:`ManualClock`, builds the service's components on it (the follow-up hooks and scheduler, the call booker) with
+the managers' routes on a base app and connects the broker when a URL is given. Tests drive the hooks the way the turn
 code does -- inside a transaction, with the contact row as it stands after the turn -- through
 :meth:`Rig.prospect_writes` and :meth:`Rig.agent_replies`.
 """
@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select, update
 
-from agent_service.business import load_business
+from agent_service.app import add_routes, build
 from agent_service.calls.service import CallBooker
+from agent_service.context import AGENT
 from agent_service.db import MIGRATIONS, tables
 from agent_service.followups.scheduler import FollowUpScheduler
 from agent_service.followups.service import FollowUps
-from agent_service.followups.wiring import SCHEDULER, install
 from agent_service.settings import AgentSettings
 from parley_shared.clock import ManualClock
 from parley_shared.db import migrate
@@ -135,11 +135,12 @@ async def make_rig(
         clock=clock,
     )
     app[RUNTIME] = runtime
-    follow_ups, booker = install(app, runtime, settings, business=load_business(settings))
+    agent = app[AGENT] = build(runtime, settings)  # built, never started: tests drive the pieces
+    add_routes(app)
     await migrate(runtime.engine, MIGRATIONS)
     if amqp_url is not None:
         await runtime.broker.connect()
-    return Rig(settings, runtime, app, follow_ups, booker, app[SCHEDULER], clock)
+    return Rig(settings, runtime, app, agent.follow_ups, agent.booker, agent.scheduler, clock)
 
 
 def auth() -> dict[str, str]:

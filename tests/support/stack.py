@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parley_demo.processes import ServiceProcess, free_port
+from parley_dev.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, func, literal_column, select
 
+from agent_service.context import AGENT
 from agent_service.db import tables
 from agent_service.domain import analytics as calc
 from parley_shared.db import Session, dialect_name
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 
 _ALIASED = ConfigDict(serialize_by_alias=True, validate_by_name=True)
-BUSINESS_TZ = web.AppKey("analytics_business_tz", ZoneInfo)
 
 
 class AnalyticsQuery(BaseModel):
@@ -246,9 +244,9 @@ async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
 )
 async def analytics(request: web.Request) -> web.Response:
     query = await read_query(request, AnalyticsQuery)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     try:
-        period = calc.resolve_period(query.from_, query.to, now=runtime.clock.now(), tz=request.app[BUSINESS_TZ])
+        period = calc.resolve_period(query.from_, query.to, now=runtime.clock.now(), tz=request.app[AGENT].business_tz)
     except calc.PeriodError as exc:
         raise HTTPError(400, str(exc)) from None
     async with runtime.sessions() as session:
@@ -256,6 +254,5 @@ async def analytics(request: web.Request) -> web.Response:
     return json_response(AnalyticsOut.model_validate(figures))
 
 
-def add_routes(app: web.Application, *, working_tz: str) -> None:
-    app[BUSINESS_TZ] = ZoneInfo(working_tz)  # a bad WORKING_TZ fails here, at start-up
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/analytics", analytics)

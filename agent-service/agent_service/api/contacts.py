@@ -14,22 +14,20 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from agent_service.db import repository as repo
+from agent_service.api.params import PHONE_PARAM, QueryDatetime, parse_phone
+from agent_service.context import AGENT
 from agent_service.db import tables
 from agent_service.domain.followup_policy import StopReason
-from agent_service.followups.wiring import FOLLOW_UPS
 from parley_shared.db import Session, SessionFactory
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
-from parley_shared.phone import PhoneError, to_e164
-from parley_shared.service import RUNTIME
 
 log = structlog.get_logger(__name__)
 
@@ -38,16 +36,7 @@ Stage = Literal["situation", "problem", "implication", "need_payoff"]
 Category = Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
 PAGE_MAX = 200
 EXPORT_BATCH = 500
-_OFFSET_LOST_PLUS = re.compile(r" (\d{2}:?\d{2})$")
 _PHONE_LIKE = re.compile(r"^[\d\s+\-().]+$")
-
-
-def restore_offset_plus(value: Any) -> Any:
-    """An unencoded ``+05:00`` in a query string arrives as `` 05:00``: put the plus back."""
-    return _OFFSET_LOST_PLUS.sub(r"+\1", value) if isinstance(value, str) else value
-
-
-QueryDatetime = Annotated[AwareDatetime, BeforeValidator(restore_offset_plus)]
 
 
 class ContactFilters(BaseModel):
@@ -214,24 +203,6 @@ async def fetch_page(
     return rows[:limit], (last["updated_at"], last["id"])
 
 
-PHONE_PARAM = {"phone": "E.164 (other formats are normalised; encode + as %2B)"}
-
-
-def parse_phone(request: web.Request) -> str:
-    try:
-        return to_e164(request.match_info["phone"])
-    except PhoneError as exc:
-        raise HTTPError(400, f"invalid phone: {exc}") from None
-
-
-async def contact_or_404(session: Session, phone: str) -> RowMapping:
-    """The contact with this phone, or a 404 for the caller's route."""
-    contact = await repo.contact_by_phone(session, phone)
-    if contact is None:
-        raise HTTPError(404, "no contact with this phone")
-    return contact
-
-
 # ---------------------------------------------------------------------------- routes
 
 
@@ -247,7 +218,7 @@ async def list_contacts(request: web.Request) -> web.Response:
         after = decode_cursor(query.cursor) if query.cursor else None
     except CursorError as exc:
         raise HTTPError(400, str(exc)) from None
-    async with request.app[RUNTIME].sessions() as session:
+    async with request.app[AGENT].runtime.sessions() as session:
         rows, next_position = await fetch_page(session, query, after, query.limit)
     page = ContactPage(
         items=[ContactOut.model_validate(dict(row)) for row in rows],
@@ -294,7 +265,7 @@ def _follow_up_stop_reason(patch: ContactPatch) -> StopReason | None:
 async def patch_contact(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     patch = await read_model(request, ContactPatch)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     now = runtime.clock.now()
     c = tables.contacts.c
     async with runtime.sessions() as session, session.begin():
@@ -304,7 +275,7 @@ async def patch_contact(request: web.Request) -> web.Response:
         await session.execute(update(tables.contacts).where(c.id == contact_id).values(_override_values(patch, now)))
         stop_reason = _follow_up_stop_reason(patch)
         if stop_reason is not None:
-            await request.app[FOLLOW_UPS].stop(session, contact_id, stop_reason, now, permanent=True)
+            await request.app[AGENT].follow_ups.stop(session, contact_id, stop_reason, now, permanent=True)
         row = (await session.execute(select(tables.contacts).where(c.id == contact_id))).mappings().one()
     log.info("contacts.overridden", contact_id=contact_id, fields=sorted(patch.model_fields_set))
     return json_response(ContactOut.model_validate(dict(row)))
@@ -380,7 +351,7 @@ async def export_contacts(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    count = await _stream_csv(response, request.app[RUNTIME].sessions, filters)
+    count = await _stream_csv(response, request.app[AGENT].runtime.sessions, filters)
     await response.write_eof()
     log.info("contacts.exported", rows=count)
     return response

@@ -14,12 +14,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from agent_service.api.contacts import PHONE_PARAM, ContactOut, contact_or_404, parse_phone
+from agent_service.api.contacts import ContactOut
+from agent_service.api.params import PHONE_PARAM, contact_or_404, parse_phone
+from agent_service.context import AGENT
 from agent_service.db import tables
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 
 MAX_MESSAGES = 500
 MAX_ROWS = 50
@@ -96,7 +97,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     query = await read_query(request, ConversationQuery)
     m = tables.messages.c
-    async with request.app[RUNTIME].sessions() as session:
+    async with request.app[AGENT].runtime.sessions() as session:
         contact = await contact_or_404(session, phone)
         stmt = select(tables.messages).where(m.contact_id == contact["id"])
         if query.before is not None:

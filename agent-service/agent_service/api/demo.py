@@ -13,10 +13,10 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_service.context import AGENT
 from parley_shared.clock import OffsetClock
 from parley_shared.http import json_response, read_model
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 
 
 class AdvanceClock(BaseModel):
@@ -33,7 +33,7 @@ class ClockOut(BaseModel):
 
 @describe("Demo: move the agent's clock forward", body=AdvanceClock, responses={200: ClockOut}, tags=("demo",))
 async def advance_clock(request: web.Request) -> web.Response:
-    clock = request.app[RUNTIME].clock
+    clock = request.app[AGENT].runtime.clock
     assert isinstance(clock, OffsetClock)  # add_routes installs this route only then
     body = await read_model(request, AdvanceClock)
     now = clock.advance(timedelta(hours=body.advance_hours))
@@ -41,5 +41,5 @@ async def advance_clock(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    if isinstance(app[RUNTIME].clock, OffsetClock):
+    if isinstance(app[AGENT].runtime.clock, OffsetClock):
         app.router.add_post("/demo/clock", advance_clock, name="demo-clock")

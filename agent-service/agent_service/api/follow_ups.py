@@ -17,15 +17,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from agent_service.api.contacts import PHONE_PARAM, contact_or_404, parse_phone
+from agent_service.api.params import PHONE_PARAM, contact_or_404, parse_phone, query_phone
+from agent_service.context import AGENT
 from agent_service.db.tables import contacts, follow_ups
 from agent_service.domain.followup_policy import StopReason
-from agent_service.followups.wiring import FOLLOW_UPS
 from parley_shared.db import SQL_INT_MAX
-from parley_shared.http import HTTPError, json_response, read_query
+from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
-from parley_shared.phone import PhoneError, to_e164
-from parley_shared.service import RUNTIME
 
 log = structlog.get_logger(__name__)
 
@@ -78,8 +76,8 @@ class FollowUpState(BaseModel):
 @describe("Pending follow-up touches", query=ActiveQuery, responses={200: ActivePage}, tags=("follow-ups",))
 async def active(request: web.Request) -> web.Response:
     query = await read_query(request, ActiveQuery)
-    runtime = request.app[RUNTIME]
-    hours = request.app[FOLLOW_UPS].policy.hours
+    runtime = request.app[AGENT].runtime
+    hours = request.app[AGENT].follow_ups.policy.hours
     now = runtime.clock.now()
     conditions = [follow_ups.c.status == "pending"]
     if query.phone is not None:
@@ -115,14 +113,6 @@ async def active(request: web.Request) -> web.Response:
     return json_response(ActivePage(items=items, total=int(total or 0), timezone=hours.tz.key))
 
 
-def query_phone(raw: str) -> str:
-    """A phone given as a query parameter, as E.164 (400 if it is not a phone)."""
-    try:
-        return to_e164(raw)
-    except PhoneError as exc:
-        raise HTTPError(400, f"invalid phone: {exc}") from None
-
-
 @describe(
     "Cancel a contact's follow-ups",
     description="Cancels the pending touches. With permanent=true (the default) the contact gets no new "
@@ -135,11 +125,11 @@ def query_phone(raw: str) -> str:
 async def cancel(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     query = await read_query(request, CancelQuery)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         contact = await contact_or_404(session, phone)
-        cancelled = await request.app[FOLLOW_UPS].stop(
+        cancelled = await request.app[AGENT].follow_ups.stop(
             session, contact["id"], StopReason.MANAGER, now, permanent=query.permanent
         )
         stopped = query.permanent or bool(contact["follow_ups_stopped"])
@@ -156,10 +146,10 @@ async def cancel(request: web.Request) -> web.Response:
 )
 async def resume(request: web.Request) -> web.Response:
     phone = parse_phone(request)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     async with runtime.sessions() as session, session.begin():
         contact = await contact_or_404(session, phone)
-        await request.app[FOLLOW_UPS].resume(session, contact["id"], runtime.clock.now())
+        await request.app[AGENT].follow_ups.resume(session, contact["id"], runtime.clock.now())
     return json_response(FollowUpState(phone=phone, cancelled=0, follow_ups_stopped=False))
 
 

@@ -18,14 +18,13 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent_service.api.contacts import PHONE_PARAM, ContactOut, contact_or_404, parse_phone
+from agent_service.api.contacts import ContactOut
+from agent_service.api.params import PHONE_PARAM, contact_or_404, parse_phone
+from agent_service.context import AGENT
 from agent_service.db import repository as repo
-from agent_service.followups.wiring import FOLLOW_UPS
-from parley_shared.broker import PublishError
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
 from parley_shared.http import json_response, read_model
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 from parley_shared.topology import OUTGOING
 
 log = structlog.get_logger(__name__)
@@ -62,13 +61,13 @@ class OperatorMessageOut(BaseModel):
 
 
 async def _take_over(session: Any, request: web.Request, contact: Any, manager: str | None) -> Any:
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     now = runtime.clock.now()
     values: dict[str, Any] = {"owner": "human", "needs_human": False, "updated_at": now}
     if manager is not None or contact["owner"] != "human":
         values["owner_name"] = manager
     updated = await repo.update_contact(session, contact["id"], values)
-    await request.app[FOLLOW_UPS].stop(session, contact["id"], "takeover", now)
+    await request.app[AGENT].follow_ups.stop(session, contact["id"], "takeover", now)
     return updated
 
 
@@ -82,7 +81,7 @@ async def _take_over(session: Any, request: web.Request, contact: Any, manager: 
 async def takeover(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     body = await read_model(request, TakeoverIn)
-    async with request.app[RUNTIME].sessions() as session, session.begin():
+    async with request.app[AGENT].runtime.sessions() as session, session.begin():
         updated = await _take_over(session, request, await contact_or_404(session, phone), body.manager)
     log.info("handoff.takeover", contact_id=updated["id"])
     return json_response(ContactOut.model_validate(dict(updated)))
@@ -96,7 +95,7 @@ async def takeover(request: web.Request) -> web.Response:
 )
 async def handback(request: web.Request) -> web.Response:
     phone = parse_phone(request)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     async with runtime.sessions() as session, session.begin():
         contact = await contact_or_404(session, phone)
         updated = await repo.update_contact(
@@ -116,7 +115,7 @@ async def handback(request: web.Request) -> web.Response:
 async def operator_message(request: web.Request) -> web.Response:
     phone = parse_phone(request)
     body = await read_model(request, OperatorMessageIn)
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     now = runtime.clock.now()
     message_id = stable_id("operator", phone, body.client_message_id) if body.client_message_id else new_id()
     async with runtime.sessions() as session, session.begin():
@@ -148,10 +147,7 @@ async def operator_message(request: web.Request) -> web.Response:
             )
             await runtime.outbox.add(session, OUTGOING, outgoing, cause_id=repo.contact_cause(contact["id"]))
     if existing is None:
-        try:
-            await runtime.outbox.publish_caused_by(repo.contact_cause(contact["id"]))
-        except PublishError:  # the relay sends it
-            runtime.outbox.wake()
+        await runtime.outbox.publish_after_commit(causes=[repo.contact_cause(contact["id"])])
         log.info("handoff.operator_message", contact_id=contact["id"])
     out = OperatorMessageOut(
         message_id=message_id,

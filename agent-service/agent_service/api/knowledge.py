@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_service.knowledge import KNOWLEDGE
+from agent_service.context import AGENT
 from parley_shared.http import json_response, read_query
 from parley_shared.openapi import describe
 
@@ -67,7 +67,7 @@ class KnowledgeSummary(BaseModel):
 )
 async def get_knowledge(request: web.Request) -> web.Response:
     query = await read_query(request, KnowledgeQuery)
-    knowledge = request.app[KNOWLEDGE]
+    knowledge = request.app[AGENT].knowledge
     await knowledge.ensure_loaded()
     summary = knowledge.summary()
     if query.chunks:
@@ -82,7 +82,7 @@ async def get_knowledge(request: web.Request) -> web.Response:
     tags=("knowledge",),
 )
 async def reload_knowledge(request: web.Request) -> web.Response:
-    summary = await request.app[KNOWLEDGE].reload()
+    summary = await request.app[AGENT].knowledge.reload()
     return json_response(KnowledgeSummary.model_validate(summary))
 
 

@@ -17,15 +17,13 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
 
-from agent_service.api.contacts import QueryDatetime
-from agent_service.api.follow_ups import query_phone
+from agent_service.api.params import QueryDatetime, query_phone
+from agent_service.context import AGENT
 from agent_service.db.tables import contacts, scheduled_calls
 from agent_service.domain.call_slots import propose, refusal
-from agent_service.followups.wiring import CALL_BOOKER
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +118,7 @@ async def list_calls(request: web.Request) -> web.Response:
     if query.phone is not None:
         stmt = stmt.where(contacts.c.phone == query_phone(query.phone))
     stmt = stmt.order_by(c.scheduled_at, c.id).limit(query.limit).offset(query.offset)
-    async with request.app[RUNTIME].sessions() as session:
+    async with request.app[AGENT].runtime.sessions() as session:
         rows = (await session.execute(stmt)).mappings().all()
     return json_response(CallPage(items=[_out(r) for r in rows]))
 
@@ -145,8 +143,8 @@ async def patch_call(request: web.Request) -> web.Response:
     if not 0 < call_id <= SQL_INT_MAX:
         raise HTTPError(404, "no such call")
     patch = await read_model(request, CallPatch)
-    runtime = request.app[RUNTIME]
-    booker = request.app[CALL_BOOKER]
+    runtime = request.app[AGENT].runtime
+    booker = request.app[AGENT].booker
     now = runtime.clock.now()
     c = scheduled_calls.c
     async with runtime.sessions() as session, session.begin():

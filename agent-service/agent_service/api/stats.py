@@ -11,11 +11,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from agent_service.context import AGENT
 from agent_service.db import tables
 from parley_shared.db import Session
 from parley_shared.http import json_response
 from parley_shared.openapi import describe
-from parley_shared.service import RUNTIME
 
 log = structlog.get_logger(__name__)
 QUEUE_DEPTHS_TIMEOUT_S = 5.0
@@ -87,7 +87,7 @@ async def _database_counts(session: Session) -> dict[str, Any]:
     tags=("operations",),
 )
 async def stats(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+    runtime = request.app[AGENT].runtime
     async with runtime.sessions() as session:
         counts = await _database_counts(session)
     queues: dict[str, Any] = {}

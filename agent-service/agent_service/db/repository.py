@@ -254,6 +254,24 @@ async def inbound_texts(session: Session, contact_id: int, limit: int = 10) -> l
     return [t for t in rows.scalars() if t]
 
 
+_RECORDED = select(m.message_id).where(m.message_id.in_(bindparam("b_ids", expanding=True)))
+
+
+async def recorded(session: Session, message_ids: Sequence[str] | set[str]) -> set[str]:
+    """Which of ``message_ids`` are recorded (any contact, any status)."""
+    if not message_ids:
+        return set()
+    return set((await session.execute(_RECORDED, {"b_ids": sorted(message_ids)})).scalars())
+
+
+_POSTPONE_TURN = update(contacts).where(c.id == bindparam("b_contact_id")).values(turn_due_at=bindparam("b_at"))
+
+
+async def postpone_turn(session: Session, contact_id: int, at: datetime) -> None:
+    """Make the contact's next turn due at ``at`` (messages still wait after this turn)."""
+    await session.execute(_POSTPONE_TURN, {"b_contact_id": contact_id, "b_at": at})
+
+
 async def mark_messages(session: Session, ids: Sequence[int], status: str, turn_id: str | None) -> int:
     """Move pending messages to ``status``; returns how many were still pending."""
     params = {"b_ids": list(ids), "b_status": status, "b_turn_id": turn_id}

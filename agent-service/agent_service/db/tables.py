@@ -102,6 +102,9 @@ messages = Table(
     Column("provider_message_id", String(200), nullable=True),
     Column("correlation_id", String(200), nullable=True),
     Column("turn_id", String(200), nullable=True),
+    # (in) the message the gateway published for this contact just before this one: a turn waits
+    # while it has not arrived (workers/turns.py); None for the first or an older gateway.
+    Column("previous_message_id", String(200), nullable=True),
     Column("transcribed", Boolean, nullable=False, server_default=text("false")),
     Column("knowledge_refs", JSON, nullable=True),  # passages used: [{"doc", "page", "chunk"}]
     Column("model", String(100), nullable=True),

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import structlog
 from google.genai import errors, types
 from pydantic import BaseModel, Field, ValidationError
+from tenacity import RetryCallState
 
 from agent_service.domain.decision import AgentDecision, DecisionError, DecisionWire, parse_decision
 from agent_service.domain.language import NAMES as LANGUAGE_NAMES
@@ -37,6 +38,7 @@ from agent_service.domain.moderation import CATEGORIES, Classification
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import EngineResult, TurnContext
 from agent_service.prompts import FIRST_CONTACT_PROMPT, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
+from parley_shared.retry import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +74,14 @@ def parse_classification(raw: str) -> Classification | None:
     return Classification(wire.status, category, wire.reason.strip() or "model verdict", wire.confidence)
 
 
+class _AttemptFailed(Exception):
+    """One model call that did not give a usable answer (``outcome.error`` says why)."""
+
+    def __init__(self, *, retry: bool) -> None:
+        super().__init__("model attempt failed")
+        self.retry = retry
+
+
 @dataclass
 class _Outcome:
     text: str | None = None
@@ -98,8 +108,7 @@ class GeminiEngine:
         self.client = client
         self.model = model
         self.prompts = prompts
-        self.attempts = attempts
-        self.backoff_s = backoff_s
+        self.backoff = Backoff(first_s=backoff_s, max_s=max(backoff_s, 30.0), attempts=attempts)
         self.timeout_s = timeout_s
         self._sleep = sleep
 
@@ -170,9 +179,9 @@ class GeminiEngine:
             response_schema=_response_schema(schema),
         )
         outcome = _Outcome()
-        for attempt in range(1, self.attempts + 1):
-            outcome.attempts = attempt
-            retry = True
+
+        async def attempt() -> None:
+            outcome.attempts += 1
             try:
                 response = await asyncio.wait_for(
                     self.client.aio.models.generate_content(model=self.model, contents=content, config=config),
@@ -181,33 +190,45 @@ class GeminiEngine:
             except errors.APIError as exc:
                 code = int(getattr(exc, "code", 0) or 0)
                 outcome.error = f"api error {code} {getattr(exc, 'status', '') or ''}".strip()
-                retry = code in (408, 429) or code >= 500
+                raise _AttemptFailed(retry=code in (408, 429) or code >= 500) from None
             except TimeoutError:
                 outcome.error = "timeout"
-            except asyncio.CancelledError:
-                raise
+                raise _AttemptFailed(retry=True) from None
             except Exception as exc:  # transport trouble (connection refused, reset ...)
                 outcome.error = f"transport error {type(exc).__name__}"
-            else:
-                usage = response.usage_metadata
-                if usage is not None:
-                    outcome.tokens_in += usage.prompt_token_count or 0
-                    outcome.tokens_out += usage.candidates_token_count or 0
-                blocked = _blocked_reason(response)
-                if blocked:
-                    outcome.error = f"blocked: {blocked}"
-                    return outcome
-                try:
-                    accept(response.text or "")
-                    outcome.error = None
-                    outcome.text = response.text
-                    return outcome
-                except DecisionError as exc:
-                    outcome.error = str(exc)[:300]
-            if not retry or attempt == self.attempts:
-                break
-            log.info("agent.model_retry", attempt=attempt, error=outcome.error)
-            await self._sleep(self.backoff_s * 2 ** (attempt - 1))
+                raise _AttemptFailed(retry=True) from None
+            usage = response.usage_metadata
+            if usage is not None:
+                outcome.tokens_in += usage.prompt_token_count or 0
+                outcome.tokens_out += usage.candidates_token_count or 0
+            blocked = _blocked_reason(response)
+            if blocked:
+                outcome.error = f"blocked: {blocked}"  # asking again gets the same verdict
+                return
+            try:
+                accept(response.text or "")
+            except DecisionError as exc:
+                outcome.error = str(exc)[:300]
+                raise _AttemptFailed(retry=True) from None
+            outcome.error = None
+            outcome.text = response.text
+
+        async def record(_state: RetryCallState) -> None:
+            log.info("agent.model_retry", attempt=outcome.attempts, error=outcome.error)
+
+        retrying = self.backoff.retrying(
+            name="agent.model",
+            retry_if=lambda exc: isinstance(exc, _AttemptFailed) and exc.retry,
+            sleep=self._sleep,
+            before_sleep=record,
+            log_level="debug",
+        )
+        try:
+            async for step in retrying:
+                with step:
+                    await attempt()
+        except _AttemptFailed:
+            pass  # outcome.error says why; the caller answers with the fallback
         return outcome
 
 

@@ -1,6 +1,6 @@
 """Sending due follow-up touches: rows, not timers.
 
-A periodic APScheduler job calls :meth:`FollowUpScheduler.run_due`. Each round, inside working
+A periodic job (``parley_shared.periodic``) calls :meth:`FollowUpScheduler.tick`. Each round, inside working
 hours only:
 
 1. **Claim** a batch of due ``pending`` rows by giving them a lease (``claim_token``,
@@ -28,11 +28,10 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import and_, case, literal, null, or_, select, update
@@ -98,7 +97,6 @@ class FollowUpScheduler:
         clock: Clock,
         template: TemplateRef | None = None,
         batch_size: int = 50,
-        check_interval_s: float = 60.0,
         lease: timedelta = timedelta(minutes=5),
         history_messages: int = 12,
         concurrency: int = 8,
@@ -110,37 +108,15 @@ class FollowUpScheduler:
         self.clock = clock
         self.template = template
         self.batch_size = batch_size
-        self.check_interval_s = check_interval_s
         self.lease = lease
         self.history_messages = history_messages
         self._writing = asyncio.Semaphore(concurrency)
 
     # ---------------------------------------------------------------- the periodic job
-    async def run(self) -> None:
-        """Run :meth:`run_due` every ``check_interval_s`` (APScheduler interval job) until cancelled."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=self.check_interval_s,
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(self.check_interval_s)),
-            id="follow-ups",
-        )
-        scheduler.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            scheduler.shutdown(wait=False)
-
-    async def _tick(self) -> None:
-        try:
-            report = await self.run_due()
-        except Exception:
-            log.exception("follow_up.round_failed")
-            return
+    async def tick(self) -> None:
+        """One round of the periodic job (every ``FOLLOW_UP_CHECK_INTERVAL_S``; a failure is logged
+        by the job runner and the next round tries again)."""
+        report = await self.run_due()
         if report.claimed:
             log.info("follow_up.round", sent=report.sent, skipped=report.skipped, cancelled=report.cancelled)
 
@@ -166,11 +142,7 @@ class FollowUpScheduler:
         claimed = await self._write_all(rows, now)
         report = await self._finish(claimed, token, now)
         report.claimed = len(rows)
-        if report.message_ids:
-            try:
-                await self.outbox.publish_ids(report.message_ids)
-            except Exception as exc:  # committed: the outbox relay publishes them later
-                log.warning("follow_up.publish_deferred", error=type(exc).__name__, count=len(report.message_ids))
+        await self.outbox.publish_after_commit(ids=report.message_ids)
         return report
 
     async def _claim(self, now: datetime, token: str) -> list[Row[Any]]:

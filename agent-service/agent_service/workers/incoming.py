@@ -30,6 +30,7 @@ from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage
 from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Inbox
+from parley_shared.shutdown import Drains
 from parley_shared.topology import INCOMING
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,7 @@ class IncomingHandler:
         clock: Clock,
         follow_ups: FollowUps,
         schedule: Callable[[int, float], None],
+        drains: Drains,
         window_s: float,
         min_confidence: float,
         max_classification_turns: int,
@@ -94,7 +96,11 @@ class IncomingHandler:
         self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
         self.group_commit: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
-            self._record_batch, name="incoming_record", max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+            self._record_batch,
+            name="incoming_record",
+            drains=drains,
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
         )
 
     async def __call__(self, message: IncomingMessage) -> None:
@@ -147,6 +153,7 @@ class IncomingHandler:
                     "text": message.text if message.text is not None else message.caption,
                     "message_id": message.message_id,
                     "provider_message_id": message.provider_message_id,
+                    "previous_message_id": message.previous_message_id,
                     "correlation_id": message.correlation_id,
                     "transcribed": message.transcribed,
                     "error": message.transcription_error,

@@ -1,4 +1,4 @@
-"""Turns: one contact at a time, bursts buffered, any number of replicas (R-A1).
+"""Turns: one contact at a time, bursts buffered, any number of replicas.
 
 The incoming consumer only records a message (``pending``) and sets the contact's
 ``turn_due_at`` to "now + ``BUFFER_WINDOW_S``". A turn starts when that moment has passed --
@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,10 +41,10 @@ from agent_service import metrics
 from agent_service.calls.service import CallBooker
 from agent_service.db import repository as repo
 from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client, needs_classification
+from agent_service.domain.ordering import Readiness, Waiting, missing_links, readiness
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
-from parley_shared.broker import PublishError
 from parley_shared.clock import Clock
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
 from parley_shared.db import Session, SessionFactory
@@ -60,10 +60,18 @@ TURN_DB_SLOTS = 8  # of the engine's 20 pooled connections (parley_shared.db.cre
 
 
 @dataclass(frozen=True)
+class _Loaded:
+    pending: Sequence[Any]  # the messages this turn answers, in sending order
+    past: Sequence[Any]
+    first_texts: list[str]
+    order: Readiness
+
+
+@dataclass(frozen=True)
 class TurnReport:
     contact_id: int
     turn_id: str | None
-    outcome: str  # replied | suppressed | silent | non_client | nothing | lease_lost
+    outcome: str  # replied | suppressed | silent | non_client | nothing | waiting | lease_lost
     reply_message_id: str | None = None
     handled: int = 0
 
@@ -82,13 +90,12 @@ class TurnRunner:
         clock: Clock,
         follow_ups: FollowUps,
         booker: CallBooker,
-        window_s: float,
         lease_s: float,
         max_concurrent: int,
         history_limit: int,
-        sweep_interval_s: float,
         min_confidence: float,
         max_classification_turns: int,
+        order_gap_wait_s: float,
     ) -> None:
         self.sessions = sessions
         self.outbox = outbox
@@ -96,12 +103,11 @@ class TurnRunner:
         self.clock = clock
         self.follow_ups = follow_ups
         self.booker = booker
-        self.window_s = window_s
         self.lease = timedelta(seconds=lease_s)
         self.history_limit = history_limit
-        self.sweep_interval_s = sweep_interval_s
         self.min_confidence = min_confidence
         self.max_classification_turns = max_classification_turns
+        self.order_gap_wait = timedelta(seconds=order_gap_wait_s)
         self.instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()[:8]}"
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._db_slots = asyncio.Semaphore(TURN_DB_SLOTS)
@@ -169,22 +175,13 @@ class TurnRunner:
             self.spawn(contact_id)
 
     async def sweep_once(self) -> int:
-        """Start every due, unleased turn (crash recovery, other replicas' leftovers)."""
+        """Start every due, unleased turn (crash recovery, other replicas' leftovers): the periodic
+        job of every ``TURN_SWEEP_INTERVAL_S``."""
         async with self._session() as session:
             due = await repo.due_contacts(session, self.clock.now(), SWEEP_BATCH)
         for contact_id in due:
             self.spawn(contact_id)
         return len(due)
-
-    async def run_sweeper(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database away: next round
-                log.warning("turn.sweep_failed", error=type(exc).__name__)
-            await asyncio.sleep(self.sweep_interval_s)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop timers, let running turns finish for ``grace_s``, then cancel (their leases are released)."""
@@ -197,8 +194,8 @@ class TurnRunner:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a turn's own failure was logged by _run
 
     async def idle(self, timeout_s: float = 30.0) -> None:
         """Wait until no timer or turn is pending here (tests)."""
@@ -233,40 +230,69 @@ class TurnRunner:
         return report
 
     async def _keep_lease(self, contact_id: int, token: str) -> None:
-        """Renew the lease every third of its length while the turn runs (a slow model call)."""
+        """Renew the lease every third of its length while the turn runs (a slow model call). A
+        renewal that fails (the database away for a moment) is logged; the next one tries again,
+        and a lease that ran out meanwhile is caught by the re-check before anything is written."""
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 async with self._session(begin=True) as session:
                     if not await repo.renew_lease(session, contact_id, token, self.clock.now() + self.lease):
                         return
+            except Exception as exc:
+                log.warning("turn.lease_renewal_failed", contact_id=contact_id, error=type(exc).__name__)
 
     async def _give_up(self, contact_id: int, token: str, *, retry_in_s: float) -> None:
-        with contextlib.suppress(Exception):
+        """Hand the lease back after a failed or cancelled turn; if that fails too, the lease runs
+        out by itself and the sweeper starts the turn again."""
+        try:
             async with self._session(begin=True) as session:
                 retry_at = self.clock.now() + timedelta(seconds=retry_in_s)
                 await repo.release_turn(session, contact_id, token, retry_at=retry_at)
+        except Exception as exc:
+            log.warning("turn.release_failed", contact_id=contact_id, error=type(exc).__name__)
 
-    async def _load(self, session: Session, contact: Any) -> tuple[Any, Any, list[str]]:
-        """The pending messages, the recent history and (when the moderator will judge) the first texts."""
+    async def _load(self, session: Session, contact: Any) -> _Loaded:
+        """The pending messages this turn answers, the recent history and (when the moderator will
+        judge) the first texts."""
         contact_id = int(contact["id"])
         classify = needs_classification(
             contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
         )
-        pending = await repo.pending_messages(session, contact_id)
-        past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in pending])
+        waiting = await repo.pending_messages(session, contact_id)
+        pending, order = await self._in_order(session, contact_id, waiting)
+        past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in waiting])
         # The first classification judges the pending messages themselves; later ones also the first texts.
         again = classify and pending and int(contact["classified_turns"] or 0) > 0
         first_texts = await repo.inbound_texts(session, contact_id) if again else []
-        return pending, past, first_texts
+        return _Loaded(pending, past, first_texts, order)
 
-    async def _turn(self, contact: Any, token: str, loaded: tuple[Any, Any, list[str]]) -> TurnReport:
+    async def _in_order(self, session: Session, contact_id: int, waiting: Sequence[Any]) -> tuple[list[Any], Readiness]:
+        """The waiting messages whose earlier messages have all arrived (``domain/ordering.py``)."""
+        chain = [Waiting(w["message_id"], w["previous_message_id"], w["created_at"]) for w in waiting]
+        links = missing_links(chain)
+        found = await repo.recorded(session, links) if links else set()
+        order = readiness(chain, found, now=self.clock.now(), max_wait=self.order_gap_wait)
+        if order.held:
+            metrics.ORDER_GAPS.labels("held").inc()
+            log.info("turn.order_gap_held", contact_id=contact_id, held=len(order.held), until=order.retry_at)
+        if order.expired:
+            metrics.ORDER_GAPS.labels("expired").inc()
+            log.warning("turn.order_gap_expired", contact_id=contact_id, messages=len(order.expired))
+        ready = set(order.ready)
+        return [w for w in waiting if w["message_id"] in ready], order
+
+    async def _turn(self, contact: Any, token: str, loaded: _Loaded) -> TurnReport:
         contact_id = int(contact["id"])
-        pending, past, first_texts = loaded
+        pending, past, first_texts = loaded.pending, loaded.past, loaded.first_texts
         if not pending:
+            retry_at = loaded.order.retry_at
             async with self._session(begin=True) as session:
-                await repo.release_turn(session, contact_id, token)
+                await repo.release_turn(session, contact_id, token, retry_at=retry_at)
+            if retry_at is not None:  # an earlier message is on its way: look again when the wait ends
+                self.schedule(contact_id, (retry_at - self.clock.now()).total_seconds())
+                return TurnReport(contact_id, None, "waiting")
             return TurnReport(contact_id, None, "nothing")
         turn_id = stable_id("turn", contact["phone"], pending[-1]["message_id"])
         silent = contact["owner"] == "human" or is_settled_non_client(
@@ -286,10 +312,16 @@ class TurnRunner:
             except Exception as exc:  # a bug in an engine or the knowledge base must not block the contact
                 log.exception("turn.plan_failed", contact_id=contact_id)
                 plan = self.agent.fallback_plan(turn, f"{type(exc).__name__}: {exc}")
-        return await self._commit(contact_id, token, turn_id, pending, plan)
+        return await self._commit(contact_id, token, turn_id, pending, plan, loaded.order.retry_at)
 
     async def _commit(
-        self, contact_id: int, token: str, turn_id: str, pending: Any, plan: TurnPlan | None
+        self,
+        contact_id: int,
+        token: str,
+        turn_id: str,
+        pending: Any,
+        plan: TurnPlan | None,
+        held_until: datetime | None,
     ) -> TurnReport:
         now = self.clock.now()
         ids = [p["id"] for p in pending]
@@ -359,6 +391,9 @@ class TurnRunner:
                 )
                 await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(contact_id))
             after = updated["turn_due_at"]
+            if held_until is not None:  # later messages wait for an earlier one still on its way
+                await repo.postpone_turn(session, contact_id, held_until)
+                after = held_until
         if reply_message_id is not None:
             await self.publish(contact_id)
         if after is not None:
@@ -400,12 +435,8 @@ class TurnRunner:
         )
 
     async def publish(self, contact_id: int) -> None:
-        try:
-            async with self._db_slots:
-                await self.outbox.publish_caused_by(repo.contact_cause(contact_id))
-        except PublishError as exc:  # the relay publishes it later
-            log.warning("turn.publish_deferred", contact_id=contact_id, error=type(exc).__name__)
-            self.outbox.wake()
+        async with self._db_slots:
+            await self.outbox.publish_after_commit(causes=[repo.contact_cause(contact_id)])
 
 
 def _reply_error(plan: TurnPlan) -> str | None:

@@ -9,7 +9,11 @@ import aiohttp
 
 
 class ParleyError(RuntimeError):
-    """A service answered with an error (its JSON message is kept)."""
+    """A service answered with an error (its status and JSON message are kept)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
 
 
 class ParleyClient:
@@ -29,7 +33,7 @@ class ParleyClient:
                 body = await response.text()
             if response.status >= 400:
                 message = body.get("error", {}).get("message") if isinstance(body, dict) else str(body)[:200]
-                raise ParleyError(f"{response.status}: {message}")
+                raise ParleyError(response.status, str(message))
             return body
 
     # ---------------------------------------------------------------- the prospect's side (sandbox)
@@ -57,8 +61,10 @@ class ParleyClient:
         return list(body["messages"]), int(body["next_cursor"])
 
     # ---------------------------------------------------------------- the manager's side
-    async def contact(self, phone: str) -> dict[str, Any]:
-        return dict(await self._call("GET", f"{self.agent_url}/contacts/{phone}"))
+    async def contact(self, phone: str, limit: int = 100) -> dict[str, Any]:
+        """The contact, its last ``limit`` messages (oldest first), its follow-up touches and calls."""
+        params = {"limit": str(limit)}
+        return dict(await self._call("GET", f"{self.agent_url}/contacts/{phone}", params=params))
 
     async def contacts(self, **filters: str) -> dict[str, Any]:
         return dict(await self._call("GET", f"{self.agent_url}/contacts", params=filters))

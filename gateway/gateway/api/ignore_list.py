@@ -92,7 +92,7 @@ async def remove_number(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/ignore-list", list_numbers, name="ignore-list")
     app.router.add_post("/ignore-list", add_number, name="ignore-list-add")
     app.router.add_delete("/ignore-list/{phone}", remove_number, name="ignore-list-remove")

@@ -14,15 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.context import GATEWAY
-from gateway.domain.events import InboundEvent
-from gateway.providers.sandbox import SandboxProvider
+from gateway.domain.admission import InboundEvent
+from gateway.providers.sandbox import Delivered, SandboxProvider
 from parley_shared.contracts import MAX_INLINE_MEDIA_B64, MAX_TEXT, MediaRef, MessageKind, Provider, new_id
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
@@ -70,22 +69,10 @@ class OutboxQuery(BaseModel):
     wait: int = Field(default=0, ge=0, le=MAX_WAIT_S, description="Seconds to wait for a message when none is there")
 
 
-class DeliveredOut(BaseModel):
-    cursor: int
-    message_id: str
-    provider_message_id: str
-    correlation_id: str
-    to: str
-    text: str
-    kind: str
-    in_reply_to: list[str]
-    sent_at: datetime
-
-
 class OutboxPage(BaseModel):
     """Delivered messages, oldest first."""
 
-    messages: list[DeliveredOut]
+    messages: list[Delivered]
     next_cursor: int
 
 
@@ -148,16 +135,16 @@ async def outbox(request: web.Request) -> web.Response:
         version = sandbox.version
         messages = await sandbox.outbox(to=to, after=query.after, limit=query.limit)
         remaining = deadline - time.monotonic()
-        if messages or remaining <= 0:
+        if messages or remaining <= 0 or sandbox.stopping:
             break
         await sandbox.wait_for_delivery(version, remaining)
     page = OutboxPage(
-        messages=[DeliveredOut.model_validate(m.as_json()) for m in messages],
+        messages=messages,
         next_cursor=messages[-1].cursor if messages else query.after,
     )
     return json_response(page)
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/sandbox/inbound", inbound, name="sandbox-inbound")
     app.router.add_get("/sandbox/outbox", outbox, name="sandbox-outbox")

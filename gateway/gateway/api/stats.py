@@ -61,5 +61,5 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/stats", stats, name="stats")

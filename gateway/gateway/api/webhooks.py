@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from gateway import metrics
 from gateway.context import GATEWAY
-from gateway.domain.events import PayloadError
+from gateway.domain.admission import PayloadError
 from gateway.domain.meta import SIGNATURE_HEADER, SignatureCheck, check_signature, parse_body, parse_webhook
 from parley_shared.http import HTTPError, json_response, public
 from parley_shared.openapi import Response, describe
@@ -87,11 +87,11 @@ async def receive(request: web.Request) -> web.Response:
         metrics.SKIPPED.labels("meta", "malformed").inc(batch.malformed)
         log.warning("webhook.malformed_items", count=batch.malformed)
     # A database that is away raises a transient error: the shared error middleware answers 503.
-    report = await gateway.ingestor.ingest(batch.messages, statuses=batch.statuses)
-    gateway.ingestor.publish_soon(report)
+    # Meta is answered once the batch committed; its publish goes on after the answer.
+    await gateway.ingestor.ingest(batch.messages, statuses=batch.statuses)
     return json_response(WebhookAck(received=len(batch.messages), statuses=len(batch.statuses)))
 
 
-def setup(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/webhook", verify, name="webhook-verify")
     app.router.add_post("/webhook", receive, name="webhook-receive")

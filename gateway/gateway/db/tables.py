@@ -59,6 +59,17 @@ provider_cursors = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Each contact's latest published message: the link the next one carries as its
+# ``previous_message_id``, so that the agent can tell when an earlier message has not reached it
+# yet (gateway/chains.py). Advanced in the ingest transaction that stages the message.
+contact_chains = Table(
+    "contact_chains",
+    metadata,
+    Column("phone", String(20), primary_key=True),
+    Column("last_message_id", String(200), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # What the sandbox provider "delivered": read back over GET /sandbox/outbox (demo chat, tests).
 sandbox_outbox = Table(
     "sandbox_outbox",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain.events import InboundEvent, PayloadError, StatusEvent
+from gateway.domain.admission import InboundEvent, PayloadError, StatusEvent
 from parley_shared.contracts import DeliveryState, MediaRef, MessageKind, Provider
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain.events import InboundEvent, PayloadError
+from gateway.domain.admission import InboundEvent, PayloadError
 from parley_shared.contracts import MediaRef, MessageKind, Provider
 
 KINDS: dict[str, MessageKind] = {

@@ -5,7 +5,7 @@ and reports its own health. Receiving differs by provider (Wappi is polled by
 ``workers/poller.py``, Meta pushes to ``api/webhooks.py``, the sandbox is posted to by
 ``api/sandbox.py``) but every path ends in the same :class:`gateway.ingest.Ingestor`.
 
-Errors are typed: :class:`SendError` carries a :class:`~gateway.domain.retry.Failure` that says
+Errors are typed: :class:`SendError` carries a :class:`~gateway.domain.failures.Failure` that says
 whether the sender may retry; :class:`MediaError` says whether another download attempt (with a
 freshly resolved link) can help.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.domain.retry import Failure, Outcome, classify_http, parse_retry_after
+from gateway.domain.failures import Failure, FailureKind, classify_http, parse_retry_after
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
 
@@ -37,7 +37,7 @@ class SendResult:
 
 class SendError(Exception):
     def __init__(self, failure: Failure) -> None:
-        super().__init__(f"{failure.outcome.value} {failure.code}: {failure.reason}")
+        super().__init__(f"{failure.kind.value} {failure.code}: {failure.reason}")
         self.failure = failure
 
 
@@ -72,6 +72,10 @@ class WhatsAppProvider(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close connections."""
+
+    async def release_waiters(self) -> None:  # noqa: B027 - optional hook
+        """Shutdown begins: answer the HTTP requests parked on this provider (long polls) now,
+        so that the server does not wait for them before stopping."""
 
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult:
@@ -135,10 +139,10 @@ class HttpProvider(WhatsAppProvider):
         try:
             return await self._request(method, url, **kwargs)
         except aiohttp.ClientConnectorError as exc:
-            raise SendError(Failure(Outcome.TRANSIENT, "network", f"cannot connect: {type(exc).__name__}")) from exc
+            raise SendError(Failure(FailureKind.TRANSIENT, "network", f"cannot connect: {type(exc).__name__}")) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(
-                Failure(Outcome.AMBIGUOUS, "network", f"no answer from the provider: {type(exc).__name__}")
+                Failure(FailureKind.AMBIGUOUS, "network", f"no answer from the provider: {type(exc).__name__}")
             ) from exc
 
     async def get_json(self, url: str, **kwargs: Any) -> HttpAnswer:

@@ -9,42 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from gateway.db import tables
-from gateway.domain.retry import classify_http
+from gateway.domain.failures import classify_http
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
 from parley_shared.db import SessionFactory, insert_ignore
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(BaseModel):
+    """One message the sandbox "delivered" (``GET /sandbox/outbox``)."""
+
+    model_config = ConfigDict(frozen=True)
+
     cursor: int
     message_id: str
+    provider_message_id: str
     correlation_id: str
     to: str
     text: str
     kind: str
     in_reply_to: list[str]
     sent_at: datetime
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "cursor": self.cursor,
-            "message_id": self.message_id,
-            "provider_message_id": f"sandbox-{self.cursor}",
-            "correlation_id": self.correlation_id,
-            "to": self.to,
-            "text": self.text,
-            "kind": self.kind,
-            "in_reply_to": self.in_reply_to,
-            "sent_at": self.sent_at.isoformat(),
-        }
 
 
 class SandboxProvider(WhatsAppProvider):
@@ -64,6 +55,8 @@ class SandboxProvider(WhatsAppProvider):
         self.max_media_bytes = max_media_bytes
         self._delivered = asyncio.Condition()
         self.version = 0  # bumped on every delivery (long polling compares it)
+        self.stopping = False  # shutdown began: long polls answer at once
+        self.parked = 0  # long polls waiting for a delivery right now
         self.failure_rate = failure_rate
         self.retry_after_s = retry_after_s
         self.send_calls = 0
@@ -119,6 +112,7 @@ class SandboxProvider(WhatsAppProvider):
         return [
             Delivered(
                 cursor=r.id,
+                provider_message_id=f"sandbox-{r.id}",
                 message_id=r.message_id,
                 correlation_id=r.correlation_id,
                 to=r.phone,
@@ -131,9 +125,20 @@ class SandboxProvider(WhatsAppProvider):
         ]
 
     async def wait_for_delivery(self, since_version: int, timeout_s: float) -> None:
-        """Return once anything was delivered after ``since_version`` (or after ``timeout_s``)."""
+        """Return once anything was delivered after ``since_version`` (or after ``timeout_s``, or
+        when shutdown begins)."""
         async with self._delivered:
+            self.parked += 1
             try:
-                await asyncio.wait_for(self._delivered.wait_for(lambda: self.version != since_version), timeout_s)
+                await asyncio.wait_for(
+                    self._delivered.wait_for(lambda: self.version != since_version or self.stopping), timeout_s
+                )
             except TimeoutError:
                 return
+            finally:
+                self.parked -= 1
+
+    async def release_waiters(self) -> None:
+        self.stopping = True
+        async with self._delivered:
+            self._delivered.notify_all()

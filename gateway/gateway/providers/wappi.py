@@ -12,7 +12,7 @@ import binascii
 from typing import Any
 from urllib.parse import urlparse
 
-from gateway.domain.events import PayloadError
+from gateway.domain.admission import PayloadError
 from gateway.domain.wappi import WappiMessage, read_page
 from gateway.providers.base import (
     HttpProvider,

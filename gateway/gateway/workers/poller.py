@@ -15,8 +15,6 @@ remembers from that window. On the very first poll (no cursor yet) messages olde
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,16 +25,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import InboundEvent, PayloadError
+from gateway.domain.admission import InboundEvent, PayloadError
 from gateway.domain.wappi import Cursor, PollBatch, to_event
 from gateway.ingest import Ingestor
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings
 from parley_shared.db import Session, dialect_name
+from parley_shared.retry import Backoff
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
-Sleep = Callable[[float], Awaitable[None]]
 PROVIDER = "wappi"
 MAX_BACKOFF_S = 60.0  # longest pause between polls while they keep failing
 
@@ -59,32 +57,30 @@ class WappiPoller:
         provider: WappiProvider,
         ingestor: Ingestor,
         settings: GatewaySettings,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.runtime = runtime
         self.provider = provider
         self.ingestor = ingestor
         self.settings = settings
-        self.sleep = sleep
         self.last_poll_at: datetime | None = None
         self.last_error: str | None = None
         self.polls = 0
 
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self.poll_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the provider or the database is away: try again, backing off
-                failures += 1
-                self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                metrics.POLLS.labels(PROVIDER, "error").inc()
-                log.warning("poller.failed", error=type(exc).__name__, detail=str(exc)[:200], failures=failures)
-            interval = self.settings.poll_interval_s
-            await self.sleep(min(interval * 2 ** min(failures, 6), max(interval, MAX_BACKOFF_S)))
+    def backoff(self) -> Backoff:
+        """Between failed polls: twice the interval, doubling up to a minute (the provider or the
+        database is away)."""
+        interval = self.settings.poll_interval_s
+        return Backoff(first_s=interval * 2, max_s=max(interval, MAX_BACKOFF_S))
+
+    async def poll(self) -> None:
+        """One poll as the periodic job: a failure is recorded for /health and the metrics, then
+        raised for the job runner to log and back off."""
+        try:
+            await self.poll_once()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            metrics.POLLS.labels(PROVIDER, "error").inc()
+            raise
 
     async def poll_once(self) -> PollResult:
         cursor = await self._load_cursor()
@@ -121,7 +117,8 @@ class WappiPoller:
                 await self._save_cursor(session, next_cursor)
 
             report = await self.ingestor.ingest(events, within=advance)
-            await self.ingestor.publish(report)
+            if report.published is not None:
+                await report.published
             published, duplicates, ignored = (report.count(s) for s in ("published", "duplicate", "ignored"))
             skipped += report.count("skipped")
         self.polls += 1

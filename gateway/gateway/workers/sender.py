@@ -10,7 +10,7 @@ Once and only once (``outbound.py``): a row per message id; a message already ``
 acknowledged without sending; ``sending`` is committed before the provider call, so a message
 interrupted mid-call is reported as failed with ``unknown_outcome`` instead of being sent again.
 
-Failures (``domain/retry.py``): 429, 5xx, provider rate limits and connections that never got
+Failures (``domain/failures.py``): 429, 5xx, provider rate limits and connections that never got
 through are retried with exponential backoff honouring ``Retry-After`` (which also pauses the
 whole account); permanent failures and exhausted retries are reported on ``delivery_status``
 and dead-lettered with the reason (:class:`parley_shared.broker.PermanentFailure`).
@@ -29,18 +29,18 @@ from typing import Any, NoReturn
 import structlog
 
 from gateway import metrics
+from gateway.domain.failures import Failure, FailureKind
 from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
-from gateway.domain.retry import Failure, Outcome, backoff_delay
 from gateway.outbound import DONE, OutboundLog, OutStatus
 from gateway.providers.base import SendError, SendResult, WhatsAppProvider
 from gateway.settings import GatewaySettings
 from parley_shared.broker import PermanentFailure, is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingMessage
+from parley_shared.retry import Backoff, Sleep
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
-Sleep = Callable[[float], Awaitable[None]]
 UNKNOWN_OUTCOME = "unknown_outcome"
 
 
@@ -179,6 +179,7 @@ class Sender:
         self.pacer = pacer
         self.settings = settings
         self.sleep = sleep
+        self.backoff = Backoff(first_s=settings.send_backoff_base_s, max_s=settings.send_backoff_max_s)
         self.name = provider.name.value
         self._in_flight: dict[str, _Delivery] = {}
 
@@ -235,7 +236,7 @@ class Sender:
             await self._give_up(
                 message,
                 OutStatus.UNKNOWN,
-                Failure(Outcome.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
+                Failure(FailureKind.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
             )
         return True
 
@@ -262,21 +263,16 @@ class Sender:
                 return result
             metrics.SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
             failures += 1
-            if failure.outcome is Outcome.AMBIGUOUS:
+            if failure.kind is FailureKind.AMBIGUOUS:
                 await self._give_up(message, OutStatus.UNKNOWN, failure)
-            if failure.outcome is Outcome.PERMANENT:
+            if failure.kind is FailureKind.PERMANENT:
                 await self._give_up(message, OutStatus.FAILED, failure)
             if failures >= self.settings.send_max_attempts:
                 exhausted = Failure(
-                    Outcome.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
+                    FailureKind.PERMANENT, failure.code, f"gave up after {failures} attempts: {failure.reason}"
                 )
                 await self._give_up(message, OutStatus.FAILED, exhausted)
-            delay = backoff_delay(
-                failures,
-                base_s=self.settings.send_backoff_base_s,
-                max_s=self.settings.send_backoff_max_s,
-                retry_after_s=failure.retry_after_s,
-            )
+            delay = self.backoff.delay(failures, failure.retry_after_s)
             if failure.retry_after_s is not None:
                 self.pacer.pause(delay)  # the provider asked the account to slow down
             error = f"{failure.code}: {failure.reason}"[:1000]
@@ -309,29 +305,20 @@ class Sender:
         await _until_stored(
             lambda: self.outbound.finish(message, status, error_code=failure.code, error_reason=failure.reason)
         )
-        reason = "unknown" if status is OutStatus.UNKNOWN else failure.outcome.value
+        reason = "unknown" if status is OutStatus.UNKNOWN else failure.kind.value
         metrics.FAILED.labels(self.name, reason).inc()
         log.warning("sender.failed", message_id=message.message_id, code=failure.code, outcome=reason)
         await self._publish(message.message_id)
         raise PermanentFailure(f"{failure.code}: {failure.reason}")
 
     async def _publish(self, cause_id: str) -> None:
-        try:
-            await self.runtime.outbox.publish_caused_by(cause_id)
-        except Exception as exc:  # the relay publishes it
-            log.warning("sender.status_publish_deferred", error=type(exc).__name__)
+        await self.runtime.outbox.publish_after_commit(causes=[cause_id])
 
 
-async def _until_stored(write: Callable[[], Awaitable[Any]], *, give_up_s: float = 300.0) -> None:
-    deadline = time.monotonic() + give_up_s
-    delay = 0.2
-    while True:
-        try:
-            await write()
-            return
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                raise
-            log.warning("sender.store_retry", error=type(exc).__name__, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+# A write that records what happened at the provider is retried while the database is away:
+# losing it would turn into a resend (or an "unknown outcome") on the next delivery.
+STORE = Backoff(first_s=0.2, max_s=5.0, give_up_after_s=300.0)
+
+
+async def _until_stored(write: Callable[[], Awaitable[Any]]) -> None:
+    await STORE.call(write, name="sender.store", retry_if=is_transient)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from google import genai
@@ -25,13 +26,13 @@ from sqlalchemy import select, update
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.events import inbound_message_id, transcribed
-from gateway.domain.retry import backoff_delay
+from gateway.domain.admission import inbound_message_id, transcribed
 from gateway.ingest import INBOUND
 from gateway.providers.base import Media, MediaError, WhatsAppProvider
 from gateway.settings import GatewaySettings
 from parley_shared.contracts import VoiceTranscriptionRequest
 from parley_shared.gemini import gemini_configured, make_client
+from parley_shared.retry import Backoff
 from parley_shared.service import Runtime
 from parley_shared.topology import INCOMING, VOICE
 
@@ -94,10 +95,7 @@ class Transcriber:
             )
         metrics.TRANSCRIPTIONS.labels("transcribed" if message.transcribed else "untranscribed").inc()
         metrics.PUBLISHED.labels(request.provider.value, INCOMING.name).inc()
-        try:
-            await self.runtime.outbox.publish_ids([message.message_id])
-        except Exception as exc:  # the relay publishes it
-            log.warning("transcriber.publish_deferred", error=type(exc).__name__)
+        await self.runtime.outbox.publish_after_commit(ids=[message.message_id])
 
     async def _already_done(self, message_id: str) -> bool:
         inbox = self.runtime.inbox.table
@@ -121,18 +119,18 @@ class Transcriber:
             log.warning("transcriber.failed", reason=str(exc))
             return None, f"transcription failed: {exc}"[:500]
 
+    def _backoff(self, attempts: int) -> Backoff:
+        return Backoff(first_s=self.settings.media_backoff_s, max_s=30.0, attempts=attempts)
+
     async def _download(self, request: VoiceTranscriptionRequest) -> Media:
-        attempts = self.settings.media_download_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.provider.download_media(request.media)
-            except MediaError as exc:
-                if not exc.transient or attempt == attempts:
-                    raise
-                delay = backoff_delay(attempt, base_s=self.settings.media_backoff_s, max_s=30.0)
-                log.info("transcriber.download_retry", attempt=attempt, reason=str(exc), retry_in_s=delay)
-                await self.sleep(delay)
-        raise AssertionError("unreachable")
+        """Each attempt resolves the provider's link anew (an expired link is fetched again)."""
+        media: Media = await self._backoff(self.settings.media_download_attempts).call(
+            lambda: self.provider.download_media(request.media),
+            name="transcriber.download",
+            retry_if=lambda exc: isinstance(exc, MediaError) and exc.transient,
+            sleep=self.sleep,
+        )
+        return media
 
     def _gemini_client(self) -> genai.Client:
         if self._client is None:
@@ -142,29 +140,29 @@ class Transcriber:
     async def _gemini(self, media: Media) -> str:
         mime = media.mime_type.split(";", 1)[0].strip() or "audio/ogg"
         contents = [types.Part.from_bytes(data=media.data, mime_type=mime), PROMPT]
-        attempts = self.settings.transcription_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                response = await self._gemini_client().aio.models.generate_content(
-                    model=self.settings.gemini_transcription_model,
-                    contents=contents,
-                    config=types.GenerateContentConfig(temperature=0.0),
-                )
-            except genai_errors.APIError as exc:
-                if exc.code not in RETRYABLE_STATUS or attempt == attempts:
-                    raise TranscriptionFailed(f"gemini error {exc.code}") from exc
-                reason = f"gemini error {exc.code}"
-            except Exception as exc:  # timeouts and connection errors of the SDK's HTTP client
-                if attempt == attempts:
-                    raise TranscriptionFailed(f"gemini unreachable: {type(exc).__name__}") from exc
-                reason = type(exc).__name__
-            else:
-                text = (response.text or "").strip()
-                if not text:
-                    blocked = response.prompt_feedback.block_reason if response.prompt_feedback else None
-                    raise TranscriptionFailed("blocked" if blocked else "no speech recognised")
-                return text
-            delay = backoff_delay(attempt, base_s=self.settings.media_backoff_s, max_s=30.0)
-            log.info("transcriber.gemini_retry", attempt=attempt, reason=reason, retry_in_s=delay)
-            await self.sleep(delay)
-        raise AssertionError("unreachable")
+
+        async def call() -> Any:
+            return await self._gemini_client().aio.models.generate_content(
+                model=self.settings.gemini_transcription_model,
+                contents=contents,
+                config=types.GenerateContentConfig(temperature=0.0),
+            )
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, genai_errors.APIError):
+                return exc.code in RETRYABLE_STATUS
+            return isinstance(exc, Exception)  # timeouts and connection errors of the SDK's HTTP client
+
+        try:
+            response = await self._backoff(self.settings.transcription_attempts).call(
+                call, name="transcriber.gemini", retry_if=retryable, sleep=self.sleep
+            )
+        except genai_errors.APIError as exc:
+            raise TranscriptionFailed(f"gemini error {exc.code}") from exc
+        except Exception as exc:
+            raise TranscriptionFailed(f"gemini unreachable: {type(exc).__name__}") from exc
+        text = (response.text or "").strip()
+        if not text:
+            blocked = response.prompt_feedback.block_reason if response.prompt_feedback else None
+            raise TranscriptionFailed("blocked" if blocked else "no speech recognised")
+        return text

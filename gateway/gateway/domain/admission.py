@@ -158,4 +158,5 @@ def transcribed(
         transcription_error=None if text and text.strip() else (error or "empty transcript")[:500],
         sent_at=request.sent_at,
         received_at=received_at,
+        previous_message_id=request.previous_message_id,
     )

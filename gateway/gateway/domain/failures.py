@@ -1,4 +1,5 @@
-"""Send failures: permanent or worth retrying, and how long to wait before the next attempt.
+"""Send failures: permanent or worth retrying (the wait before the next attempt is the shared retry
+policy's, ``parley_shared.retry``).
 
 * **transient** -- HTTP 429, 408, 5xx, provider rate-limit codes, a connection that never got
   through: the message was certainly not delivered; retry with exponential backoff, waiting at
@@ -18,7 +19,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 
-class Outcome(enum.StrEnum):
+class FailureKind(enum.StrEnum):
     TRANSIENT = "transient"
     PERMANENT = "permanent"
     AMBIGUOUS = "ambiguous"
@@ -26,14 +27,14 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Failure:
-    outcome: Outcome
+    kind: FailureKind
     code: str | None  # the provider's error code, else the HTTP status
     reason: str
     retry_after_s: float | None = None
 
     @property
     def retryable(self) -> bool:
-        return self.outcome is Outcome.TRANSIENT
+        return self.kind is FailureKind.TRANSIENT
 
 
 # Meta Graph error codes that mean "slow down / try again" rather than "never".
@@ -60,8 +61,8 @@ def classify_http(status: int, code: str | None, reason: str, retry_after_s: flo
     """Sort a provider's error answer into transient or permanent."""
     code = code or str(status)
     if status in (408, 429) or status >= 500 or code in META_TRANSIENT_CODES:
-        return Failure(Outcome.TRANSIENT, code, reason, retry_after_s)
-    return Failure(Outcome.PERMANENT, code, reason)
+        return Failure(FailureKind.TRANSIENT, code, reason, retry_after_s)
+    return Failure(FailureKind.PERMANENT, code, reason)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -78,9 +79,3 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when is None or when.tzinfo is None:
         return None
     return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
-
-
-def backoff_delay(failures: int, *, base_s: float, max_s: float, retry_after_s: float | None = None) -> float:
-    """Wait before attempt ``failures + 1``: ``base * 2^(failures-1)``, at least ``Retry-After``, at most ``max_s``."""
-    exponential = base_s * 2 ** min(max(failures - 1, 0), 30)
-    return min(max(exponential, retry_after_s or 0.0), max_s)
