@@ -46,8 +46,13 @@ clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
 
 .PHONY: catalogue
-catalogue: install  ## rebuild the sample knowledge_base/komfortoffice_catalogue.pdf (needs the DejaVu fonts)
+catalogue: install  ## rebuild the sample businesses' PDFs (needs the DejaVu fonts)
 	$(BIN)/python knowledge_base/_source/build_catalogue.py
+	$(BIN)/python samples/tazasu/knowledge_base/_source/build_price_list.py
+
+.PHONY: eval
+eval: install  ## the agent's evaluation: labelled sets through the agent, accuracy tables (Gemini with GEMINI_API_KEY, else offline; EVAL_ARGS="--failures")
+	$(BIN)/python -m evals $(EVAL_ARGS)
 
 .PHONY: bench
 bench: install services  ## the benchmarks (not part of make test): prints a table, writes bench/results/latest.json (BENCH_ARGS="--quick" or names)

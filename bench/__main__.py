@@ -166,7 +166,11 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{s['answered']}/{s['prospects']} prospects, {s['answered_in_order']} in order",
             ),
             ("Slow model: answer time", f"p50 {s['answer_p50_s']} s", f"p99 {s['answer_p99_s']} s"),
-            ("Slow model: model calls", str(s["model_calls"]), f"peak in flight {s['peak_model_calls_in_flight']}"),
+            (
+                "Slow model: model calls",
+                f"{s['model_calls']} ({s.get('model_calls_per_prospect')} per prospect)",
+                f"peak in flight {s['peak_model_calls_in_flight']}",
+            ),
             (
                 "Slow model: CPU per model call",
                 f"{s.get('sdk_call_cpu_ms')} ms (SDK)",

@@ -5,6 +5,7 @@ WORKDIR /app
 COPY shared/ /src/shared/
 COPY agent-service/ /src/agent-service/
 COPY prompts/ /app/prompts/
+COPY business.toml /app/business.toml
 COPY knowledge_base/ /app/knowledge_base/
 RUN pip install --no-cache-dir /src/shared /src/agent-service && useradd --create-home parley && mkdir -p /app/data && chown parley /app/data
 USER parley

@@ -33,6 +33,7 @@ from agent_service.api import handoff as handoff_api
 from agent_service.api import knowledge as knowledge_api
 from agent_service.api import scheduled_calls as scheduled_calls_api
 from agent_service.api import stats as stats_api
+from agent_service.business import load_business
 from agent_service.calls.service import CallBooker
 from agent_service.console import routes as console
 from agent_service.context import AGENT, AgentService
@@ -99,20 +100,13 @@ def add_routes(app: web.Application) -> None:
 def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = None) -> AgentService:
     """Every component of the service, wired onto ``runtime`` (consumers, periodic jobs, hooks)."""
     business_tz = ZoneInfo(settings.working_tz)  # a bad WORKING_TZ fails here, at start-up
-    knowledge = build_knowledge(settings)
-    prompts = PromptBook(settings.prompts_dir)
+    business = load_business(settings)  # the business file: a bad one fails here too
+    knowledge = build_knowledge(settings, business)
+    prompts = PromptBook(settings.prompts_dir, business)
     engine = engine or build_engine(settings, prompts)
-    agent = SalesAgent(
-        engine=engine,
-        knowledge=knowledge,
-        prompts=prompts,
-        profile=business_profile(settings),
-        top_k=settings.knowledge_top_k,
-        min_confidence=settings.moderator_min_confidence,
-        max_classification_turns=settings.moderator_max_turns,
-    )
+    agent = build_agent(settings, business, knowledge=knowledge, engine=engine, prompts=prompts)
     follow_ups, booker = FollowUps(settings.follow_up_policy()), CallBooker(settings.call_rules())
-    scheduler = build_scheduler(runtime, settings, knowledge=knowledge)
+    scheduler = build_scheduler(runtime, settings, business, knowledge=knowledge)
     live = LiveFeed(runtime.broker, runtime.clock, runtime.drains)  # the managers' screens, across replicas
     # What managers do (take over, write, hand back, override...), for the JSON API and the console.
     desk = Desk(runtime.sessions, runtime.outbox, runtime.clock, follow_ups, booker, live)
@@ -182,34 +176,47 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
     )
 
 
-def build_knowledge(settings: AgentSettings) -> KnowledgeBase:
+def build_agent(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: KnowledgeBase, engine: Engine, prompts: PromptBook
+) -> SalesAgent:
+    """One turn's thinking as the service runs it (also what ``evals/`` measures)."""
+    return SalesAgent(
+        engine=engine,
+        knowledge=knowledge,
+        prompts=prompts,
+        profile=business,
+        call_rules=settings.call_rules(),
+        top_k=settings.knowledge_top_k,
+        min_confidence=settings.moderator_min_confidence,
+        max_classification_turns=settings.moderator_max_turns,
+    )
+
+
+def build_knowledge(settings: AgentSettings, business: BusinessProfile) -> KnowledgeBase:
     embedder = None
     if settings.knowledge_embeddings and engine_name(settings) == "gemini":
         embedder = GeminiEmbedder(
             make_client(settings, timeout_s=settings.llm_timeout_s), settings.gemini_embedding_model
         )
-    return KnowledgeBase(settings.knowledge_dir, embedder=embedder, embed_timeout_s=settings.llm_timeout_s)
-
-
-def business_profile(settings: AgentSettings) -> BusinessProfile:
-    return BusinessProfile(
-        name=settings.business_name,
-        description=settings.business_description,
-        timezone=settings.working_tz,
-        start_hour=settings.working_hours_start,
-        end_hour=settings.working_hours_end,
-        days=tuple(settings.working_days),
+    return KnowledgeBase(
+        settings.knowledge_path,
+        embedder=embedder,
+        embed_timeout_s=settings.llm_timeout_s,
+        synonyms=business.synonyms,
     )
 
 
-def build_writer(settings: AgentSettings, *, knowledge: Knowledge | None = None) -> FollowUpWriter:
+def build_writer(
+    settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
+) -> FollowUpWriter:
     """Templates offline; Gemini when a key is set and ``LLM_ENGINE`` is not ``offline``."""
     prompts = Path(settings.prompts_dir)
     use_gemini = settings.llm_engine != "offline" and gemini_configured(settings)
     return FollowUpWriter(
         Templates.load(prompts),
-        business_name=settings.business_name,
-        business_description=settings.business_description,
+        business_name=business.name,
+        business_description=business.description,
+        synonyms=business.synonyms,
         knowledge=knowledge,
         gemini=make_client(settings, timeout_s=settings.llm_timeout_s) if use_gemini else None,
         model=settings.gemini_model,
@@ -219,7 +226,7 @@ def build_writer(settings: AgentSettings, *, knowledge: Knowledge | None = None)
 
 
 def build_scheduler(
-    runtime: Runtime, settings: AgentSettings, *, knowledge: Knowledge | None = None
+    runtime: Runtime, settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
 ) -> FollowUpScheduler:
     template = (
         TemplateRef(name=settings.follow_up_template_name, language=settings.follow_up_template_language)
@@ -230,7 +237,7 @@ def build_scheduler(
         sessions=runtime.sessions,
         outbox=runtime.outbox,
         policy=settings.follow_up_policy(),
-        writer=build_writer(settings, knowledge=knowledge),
+        writer=build_writer(settings, business, knowledge=knowledge),
         clock=runtime.clock,
         template=template,
         batch_size=settings.follow_up_batch_size,

@@ -1,11 +1,14 @@
 """The agent's prompt files (``PROMPTS_DIR``): editable text, re-read when a file changes.
 
-* ``sales_agent_prompt.txt`` / ``moderator_prompt.txt``: Gemini system instructions with
-  ``{placeholders}`` (``str.format``; write literal braces as ``{{ }}``).
-* ``spin_questions.toml``: the offline engine's SPIN questions per language and stage.
+* ``sales_agent_prompt.txt`` / ``moderator_prompt.txt`` / ``first_contact_prompt.txt``: Gemini
+  system instructions with ``{placeholders}`` (``str.format``; write literal braces as ``{{ }}``).
+  A contact not classified yet gets all three in one call: the reply and the classification.
 * ``agent_phrases.toml``: fixed sentences (greetings, the safe "let me check with a manager",
   fallbacks) per language.
 
+All of them are business-neutral: what is the business's own (its description, the SPIN
+question bank, sentences that name what it sells) comes from the business file, whose
+``[phrases.<language>]`` override the sentences of ``agent_phrases.toml`` key by key.
 Missing languages fall back ``kk -> ru -> en``.
 """
 
@@ -16,12 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent_service.domain.language import fallbacks
+from agent_service.domain.profile import BusinessProfile
+
 SALES_PROMPT = "sales_agent_prompt.txt"
 MODERATOR_PROMPT = "moderator_prompt.txt"
-SPIN_QUESTIONS = "spin_questions.toml"
+FIRST_CONTACT_PROMPT = "first_contact_prompt.txt"  # the sales and moderator tasks in one call
 PHRASES = "agent_phrases.toml"
-FALLBACK_LANGUAGES = {"kk": ("kk", "ru", "en"), "ru": ("ru", "en"), "en": ("en",)}
-LANGUAGE_NAMES = {"en": "English", "ru": "Russian", "kk": "Kazakh"}
 
 
 class _Defaults(dict[str, Any]):
@@ -30,8 +34,9 @@ class _Defaults(dict[str, Any]):
 
 
 class PromptBook:
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, business: BusinessProfile | None = None) -> None:
         self.directory = Path(directory)
+        self.business = business
         self._cache: dict[str, tuple[float, Any]] = {}
 
     def _read(self, name: str, parse: bool) -> Any:
@@ -49,24 +54,20 @@ class PromptBook:
         """A prompt file with its placeholders filled (unknown placeholders stay as written)."""
         return str(self._read(name, parse=False)).format_map(_Defaults(values))
 
-    def _table(self, name: str, language: str) -> dict[str, Any]:
-        data = self._read(name, parse=True)
-        merged: dict[str, Any] = {}
-        for code in reversed(FALLBACK_LANGUAGES.get(language, ("en",))):
-            merged.update(data.get(code, {}))
-        return merged
-
     def phrase(self, language: str, key: str, **values: Any) -> str:
-        template = self._table(PHRASES, language).get(key)
-        if not isinstance(template, str):
-            raise KeyError(f"{PHRASES} has no phrase {key!r}")
-        return template.format_map(_Defaults(values)).strip()
+        """A fixed sentence in the language (or its fallback): the business's wording first."""
+        data = self._read(PHRASES, parse=True)
+        own = self.business.phrases if self.business is not None else {}
+        for code in fallbacks(language):
+            for table in (own.get(code, {}), data.get(code, {})):
+                template = table.get(key)
+                if isinstance(template, str):
+                    return template.format_map(_Defaults(values)).strip()
+        raise KeyError(f"{PHRASES} has no phrase {key!r}")
 
     def phrase_texts(self, key: str) -> list[str]:
         """Every language's version of a phrase (to recognise it in a conversation)."""
         data = self._read(PHRASES, parse=True)
-        return [table[key] for table in data.values() if isinstance(table, dict) and isinstance(table.get(key), str)]
-
-    def spin_questions(self, language: str, stage: str) -> list[str]:
-        questions = self._table(SPIN_QUESTIONS, language).get(stage, [])
-        return [q for q in questions if isinstance(q, str) and q.strip()]
+        own = list(self.business.phrases.values()) if self.business is not None else []
+        tables = [*own, *(t for t in data.values() if isinstance(t, dict))]
+        return [table[key] for table in tables if isinstance(table.get(key), str)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from agent_service.console.settings import ConsoleSettings
@@ -46,19 +48,19 @@ class AgentSettings(CommonSettings, BusinessHoursSettings, ConsoleSettings):
     moderator_min_confidence: float = Field(0.7, ge=0, le=1, validation_alias=env("MODERATOR_MIN_CONFIDENCE"))
     moderator_max_turns: int = Field(3, ge=1, le=20, validation_alias=env("MODERATOR_MAX_TURNS"))
 
-    # --- knowledge base and prompts
-    knowledge_dir: str = Field("knowledge_base", validation_alias=env("KNOWLEDGE_DIR"))
+    # --- the business, its knowledge base and the prompts
+    business_file: str = Field("business.toml", min_length=1, validation_alias=env("BUSINESS_FILE"))
+    knowledge_dir: str = Field("", validation_alias=env("KNOWLEDGE_DIR"))
     knowledge_top_k: int = Field(4, ge=1, le=20, validation_alias=env("KNOWLEDGE_TOP_K"))
     knowledge_embeddings: bool = Field(True, validation_alias=env("KNOWLEDGE_EMBEDDINGS"))
     prompts_dir: str = Field("prompts", validation_alias=env("PROMPTS_DIR"))
 
-    # --- business profile (the agent may state these facts; everything else comes from the documents)
-    business_name: str = Field("KomfortOffice", min_length=1, max_length=200, validation_alias=env("BUSINESS_NAME"))
-    business_description: str = Field(
-        "office furniture shop and showroom in Almaty, Kazakhstan",
-        max_length=1000,
-        validation_alias=env("BUSINESS_DESCRIPTION"),
-    )
+    @property
+    def knowledge_path(self) -> Path:
+        """``KNOWLEDGE_DIR``, or the ``knowledge_base/`` folder beside the business file."""
+        if self.knowledge_dir:
+            return Path(self.knowledge_dir)
+        return Path(self.business_file).parent / "knowledge_base"
 
     @model_validator(mode="after")
     def _no_demo_clock_in_production(self) -> AgentSettings:

@@ -16,11 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent_service.app import create_app
+from agent_service.business import parse_business
 from agent_service.context import AGENT
 from agent_service.domain.decision import AgentDecision
-from agent_service.domain.moderation import Classification, classify_rules
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import EngineResult, TurnContext
+from agent_service.knowledge import KnowledgeBase
 from agent_service.settings import AgentSettings
 from parley_shared.broker import Broker
 from parley_shared.clock import Clock
@@ -30,6 +31,26 @@ from parley_shared.topology import INCOMING, OUTGOING
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "agent-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The two sample businesses: their business files (each with its knowledge_base/ beside it).
+BUSINESS_FILES = {"komfortoffice": ROOT / "business.toml", "tazasu": ROOT / "samples" / "tazasu" / "business.toml"}
+
+
+def sample_business(name: str = "komfortoffice") -> BusinessProfile:
+    """A sample business's profile, with the default working hours (Monday to Friday 10-18, Almaty)."""
+    return parse_business(
+        BUSINESS_FILES[name].read_text(encoding="utf-8"),
+        timezone="Asia/Almaty",
+        start_hour=10,
+        end_hour=18,
+        days=(0, 1, 2, 3, 4),
+    )
+
+
+def sample_knowledge(name: str = "komfortoffice") -> KnowledgeBase:
+    """A sample business's knowledge base, loaded (BM25 only, no event loop needed)."""
+    knowledge = KnowledgeBase(BUSINESS_FILES[name].parent / "knowledge_base", synonyms=sample_business(name).synonyms)
+    knowledge.load_sync()
+    return knowledge
 
 
 def settings_for(amqp_url: str, database_url: str, **overrides: Any) -> AgentSettings:
@@ -42,7 +63,7 @@ def settings_for(amqp_url: str, database_url: str, **overrides: Any) -> AgentSet
         "turn_sweep_interval_s": 0.2,
         "requeue_delay_s": 0.01,
         "outbox_interval_s": 0.2,
-        "knowledge_dir": str(ROOT / "knowledge_base"),
+        "business_file": str(BUSINESS_FILES["komfortoffice"]),
         "prompts_dir": str(ROOT / "prompts"),
         "enable_follow_ups": False,
         "shutdown_timeout_s": 5,
@@ -195,9 +216,6 @@ class ScriptedEngine:
         self.calls.append(context)
         decision = await self.respond(context)
         return EngineResult(decision, model="fake-model", tokens_in=10, tokens_out=5, latency_ms=1)
-
-    async def classify(self, texts: list[str], profile: BusinessProfile) -> Classification | None:
-        return classify_rules(texts)
 
     async def close(self) -> None:
         return None

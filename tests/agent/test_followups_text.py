@@ -19,6 +19,7 @@ from parley_shared.contracts import OutgoingMessage, decode
 from parley_shared.gemini import make_client
 from parley_shared.settings import CommonSettings
 from parley_shared.topology import CAMPAIGN
+from tests.agent.conversation_support import sample_knowledge
 from tests.support import infra
 from tests.support.fake_gemini import FakeGemini, FakeReply
 from tests.support.followups import START, make_rig
@@ -98,6 +99,26 @@ async def test_offline_value_proposition_quotes_a_grounded_fact(knowledge: Knowl
     assert result.knowledge_refs and result.knowledge_refs[0]["doc"] == "delivery.md"
     reminder = await writer(knowledge).write(ctx(Strategy.REMINDER))
     assert FACT not in reminder.text and reminder.knowledge_refs == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "about", "never"),
+    [
+        (["How much is the V-20 visitor chair?"], "V-20", ("ErgoPro", "Basic 100", "SilentPod")),
+        (["Сколько стоит стул V-20?"], "V-20", ("ErgoPro", "Basic 100")),
+        (["Do you deliver to Astana?"], "other cities", ("Delivery in Almaty", "ErgoPro")),
+        (["Is there a warranty on the LiftDesk Duo?"], "LiftDesk", ("ErgoPro", "Standard 140")),
+    ],
+)
+async def test_a_touch_speaks_of_what_this_prospect_asked_about(
+    asked: list[str], about: str, never: tuple[str, ...]
+) -> None:
+    knowledge = sample_knowledge()
+    history = [(direction, text) for question in asked for direction, text in (("in", question), ("out", "Noted!"))]
+    touch = TouchContext(contact_id=1, touch=2, strategy=Strategy.VALUE_PROPOSITION, name=None, history=history)
+    result = await writer(knowledge).write(touch)
+    assert about in result.text and not any(other in result.text for other in never), result.text
+    assert result.knowledge_refs
 
 
 async def test_gemini_writes_with_the_prompt_conversation_and_passages(

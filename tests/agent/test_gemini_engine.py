@@ -144,27 +144,32 @@ async def test_a_hanging_model_times_out_into_the_fallback(fake: FakeGemini, eng
     assert result.fallback and result.error == "timeout" and result.attempts == 3
 
 
-async def test_the_moderator_verdict_and_its_failure(fake: FakeGemini, engine: GeminiEngine) -> None:
-    fake.queue(FakeReply.json({"status": "non_client", "category": "job_seeker", "reason": "asks for a job",
-                               "confidence": 0.92}))  # fmt: skip
-    verdict = await engine.classify(["Do you have vacancies?"], PROFILE)
-    assert verdict is not None and (verdict.status, verdict.category, verdict.confidence) == (
-        "non_client",
-        "job_seeker",
-        0.92,
-    )
-    assert "moderator" in fake.calls[-1].system
-    fake.queue(FakeReply.text("nonsense"), FakeReply.text("{}"), FakeReply.error(500))
-    assert await engine.classify(["hello"], PROFILE) is None
+async def test_a_new_contact_is_classified_and_answered_in_one_call(fake: FakeGemini, engine: GeminiEngine) -> None:
+    verdict = {"status": "non_client", "category": "job_seeker", "reason": "asks for a job", "confidence": 0.92}
+    fake.queue(FakeReply.json({**decision(), "classification": verdict}))
+    result = await engine.decide(context(classify=True, messages=["Do you have vacancies?"]))
+    assert result.classification is not None and len(fake.calls) == 1
+    got = result.classification
+    assert (got.status, got.category, got.confidence) == ("non_client", "job_seeker", 0.92)
+    call = fake.calls[-1]
+    assert "moderator" in call.system and "sales assistant" in call.system and "classification" in call.system
+    assert "classification" in json.dumps(call.response_schema)
+    # A missing or broken classification costs no retry: the decision stands, the rules will classify.
+    fake.queue(FakeReply.json({**decision(), "classification": {"status": "maybe"}}))
+    broken = await engine.decide(context(classify=True))
+    assert not broken.fallback and broken.classification is None and len(fake.calls) == 2
+    # A classified contact's call asks for no classification.
+    fake.queue(FakeReply.json(decision()))
+    plain = await engine.decide(context())
+    assert plain.classification is None and "classification" not in json.dumps(fake.calls[-1].response_schema)
 
 
 async def test_the_service_uses_gemini_when_a_key_is_set(amqp_url: str, tmp_path: Path, fake: FakeGemini) -> None:
     async def respond(call: GeminiCall) -> FakeReply:
-        if "moderator" in call.system:
-            return FakeReply.json({"status": "client", "category": "prospect", "reason": "asks", "confidence": 0.9})
         ids = [line[1:].split("]")[0] for line in call.prompt.splitlines() if line.startswith("[")]
-        return FakeReply.json(decision(passages_used=ids[:1], reply="The ErgoPro 300 costs 89 900 ₸."),
-                              prompt_tokens=500, output_tokens=30)  # fmt: skip
+        verdict = {"status": "client", "category": "prospect", "reason": "asks", "confidence": 0.9}
+        return FakeReply.json({**decision(passages_used=ids[:1], reply="The ErgoPro 300 costs 89 900 ₸."),
+                               "classification": verdict}, prompt_tokens=500, output_tokens=30)  # fmt: skip
 
     fake.responder = respond
     async with running_agent(
@@ -182,4 +187,5 @@ async def test_the_service_uses_gemini_when_a_key_is_set(amqp_url: str, tmp_path
     assert (out["model"], out["tokens_in"], out["tokens_out"]) == ("gemini-2.5-flash", 500, 30)
     assert out["latency_ms"] is not None and out["knowledge_refs"][0]["doc"] == "komfortoffice_catalogue.pdf"
     assert convo["contact"]["spin_stage"] == "implication"
-    assert {c.method for c in fake.calls} == {"generateContent"}
+    assert convo["contact"]["classification_reason"] == "asks"  # the model's verdict, from the same call
+    assert [c.method for c in fake.calls] == ["generateContent"]  # one round trip to the first answer

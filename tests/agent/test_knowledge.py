@@ -4,6 +4,7 @@ hybrid retrieval, its speed, and the ``/knowledge`` routes."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import statistics
 import time
 from pathlib import Path
@@ -84,6 +85,37 @@ def test_chunks_keep_document_and_page_and_rejoin_wrapped_lines() -> None:
     assert "Ergo chair costs 10 000 KZT and comes with a warranty." in chunks[0].text
     assert len(chunks) > 1 and all(len(c.text) <= MAX_CHARS for c in chunks)
     assert [c.chunk_id for c in chunks] == [c.chunk_id for c in chunk_document(document)]  # stable ids
+
+
+def test_lines_a_pdf_broke_inside_a_sentence_are_joined_and_prices_stay_whole(tmp_path: Path) -> None:
+    """A narrow column breaks "Price:" from "164,500 KZT" and a sentence at a capitalised word."""
+    doc = FPDF()
+    doc.set_font("helvetica", size=10)
+    doc.add_page()
+    doc.multi_cell(0, 6, "Filters and systems")
+    for text in (
+        "AquaPure RO-5 reverse osmosis system with five filtration stages and a 12-litre tank, for hard tap water. "
+        "Price: 164,500 KZT. In stock.",
+        "Delivery to other cities of Kazakhstan takes 2-6 working days by courier, from Astana and Almaty.",
+    ):
+        doc.multi_cell(51, 5, text)
+        doc.ln(2)
+    doc.output(str(tmp_path / "list.pdf"))
+    raw = PdfReader(tmp_path / "list.pdf").pages[0].extract_text().splitlines()
+    assert "tank, for hard tap water. Price:" in raw and "Kazakhstan takes 2-6 working" in raw  # where it broke
+    [chunk] = chunk_document(load_directory(tmp_path)[0][0])
+    lines = chunk.text.splitlines()
+    assert lines[0] == "Filters and systems"
+    assert any(re.search(r"for hard tap water\. Price: 164,500 KZT\. In stock\.$", line) for line in lines)
+    assert "Delivery to other cities of Kazakhstan takes 2-6 working days by courier, from Astana and Almaty." in lines
+
+
+def test_the_second_sample_price_list_reads_whole_product_lines() -> None:
+    kb = KnowledgeBase(ROOT / "samples" / "tazasu" / "knowledge_base")
+    kb.load_sync()
+    assert kb.summary()["problems"] == []
+    text = "\n".join(p.text for p in kb.lexical_search("AquaPure RO-5 price", 2))
+    assert re.search(r"AquaPure RO-5 reverse osmosis system .+ Price: 164,500 KZT\. In stock\.", text)
 
 
 def test_bm25_ranks_the_chunk_that_matches_best() -> None:
@@ -189,8 +221,18 @@ def test_the_shipped_catalogue_loads_in_both_languages() -> None:
     assert "Эргономичное" in kb.lexical_search("кресло ErgoPro 300 цена", 1)[0].text
 
 
-def test_the_shipped_catalogue_is_what_its_script_builds(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("build_catalogue", ROOT / "knowledge_base/_source/build_catalogue.py")
+@pytest.mark.parametrize(
+    ("script", "shipped"),
+    [
+        ("knowledge_base/_source/build_catalogue.py", "knowledge_base/komfortoffice_catalogue.pdf"),
+        (
+            "samples/tazasu/knowledge_base/_source/build_price_list.py",
+            "samples/tazasu/knowledge_base/tazasu_price_list.pdf",
+        ),
+    ],
+)
+def test_the_shipped_catalogues_are_what_their_scripts_build(tmp_path: Path, script: str, shipped: str) -> None:
+    spec = importlib.util.spec_from_file_location("build_catalogue", ROOT / script)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -201,4 +243,4 @@ def test_the_shipped_catalogue_is_what_its_script_builds(tmp_path: Path) -> None
     def text(path: Path) -> list[str]:
         return [page.extract_text() for page in PdfReader(path).pages]
 
-    assert text(built) == text(ROOT / "knowledge_base" / "komfortoffice_catalogue.pdf")
+    assert text(built) == text(ROOT / shipped)

@@ -7,23 +7,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_service.domain.call_slots import CallRules
 from agent_service.domain.grounding import extract_claims
-from agent_service.domain.profile import BusinessProfile
+from agent_service.domain.moderation import Classification
+from agent_service.domain.working_hours import WorkingHours
 from agent_service.engines.base import EngineResult, TurnContext
-from agent_service.knowledge import KnowledgeBase
 from agent_service.prompts import PromptBook
 from agent_service.sales import InboundText, SalesAgent, TurnInput
-from tests.agent.conversation_support import ROOT, ScriptedEngine, echo_decision
+from tests.agent.conversation_support import ROOT, ScriptedEngine, echo_decision, sample_business, sample_knowledge
 
-PROFILE = BusinessProfile("KomfortOffice", "office furniture shop in Almaty", "Asia/Almaty")
-PROMPTS = PromptBook(ROOT / "prompts")
-KNOWLEDGE = KnowledgeBase(ROOT / "knowledge_base")
-KNOWLEDGE.load_sync()
+PROFILE = sample_business()
+PROMPTS = PromptBook(ROOT / "prompts", PROFILE)
+KNOWLEDGE = sample_knowledge()
 CATALOGUE_TEXT = "\n".join(p.text for p in KNOWLEDGE.lexical_search("price discount delivery ₸ %", 50))
 
 
@@ -100,14 +101,69 @@ async def test_a_grounded_model_reply_passes_with_its_passages() -> None:
     assert {ref["doc"] for ref in plan.knowledge_refs} == {"komfortoffice_catalogue.pdf"}
 
 
-async def test_a_confident_non_client_gets_no_reply_and_no_model_call() -> None:
+async def test_a_new_contact_is_classified_in_the_same_engine_call_and_a_confident_non_client_gets_no_reply() -> None:
     engine = inventing("hello")
     plan = await agent_with(engine).plan(
         turn("Earn $500 a day with crypto, click this link bit.ly/x", client_status="unknown", classified_by=None)
     )
-    assert plan.reply is None and engine.calls == []
+    assert plan.reply is None and len(engine.calls) == 1 and engine.calls[0].classify
     assert plan.contact_values["client_status"] == "non_client"
     assert plan.contact_values["client_category"] == "spam"
+    known = await agent_with(engine).plan(turn("How much is the ErgoPro 300?"))  # classified already: no verdict asked
+    assert known.reply and not engine.calls[-1].classify and known.classification is None
+
+
+async def test_the_engines_verdict_wins_over_the_rules() -> None:
+    class Classifying(ScriptedEngine):
+        async def decide(self, context: TurnContext) -> EngineResult:
+            result = await super().decide(context)
+            verdict = Classification("non_client", "supplier", "offers wholesale chairs", 0.9)
+            return EngineResult(result.decision, model="m", classification=verdict if context.classify else None)
+
+    plan = await agent_with(Classifying(inventing("hi").respond)).plan(
+        turn("How much are your chairs?", client_status="unknown", classified_by=None)
+    )
+    assert plan.reply is None and plan.classification is not None and plan.classification.category == "supplier"
+
+
+@pytest.mark.parametrize(
+    ("text", "total"),
+    [
+        ("We need 20 ErgoPro 300 and 20 Standard 140, what's the total with the discount?", "2 879 280 ₸"),
+        ("Is there a discount if we order for 4 066 800 tenge?", "3 782 124 ₸"),
+        ("Сколько будет 2 шкафа Archive 80?", "149 000 ₸"),
+    ],
+)
+async def test_totals_and_discounts_are_computed_from_the_catalogue_and_pass_the_guard(text: str, total: str) -> None:
+    seen: list[TurnContext] = []
+
+    async def quoting(context: TurnContext) -> Any:
+        seen.append(context)
+        return echo_decision(context, " ".join(context.quote))
+
+    plan = await agent_with(ScriptedEngine(quoting)).plan(turn(text))
+    assert total in plan.reply and plan.ungrounded == [] and plan.computed == seen[0].quote
+    assert {ref["doc"] for ref in plan.knowledge_refs} == {"komfortoffice_catalogue.pdf"}
+
+
+async def test_a_call_at_a_time_that_cannot_be_booked_is_no_agreement_yet() -> None:
+    rules = CallRules(WorkingHours(ZoneInfo("Asia/Almaty")))
+    monday_noon = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
+
+    async def call_at(hour: int) -> Any:
+        async def respond(context: TurnContext) -> Any:
+            when = datetime(2026, 1, 6, hour, 0, tzinfo=ZoneInfo("Asia/Almaty"))
+            return echo_decision(context, "Let's talk.", action="schedule_call", outcome="agreed",
+                                 proposed_call_time=when)  # fmt: skip
+
+        agent = SalesAgent(engine=ScriptedEngine(respond), knowledge=KNOWLEDGE, prompts=PROMPTS, profile=PROFILE,
+                           call_rules=rules)  # fmt: skip
+        return await agent.plan(TurnInput(turn("x").contact, [InboundText("call me")], [], [], monday_noon))
+
+    assert (await call_at(11)).contact_values["outcome"] == "agreed"
+    late = await call_at(21)  # outside working hours: slots are proposed, nothing is agreed yet
+    assert late.contact_values["outcome"] == "open" and late.decision is not None
+    assert late.decision.action == "schedule_call"
 
 
 async def test_a_model_failure_is_a_fallback_reply_that_flags_a_human() -> None:

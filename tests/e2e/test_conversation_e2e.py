@@ -9,23 +9,41 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent_service.app import create_app as create_agent
 from agent_service.prompts import PromptBook
 from tests.agent.conversation_support import AUTH as AGENT_AUTH
-from tests.agent.conversation_support import ROOT, settings_for
+from tests.agent.conversation_support import BUSINESS_FILES, ROOT, settings_for
 from tests.gateway.helpers import AUTH as GATEWAY_AUTH
 from tests.gateway.helpers import eventually, gateway_settings, running
 
 PHONE = "+77010000021"
 PROMPTS = PromptBook(ROOT / "prompts")
+# Per sample business: (a price question, the price it quotes), a question its documents cannot
+# answer, (a delivery question, the figure its answer holds).
+SCRIPTS = {
+    "komfortoffice": (
+        ("Hello! How much is the ErgoPro 300 chair?", "89 900 ₸"),
+        "Do you sell coffee machines?",
+        ("What is the delivery cost in Almaty?", "5 000 ₸"),
+    ),
+    "tazasu": (
+        ("Hello! How much is the Trio T-3 filter?", "39,900 KZT"),
+        "Do you sell water heaters?",
+        ("What is the delivery cost in Astana?", "1,500 KZT"),
+    ),
+}
 
 
 @asynccontextmanager
-async def stack(amqp_url: str, tmp_path: Path, agent_db: str) -> AsyncIterator[tuple[TestClient, TestClient]]:
+async def stack(
+    amqp_url: str, tmp_path: Path, agent_db: str, business: str
+) -> AsyncIterator[tuple[TestClient, TestClient]]:
     gateway = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
-    agent_app = create_agent(settings_for(amqp_url, agent_db, buffer_window_s=0.1))
+    agent_settings = settings_for(amqp_url, agent_db, buffer_window_s=0.1, business_file=str(BUSINESS_FILES[business]))
+    agent_app = create_agent(agent_settings)
     async with running(gateway) as gw, TestClient(TestServer(agent_app)) as agent:
         yield gw, agent
 
@@ -59,17 +77,19 @@ class Chat:
         return (await response.json())["messages"] == []
 
 
+@pytest.mark.parametrize("business", list(SCRIPTS))
 async def test_a_prospect_talks_to_the_agent_through_the_sandbox(
-    amqp_url: str, database_url: str, tmp_path: Path
+    amqp_url: str, database_url: str, tmp_path: Path, business: str
 ) -> None:
-    async with stack(amqp_url, tmp_path, database_url) as (gateway, agent):
+    (price_question, price), unanswerable, (delivery_question, delivery) = SCRIPTS[business]
+    async with stack(amqp_url, tmp_path, database_url, business) as (gateway, agent):
         chat = Chat(gateway, PHONE)
-        accepted = await chat.write(text="Hello! How much is the ErgoPro 300 chair?", name="Aru", id="e2e-1")
+        accepted = await chat.write(text=price_question, name="Aru", id="e2e-1")
         assert accepted["status"] == "published"
         first = await chat.read()
-        assert "89 900 ₸" in first["text"] and "Aru" in first["text"]
+        assert price in first["text"] and "Aru" in first["text"]
         assert first["kind"] == "reply" and first["in_reply_to"] == [accepted["message_id"]]
-        assert (await chat.write(text="Hello! How much is the ErgoPro 300 chair?", id="e2e-1"))["status"] == "duplicate"
+        assert (await chat.write(text=price_question, id="e2e-1"))["status"] == "duplicate"
 
         # The sender's delivery status reaches the agent's record of the reply.
         async def delivered() -> bool:
@@ -85,7 +105,7 @@ async def test_a_prospect_talks_to_the_agent_through_the_sandbox(
         assert voice_reply["text"] == PROMPTS.phrase("en", "voice_unavailable")
 
         # A question the catalogue cannot answer: the manager handoff, flagged for a human.
-        await chat.write(text="Do you sell coffee machines?", id="e2e-2")
+        await chat.write(text=unanswerable, id="e2e-2")
         assert (await chat.read())["text"] == PROMPTS.phrase("en", "check_with_manager")
         convo = await (await agent.get(f"/contacts/{PHONE[1:]}", headers=AGENT_AUTH)).json()
         assert convo["contact"]["needs_human"] is True
@@ -102,10 +122,10 @@ async def test_a_prospect_talks_to_the_agent_through_the_sandbox(
 
         # Handed back, the AI answers again.
         assert (await agent.post(f"/contacts/{PHONE}/handback", headers=AGENT_AUTH)).status == 200
-        await chat.write(text="What is the delivery cost in Almaty?", id="e2e-4")
-        assert "5 000 ₸" in (await chat.read())["text"]
+        await chat.write(text=delivery_question, id="e2e-4")
+        assert delivery in (await chat.read())["text"]
         convo = await (await agent.get(f"/contacts/{PHONE}", headers=AGENT_AUTH)).json()
         texts = {m["text"]: (m["direction"], m["kind"], m["status"]) for m in convo["messages"]}
         assert texts["Thanks Dana!"] == ("in", "text", "silent")
         assert texts["Hi Aru, Dana here."][:2] == ("out", "operator")
-        assert texts["What is the delivery cost in Almaty?"] == ("in", "text", "handled")
+        assert texts[delivery_question] == ("in", "text", "handled")

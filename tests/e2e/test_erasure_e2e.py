@@ -67,7 +67,7 @@ async def test_erasing_a_contact_clears_both_services_and_the_dead_letters(
     amqp_url: str, database_url: str, tmp_path: Path
 ) -> None:
     gateway_db = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
-    async with stack(amqp_url, tmp_path, database_url) as (gateway, agent):
+    async with stack(amqp_url, tmp_path, database_url, "komfortoffice") as (gateway, agent):
         erased, kept = Chat(gateway, ERASED), Chat(gateway, KEPT)
         first = await erased.write(text="Hello! How much is the ErgoPro 300 chair?", name="Aigerim", id="erase-1")
         await erased.read()

@@ -87,7 +87,7 @@ def make_prospects(
 @dataclass
 class FaultyModel:
     """A fake Gemini responder that fails every ``fail_every``-th call (503 and timeouts alternately)
-    and otherwise answers a valid moderator verdict or sales decision."""
+    and otherwise answers a valid sales decision (with the sender's classification when asked)."""
 
     fail_every: int = 3
     hang_s: float = 2.0
@@ -100,13 +100,13 @@ class FaultyModel:
     by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @staticmethod
-    def is_moderator(call: GeminiCall) -> bool:
+    def classifies(call: GeminiCall) -> bool:
         schema = call.response_schema or {}
-        return "status" in (schema.get("properties") or {})
+        return "classification" in (schema.get("properties") or {})
 
     async def __call__(self, call: GeminiCall) -> FakeReply:
         self.calls += 1
-        kind = "moderator" if self.is_moderator(call) else "decision"
+        kind = "first_contact" if self.classifies(call) else "decision"
         self.by_kind[kind] += 1
         if self.fail_every and self.calls % self.fail_every == 0:
             if (self.calls // self.fail_every) % 2:
@@ -115,22 +115,18 @@ class FaultyModel:
             self.failed_timeout += 1
             return FakeReply.hang(self.hang_s)
         self.answered += 1
-        if kind == "moderator":
-            return FakeReply.json(
-                {"status": "client", "category": "prospect", "reason": "asks about products", "confidence": 0.95}
-            )
-        decision = self.decide(call) if self.decide else None
-        return FakeReply.json(
-            decision
-            or {
-                "reply": self.reply,
-                "spin_stage": "situation",
-                "outcome": "open",
-                "action": "none",
-                "language": "en",
-                "passages_used": [],
-            }
-        )
+        decision = (self.decide(call) if self.decide else None) or {
+            "reply": self.reply,
+            "spin_stage": "situation",
+            "outcome": "open",
+            "action": "none",
+            "language": "en",
+            "passages_used": [],
+        }
+        if kind == "first_contact":
+            verdict = {"status": "client", "category": "prospect", "reason": "asks about products", "confidence": 0.95}
+            decision = {**decision, "classification": verdict}
+        return FakeReply.json(decision)
 
 
 # --------------------------------------------------------------------------------------------- the sandbox

@@ -6,8 +6,8 @@ What must hold:
 
 * the flood costs a bounded number of model calls: the buffer window turns a burst into one turn,
   so a number that never pauses for ``BUFFER_WINDOW_S`` gets at most one turn per pause -- here at
-  most ``ceil(flood seconds / window) + 1`` sales decisions (in practice one), plus at most
-  ``MODERATOR_MAX_TURNS`` moderator calls;
+  most ``ceil(flood seconds / window) + 1`` sales decisions (in practice one), of which at most
+  ``MODERATOR_MAX_TURNS`` also classify the sender (the moderator rides in the decision's call);
 * every flood message is recorded and answered (by that handful of replies), none twice;
 * the other prospects' replies are not held up: their reply latency during the flood stays within
   ``LATENCY_SLACK_S`` of the latency measured just before it, on the same stack.
@@ -56,25 +56,29 @@ class CountingModel:
         self.moderations: dict[str, int] = {}
 
     async def __call__(self, call: GeminiCall) -> FakeReply:
-        moderator = "status" in ((call.response_schema or {}).get("properties") or {})
+        classifies = "classification" in ((call.response_schema or {}).get("properties") or {})
         # a decision is the flooder's when its NEW messages are (the history may hold anything)
-        text = call.prompt if moderator else call.prompt.split("New messages from the prospect:", 1)[-1]
+        text = call.prompt.split("New messages from the prospect:", 1)[-1]
         who = "flood" if "FLOOD" in text else "other"
         await asyncio.sleep(MODEL_DELAY_S)
-        if moderator:
-            self.moderations[who] = self.moderations.get(who, 0) + 1
-            return FakeReply.json({"status": "client", "category": "prospect", "reason": "asks", "confidence": 0.9})
         self.decisions[who] = self.decisions.get(who, 0) + 1
-        return FakeReply.json(
-            {
-                "reply": "Thank you for your messages. What are you furnishing?",
-                "spin_stage": "situation",
-                "outcome": "open",
-                "action": "none",
-                "language": "en",
-                "passages_used": [],
+        decision: dict[str, Any] = {
+            "reply": "Thank you for your messages. What are you furnishing?",
+            "spin_stage": "situation",
+            "outcome": "open",
+            "action": "none",
+            "language": "en",
+            "passages_used": [],
+        }
+        if classifies:
+            self.moderations[who] = self.moderations.get(who, 0) + 1
+            decision["classification"] = {
+                "status": "client",
+                "category": "prospect",
+                "reason": "asks",
+                "confidence": 0.9,
             }
-        )
+        return FakeReply.json(decision)
 
 
 @pytest.fixture
@@ -158,7 +162,7 @@ async def test_a_flooding_number_costs_few_model_calls_and_does_not_hold_up_the_
         "flood_replies": len(flood_replies),
         "flood_recorded_handled_turns": recorded,
         "flood_model_decisions": model.decisions.get("flood", 0),
-        "flood_moderator_calls": model.moderations.get("flood", 0),
+        "flood_classifying_calls": model.moderations.get("flood", 0),
         "decisions_bound": decisions_bound,
         "others_replies_baseline": len(baseline),
         "others_replies_during_flood": len(during),
@@ -182,7 +186,7 @@ async def test_a_flooding_number_costs_few_model_calls_and_does_not_hold_up_the_
     assert recorded == {"recorded": FLOOD, "handled": FLOOD, "turns": len(flood_replies)}, recorded
     assert len(answered) == len(set(answered)) and set(answered) <= set(flood_ids), "none answered twice"
     assert 1 <= figures["flood_model_decisions"] <= decisions_bound
-    assert figures["flood_moderator_calls"] <= 3  # MODERATOR_MAX_TURNS
+    assert figures["flood_classifying_calls"] <= 3  # MODERATOR_MAX_TURNS
     assert len(flood_replies) == figures["flood_model_decisions"]
     assert len(during) == len(baseline) == OTHERS * ROUNDS
     assert _p95(during) - _p95(baseline) <= LATENCY_SLACK_S, figures

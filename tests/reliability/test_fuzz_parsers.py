@@ -11,7 +11,7 @@ result or its typed error, never anything else:
 * Wappi and Meta ``download_media`` -> ``Media`` or ``MediaError``;
 * the Wappi poll (``fetch_page``) -> a page, ``PayloadError`` or ``ProviderUnavailable``;
 * the Gemini engine (real google-genai SDK) given any response envelope -> a decision or the
-  safe fallback, and the moderator a verdict or None.
+  safe fallback, and -- for a contact not classified yet -- a verdict or None.
 """
 
 from __future__ import annotations
@@ -242,19 +242,21 @@ async def test_any_model_envelope_gives_a_decision_or_the_fallback(
         return FakeReply(status=status, body=body if isinstance(body, dict) else {"x": body})
 
     fake.responder = answer
-    context = TurnContext(
-        language="en",
-        spin_stage="situation",
-        outcome="open",
-        messages=["Do you sell chairs?"],
-        history=[],
-        passages=[],
-        profile=PROFILE,
-        now=datetime(2026, 1, 5, 7, 0, tzinfo=UTC),
-    )
-    result = await engine.decide(context)
-    assert result.decision.reply.strip()
-    if result.fallback:
-        assert result.decision.action == "none" and result.error
-    verdict = await engine.classify(["Do you sell chairs?"], PROFILE)
-    assert verdict is None or verdict.status in ("client", "non_client")
+    for classify in (False, True):
+        context = TurnContext(
+            language="en",
+            spin_stage="situation",
+            outcome="open",
+            messages=["Do you sell chairs?"],
+            history=[],
+            passages=[],
+            profile=PROFILE,
+            now=datetime(2026, 1, 5, 7, 0, tzinfo=UTC),
+            classify=classify,
+        )
+        result = await engine.decide(context)
+        assert result.decision.reply.strip()
+        if result.fallback:
+            assert result.decision.action == "none" and result.error and result.classification is None
+        verdict = result.classification
+        assert verdict is None or (classify and verdict.status in ("client", "non_client"))

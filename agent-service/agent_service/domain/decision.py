@@ -86,10 +86,11 @@ class DecisionWire(BaseModel):
     handoff_reason: str | None = None
 
 
-def _summary(error: ValidationError) -> str:
+def validation_summary(error: ValidationError, limit: int = 3) -> str:
+    """The first problems of a validation error, where and what ("spin_stage: Input should be ...")."""
     parts = [
         f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-        for e in error.errors(include_input=False, include_url=False)[:3]
+        for e in error.errors(include_input=False, include_url=False)[:limit]
     ]
     return "; ".join(parts)
 
@@ -120,7 +121,7 @@ def parse_decision(raw: str | None, *, timezone: str, passage_ids: Iterable[str]
     try:
         wire = DecisionWire.model_validate(data)
     except ValidationError as exc:
-        raise DecisionError(f"model output does not match the decision: {_summary(exc)}") from None
+        raise DecisionError(f"model output does not match the decision: {validation_summary(exc)}") from None
     known = set(passage_ids)
     call_time = parse_call_time(wire.proposed_call_time, timezone) if wire.action == "schedule_call" else None
     used = list(dict.fromkeys(p for p in wire.passages_used if p in known))
@@ -136,4 +137,4 @@ def parse_decision(raw: str | None, *, timezone: str, passage_ids: Iterable[str]
             handoff_reason=(wire.handoff_reason or None) if wire.action == "handoff" else None,
         )
     except ValidationError as exc:
-        raise DecisionError(f"invalid decision: {_summary(exc)}") from None
+        raise DecisionError(f"invalid decision: {validation_summary(exc)}") from None

@@ -166,7 +166,7 @@ def extract_claims(text: str) -> list[Claim]:
         span = (m.start(), m.start() + len(run))
         if _spans_overlap(span, taken):
             continue
-        whole, parts = _run_values(run)
+        whole = _run_values(run)[0]
         rest = text[span[1] :]
         before = text[max(0, span[0] - 4) : span[0]]
         if _PERCENT_AFTER.match(rest):
@@ -175,25 +175,42 @@ def extract_claims(text: str) -> list[Claim]:
             kind, prefix = "money", "m:"
         else:
             kind, prefix = "number", "n:"
-        code_match = _CODE_BEFORE.search(text[max(0, span[0] - 40) : span[0]]) if kind == "number" else None
-        claims.append(
-            (
-                span[0],
-                Claim(
-                    run,
-                    kind,
-                    frozenset(prefix + v for v in whole),
-                    # A price or a percentage is one number; only plain numbers may be two.
-                    tuple(frozenset(prefix + v for v in part) for part in parts) if kind == "number" else (),
-                    code=(code_match.group(1) or code_match.group(2)).lower() if code_match else None,
-                ),
-            )
-        )
+        if kind == "money" and not whole and " " in run:
+            # "SoftLine S-25 45,000 KZT": a model number, then the price. The price is the longest
+            # tail of the run that reads as one number; what comes before it is a number of its own.
+            pieces = run.split(" ")
+            for k in range(1, len(pieces)):
+                tail, head = " ".join(pieces[k:]), " ".join(pieces[:k])
+                tail_whole = _run_values(tail)[0]
+                if tail_whole:
+                    claims.append((span[0], _number_claim(text, span[0], head)))
+                    tail_at = span[0] + len(head) + 1
+                    claims.append((tail_at, Claim(tail, kind, frozenset(prefix + v for v in tail_whole))))
+                    break
+            continue
+        if kind == "number":
+            claims.append((span[0], _number_claim(text, span[0], run)))
+            continue
+        # A price or a percentage is one number; only plain numbers may be two.
+        claims.append((span[0], Claim(run, kind, frozenset(prefix + v for v in whole))))
     for name, pattern in _TERMS.items():
         for m in pattern.finditer(text):
             claims.append((m.start(), Claim(m.group(0).strip(), "term", frozenset({f"term:{name}"}))))
             break
     return [claim for _, claim in sorted(claims, key=lambda pair: pair[0])]
+
+
+def _number_claim(text: str, start: int, run: str) -> Claim:
+    """A plain number (or a run of them) at ``start``; right after a product code it names that model."""
+    whole, parts = _run_values(run)
+    code_match = _CODE_BEFORE.search(text[max(0, start - 40) : start])
+    return Claim(
+        run,
+        "number",
+        frozenset("n:" + v for v in whole),
+        tuple(frozenset("n:" + v for v in part) for part in parts),
+        code=(code_match.group(1) or code_match.group(2)).lower() if code_match else None,
+    )
 
 
 def _sentence(text: str, span: tuple[int, int]) -> str:

@@ -8,7 +8,7 @@ which is what BM25 over a small catalogue needs -- not linguistics.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CYRILLIC = re.compile(r"[а-яёәғқңөұүһі]", re.IGNORECASE)
@@ -25,6 +25,34 @@ _RU_ENDINGS = tuple(
     )
 )
 
+_KAZAKH = re.compile(r"[әғқңөұүһі]")
+# Kazakh case, plural and possessive endings, longest first. Kazakh stacks its endings, so after
+# stripping one a word is cut to its first six letters: "жеткізу", "жеткізесіздер" -> "жеткіз";
+# "сүзгісі" -> "сүзгі"; "алматыға" -> "алматы".
+_KK_ENDINGS = tuple(
+    sorted(
+        """
+        лардың лердің дардың дердің тардың тердің лар лер дар дер тар тер
+        ның нің дың дің тың тің нан нен дан ден тан тен мен бен пен нда нде ға ге қа ке да де та те
+        ны ні ды ді ты ті сы сі ым ім ың ің у
+        """.split(),
+        key=len,
+        reverse=True,
+    )
+)
+
+
+def _kazakh_stem(word: str) -> str:
+    for ending in _KK_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            word = word[: -len(ending)]
+            break
+    return word[:6]
+
+
+# English derivations folded into the word they come from (the stem must keep 4+ letters).
+_EN_DERIVED = (("ation", ""), ("ery", "er"), ("ing", ""), ("ed", ""))
+
 STOPWORDS = frozenset(
     """
     a an the and or but if of to in on at by for from with about as is are was were be been being
@@ -35,6 +63,7 @@ STOPWORDS = frozenset(
     ваш ваша ваше ваши мы нас нам наш я мне меня мой моя он она оно они их его её ее это этот эта
     эти то тот та те что как где когда какой какая какое какие есть был была было будет можно
     здравствуйте привет пожалуйста спасибо скажите подскажите хочу хотел хотела бы уже еще ещё
+    бар ма ме ба бе па пе және мен сен сіз біз сіздер бұл осы қандай қалай не неше қашан қайда ғой ғана
     """.split()
 )
 
@@ -48,20 +77,27 @@ def has_cyrillic(text: str) -> bool:
 
 
 def stem(word: str) -> str:
-    """A deliberately small stemmer: plural/case endings of English and Russian."""
+    """A deliberately small stemmer: plural/case endings of English and Russian, and the English
+    endings that make one word of a verb and its noun ("deliver", "delivery", "delivered",
+    "install", "installation", "installing")."""
     if word.isdigit() or len(word) < 4:
         return word
+    if _KAZAKH.search(word):
+        return _kazakh_stem(word)
     if has_cyrillic(word):
         for ending in _RU_ENDINGS:
             if word.endswith(ending) and len(word) - len(ending) >= 3:
                 return word[: -len(ending)]
         return word
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "xes", "sses")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif word.endswith(("ches", "shes", "xes", "sses")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for ending, replacement in _EN_DERIVED:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            return word[: -len(ending)] + replacement
     return word
 
 
@@ -70,26 +106,78 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
-# How prospects name what the catalogue calls otherwise: a stem becomes the catalogue's terms.
-# Applied to documents and questions alike, so both sides meet ("standing desk" finds the
-# "height-adjustable desk"). Keep it small and about the business's own vocabulary.
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "standing": ("height", "adjustable"),
-    "стояч": ("регулировк", "высот"),  # стоячий / стоячие / стоячих стол(ы)
+# How prospects name what the documents call otherwise: a stem -> the documents' terms. Each
+# business has its own (``[vocabulary.synonyms]`` in the business file, see
+# :func:`synonym_table`); applied to documents and questions alike, so both sides meet
+# ("standing desk" finds the "height-adjustable desk").
+Synonyms = Mapping[str, tuple[str, ...]]
+
+
+# Kazakh words for the topics every business has, read as the Russian words its documents use
+# (documents in Kazakhstan are mostly Russian): a Kazakh question finds the Russian lines.
+_KAZAKH_TOPICS = {
+    "жеткізу": "доставка",
+    "жеткізесіздер": "доставка",
+    "баға": "цена",
+    "бағасы": "цена",
+    "төлеу": "оплата",
+    "төлем": "оплата",
+    "бөліп": "рассрочка",
+    "кепілдік": "гарантия",
+    "кепілдігі": "гарантия",
+    "мекенжай": "адрес",
+    "жеңілдік": "скидка",
+    "орнату": "установка",
+    "қайтару": "возврат",
 }
 
 
-def tokens(text: str) -> list[str]:
-    """Index/query terms: words without stopwords, stemmed, synonyms mapped to catalogue terms."""
+def synonym_table(pairs: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """``{"standing": "height adjustable"}`` -> ``{"standing": ("height", "adjustable")}``: each
+    word on the left (any inflection of it) is read as the words on the right."""
+    table: dict[str, tuple[str, ...]] = {}
+    for word, meaning in {**_KAZAKH_TOPICS, **pairs}.items():
+        means = tuple(stem(w) for w in words(meaning) if w not in STOPWORDS)
+        for key in words(word):
+            if means and key not in STOPWORDS:
+                table[stem(key)] = means
+    return table
+
+
+BASE_SYNONYMS: Synonyms = synonym_table({})  # the built-in ones only (Kazakh topic words); a business adds its own
+
+
+def tokens(text: str, synonyms: Synonyms = BASE_SYNONYMS) -> list[str]:
+    """Index/query terms: words without stopwords, stemmed, synonyms mapped to the documents' terms."""
     out: list[str] = []
     for word in words(text):
         if word not in STOPWORDS:
             stemmed = stem(word)
-            out.extend(SYNONYMS.get(stemmed, (stemmed,)))
+            out.extend(synonyms.get(stemmed, (stemmed,)))
     return out
 
 
-def content_terms(text: str, ignore: Iterable[str] = ()) -> set[str]:
+def content_terms(text: str, ignore: Iterable[str] = (), synonyms: Synonyms = BASE_SYNONYMS) -> set[str]:
     """The distinct meaningful terms of a question (for "is this answered?" checks)."""
     skip = set(ignore)
-    return {t for t in tokens(text) if t not in skip and (len(t) > 2 or t.isdigit())}
+    return {t for t in tokens(text, synonyms) if t not in skip and (len(t) > 2 or t.isdigit())}
+
+
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-ZА-ЯЁӘҒҚҢӨҰҮҺІ][\w-]+)")
+_ACRONYM = re.compile(r"^[A-ZА-ЯЁ]{2,4}$")  # "ТОО", "VAT", "QR": a legal form or a term, not a name
+# A rule for everything the documents do not name ("delivery to other cities").
+ELSEWHERE = re.compile(
+    r"other (?:cities|regions|towns|countries|places|locations)|elsewhere|anywhere in|across|nationwide|"
+    r"друг\w* (?:город|регион|населён)|по всему|по всей|басқа қала|бүкіл",
+    re.IGNORECASE,
+)
+
+
+def proper_nouns(text: str, synonyms: Synonyms = BASE_SYNONYMS) -> set[str]:
+    """Capitalised words that do not start a sentence (a city, a brand), as index terms."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        for match in _CAPITALISED.finditer(line.strip()):
+            if not _ACRONYM.match(match.group(1)):
+                found.update(tokens(match.group(1), synonyms))
+    return found

@@ -3,6 +3,11 @@
 An engine's :meth:`Engine.decide` must not raise for model trouble: a failed, blocked or
 malformed answer comes back as a safe fallback decision with ``fallback`` set and the reason
 in ``error`` (no uncertain action: ``action`` stays ``none``).
+
+When the contact is not classified yet (``TurnContext.classify``), an engine that can may
+classify the sender in the same call and return it in ``EngineResult.classification`` -- one
+model round trip to a new contact's first answer. An engine that does not (the offline
+engine, whose moderator is rules) leaves it None and the sales agent applies the rules.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class TurnContext:
     contact_name: str | None = None
     media_without_text: bool = False  # a voice note nobody could transcribe, an image without caption ...
     voice_untranscribed: bool = False
+    classify: bool = False  # the sender is not classified yet: classify them in the same call, if you can
+    quote: tuple[str, ...] = ()  # a total computed from the catalogue for this message (exact; to be quoted)
 
     @property
     def text(self) -> str:
@@ -59,15 +66,12 @@ class EngineResult:
     fallback: bool = False
     error: str | None = None
     attempts: int = 1
+    classification: Classification | None = None  # the sender's class, when asked and the engine gave one
 
 
 class Engine(Protocol):
     name: str
 
     async def decide(self, context: TurnContext) -> EngineResult: ...
-
-    async def classify(self, texts: list[str], profile: BusinessProfile) -> Classification | None:
-        """The moderator's verdict, or None to use the rules alone."""
-        ...
 
     async def close(self) -> None: ...

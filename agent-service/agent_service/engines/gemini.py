@@ -5,6 +5,12 @@ the context (profile, passages with ids, history, new messages) as content, and 
 JSON schema. ``response.text`` is validated with pydantic (:func:`parse_decision`) -- never
 ``response.parsed``, which is silently None on a mismatch.
 
+While the sender is not classified (``context.classify``), the same call also classifies them:
+the system instruction adds the moderator's prompt and ``first_contact_prompt.txt``, and the
+schema a ``classification`` object. A missing or invalid classification is not an error (the
+sales agent then applies the moderator's rules); the decision alone decides whether the answer
+was usable. So a new contact's first answer costs one model round trip, not two.
+
 Failures: 408/429/5xx, timeouts, transport errors and malformed output are retried
 (``LLM_ATTEMPTS``, backoff doubling from ``LLM_RETRY_BACKOFF_S``); a blocked answer or a 4xx is
 not. When nothing valid comes back the engine returns the fixed fallback reply with
@@ -28,10 +34,11 @@ from tenacity import RetryCallState
 
 from agent_service.domain.decision import AgentDecision, DecisionError, DecisionWire, parse_decision
 from agent_service.domain.injection import quoted_name
+from agent_service.domain.language import NAMES as LANGUAGE_NAMES
 from agent_service.domain.moderation import CATEGORIES, Classification
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines.base import EngineResult, TurnContext
-from agent_service.prompts import LANGUAGE_NAMES, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
+from agent_service.prompts import FIRST_CONTACT_PROMPT, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
 from parley_shared.retry import Backoff
 
 log = structlog.get_logger(__name__)
@@ -44,6 +51,28 @@ class ModeratorWire(BaseModel):
     category: Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
     reason: str = Field(max_length=500)
     confidence: float = Field(ge=0, le=1)
+
+
+class FirstContactWire(DecisionWire):
+    """The decision and the sender's classification, in one answer."""
+
+    classification: ModeratorWire | None = None
+
+
+def parse_classification(raw: str) -> Classification | None:
+    """The classification inside a first-contact answer, or None when it is missing or invalid."""
+    try:
+        wire = FirstContactWire.model_validate_json(raw).classification
+    except ValidationError:
+        return None
+    if wire is None:
+        return None
+    category = wire.category if wire.category in CATEGORIES else "other"
+    if wire.status == "client":
+        category = "prospect"
+    elif category == "prospect":
+        category = "other"
+    return Classification(wire.status, category, wire.reason.strip() or "model verdict", wire.confidence)
 
 
 class _AttemptFailed(Exception):
@@ -93,15 +122,24 @@ class GeminiEngine:
     async def decide(self, context: TurnContext) -> EngineResult:
         started = time.perf_counter()
         profile = context.profile
-        system = self.prompts.text(SALES_PROMPT, _prompt_values(profile, context))
+        values = _prompt_values(profile, context)
+        system = self.prompts.text(SALES_PROMPT, values)
+        schema: type[BaseModel] = DecisionWire
+        if context.classify:  # one call: the reply and the sender's classification
+            system = "\n\n".join(
+                [system, self.prompts.text(MODERATOR_PROMPT, values), self.prompts.text(FIRST_CONTACT_PROMPT, values)]
+            )
+            schema = FirstContactWire
         ids = [p.chunk_id for p in context.passages]
         decision: AgentDecision | None = None
+        classification: Classification | None = None
 
         def accept(text: str) -> None:
-            nonlocal decision
+            nonlocal decision, classification
             decision = parse_decision(text, timezone=profile.timezone, passage_ids=ids)
+            classification = parse_classification(text) if context.classify else None
 
-        outcome = await self._generate(system, render_context(context), DecisionWire, accept)
+        outcome = await self._generate(system, render_context(context), schema, accept)
         latency = int((time.perf_counter() - started) * 1000)
         if decision is None:
             log.warning("agent.model_fallback", model=self.model, error=outcome.error, attempts=outcome.attempts)
@@ -128,35 +166,8 @@ class GeminiEngine:
             tokens_out=outcome.tokens_out,
             latency_ms=latency,
             attempts=outcome.attempts,
+            classification=classification,
         )
-
-    # ------------------------------------------------------------------ the moderator
-    async def classify(self, texts: list[str], profile: BusinessProfile) -> Classification | None:
-        system = self.prompts.text(
-            MODERATOR_PROMPT, {"business_name": profile.name, "business_description": profile.description}
-        )
-        content = "Messages from the sender, oldest first:\n" + "\n".join(f"- {t}" for t in texts if t)
-        result: list[Classification] = []
-
-        def accept(text: str) -> None:
-            try:
-                wire = ModeratorWire.model_validate_json(text)
-            except ValidationError as exc:
-                raise DecisionError(f"moderator output invalid: {exc.error_count()} error(s)") from None
-            category = wire.category if wire.category in CATEGORIES else "other"
-            if wire.status == "client":
-                category = "prospect"
-            elif category == "prospect":
-                category = "other"
-            result.append(
-                Classification(wire.status, category, wire.reason.strip() or "model verdict", wire.confidence)
-            )
-
-        outcome = await self._generate(system, content, ModeratorWire, accept)
-        if not result:
-            log.warning("agent.moderator_fallback", error=outcome.error)
-            return None
-        return result[0]
 
     # ------------------------------------------------------------------ one call with retries
     async def _generate(
@@ -246,14 +257,28 @@ def _prompt_values(profile: BusinessProfile, context: TurnContext) -> dict[str, 
     from zoneinfo import ZoneInfo
 
     local = context.now.astimezone(ZoneInfo(profile.timezone))
+    about = profile.about_in("en")
     return {
         "business_name": profile.name,
-        "business_description": profile.description,
+        "business_description": about.description,
+        "offering": about.offering or about.description,
+        "audience": about.audience or "anyone who needs what it sells",
+        "spin_questions": _question_bank(profile, context.language),
         "working_hours": profile.hours_text(context.language),
         "timezone": profile.timezone,
         "now_local": local.strftime("%A %Y-%m-%d %H:%M"),
         "language_name": LANGUAGE_NAMES.get(context.language, "English"),
     }
+
+
+def _question_bank(profile: BusinessProfile, language: str) -> str:
+    stages = ("situation", "problem", "implication", "need_payoff")
+    lines = []
+    for stage in stages:
+        questions = profile.spin_questions(language, stage)
+        if questions:
+            lines.append(f"- {stage}: " + " / ".join(questions))
+    return "\n".join(lines) or "- (none: ask your own)"
 
 
 def render_context(context: TurnContext) -> str:
@@ -268,6 +293,9 @@ def render_context(context: TurnContext) -> str:
         lines.append("(none found)")
     for passage in context.passages:
         lines += [f"[{passage.chunk_id}] ({passage.doc}, page {passage.page})", passage.text, ""]
+    if context.quote:
+        lines += ["Computed quote for this message (exact figures computed from the catalogue; quote them, never "
+                  "compute your own):", *context.quote, ""]  # fmt: skip
     lines.append("Conversation so far:")
     if not context.history:
         lines.append("(this is the first message)")

@@ -2,7 +2,9 @@
 
 Offline (no Gemini key) the text comes from ``prompts/follow_up_templates.toml``; where the
 prospect asked about something the knowledge base covers, value-proposition and social-proof
-touches quote one sentence of the best passage verbatim (grounded by construction).
+touches quote one sentence of the passages verbatim (grounded by construction) -- a sentence
+about what this prospect asked: it shares their words, and it names no product (nor describes
+one, as the line under a product's price line does) that they did not name themselves.
 
 With Gemini the model gets ``prompts/follow_up_prompt.txt``, the conversation so far and the
 retrieved passages, and answers ``{"text": ...}``. Its text must pass the grounding guard and
@@ -32,13 +34,16 @@ from agent_service.domain.disclosure import discloses, instruction_runs
 from agent_service.domain.followup_policy import Strategy
 from agent_service.domain.grounding import ungrounded_claims
 from agent_service.domain.injection import display_name, quoted_name
+from agent_service.domain.intents import FILLER_WORDS
+from agent_service.domain.language import NAMES as LANGUAGE_NAMES
+from agent_service.domain.products import code_runs, names_product
+from agent_service.domain.text import BASE_SYNONYMS, ELSEWHERE, Synonyms, content_terms, proper_nouns, tokens
 from agent_service.knowledge.base import Passage
 
 log = structlog.get_logger(__name__)
 
 TEMPLATES_FILE = "follow_up_templates.toml"
 PROMPT_FILE = "follow_up_prompt.txt"
-LANGUAGE_NAMES = {"en": "English", "ru": "Russian", "kk": "Kazakh"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -102,15 +107,45 @@ class FollowUpDraft(BaseModel):
     text: str = Field(min_length=1, max_length=1000)
 
 
-def pick_fact(passages: Sequence[Passage]) -> tuple[str, Passage] | None:
-    """A quotable sentence from the best passages, and where it comes from: prose of 6-40 words
-    ending with a full stop (headings, list fragments and table rows do not qualify)."""
+def _asked(ctx: TouchContext) -> list[str]:
+    """What the prospect wrote lately: what the touch may speak of."""
+    return [text for direction, text in ctx.history if direction == "in" and text][-3:]
+
+
+def pick_fact(
+    passages: Sequence[Passage], asked: Sequence[str], synonyms: Synonyms = BASE_SYNONYMS
+) -> tuple[str, Passage] | None:
+    """A quotable sentence about what the prospect asked, and where it comes from.
+
+    Prose of 6-40 words ending with a full stop (headings, list fragments and table rows do not
+    qualify) that shares at least one of the prospect's words. A sentence that names a product
+    -- or describes one: a line without a product of its own belongs to the product line above
+    it -- qualifies only when the prospect named that product. The best overlap wins; ties go
+    to the first.
+    """
+    said = "\n".join(asked)
+    wanted = content_terms(said, ignore=FILLER_WORDS, synonyms=synonyms)
+    places = proper_nouns(said, synonyms)
+    best: tuple[int, str, Passage] | None = None
     for passage in passages:
+        product: tuple[str, tuple[str, ...]] | None = None
         for line in passage.text.splitlines():
+            codes = list(code_runs(line))
+            if codes:
+                product = (codes[0][1], codes[0][2])
             for sentence in _SENTENCE.split(" ".join(line.split())):
-                if 6 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!")) and sentence[0].isupper():
-                    return sentence, passage
-    return None
+                if not (6 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!")) and sentence[0].isupper()):
+                    continue
+                named = [(code, aliases) for _, code, aliases in code_runs(sentence)] or ([product] if product else [])
+                if any(not names_product(said, code, aliases) for code, aliases in named):
+                    continue  # another product than the one they asked about
+                elsewhere = places and proper_nouns(sentence, synonyms) - places and not places & set(tokens(sentence))
+                if elsewhere and not ELSEWHERE.search(sentence):
+                    continue  # they asked about Astana: a sentence about Almaty is not about them
+                overlap = len(wanted & set(tokens(sentence, synonyms))) + (2 if named else 0)
+                if overlap and (best is None or overlap > best[0]):
+                    best = (overlap, sentence, passage)
+    return (best[1], best[2]) if best else None
 
 
 class FollowUpWriter:
@@ -122,6 +157,7 @@ class FollowUpWriter:
         business_description: str = "",
         knowledge: Knowledge | None = None,
         grounding: GroundingCheck = ungrounded_claims,
+        synonyms: Synonyms = BASE_SYNONYMS,
         gemini: Any = None,  # a google-genai client, or None for the offline engine
         model: str = "",
         system_prompt: str = "",
@@ -133,6 +169,7 @@ class FollowUpWriter:
         self.business_description = business_description
         self.knowledge = knowledge
         self.grounding = grounding
+        self.synonyms = synonyms
         self.gemini = gemini
         self.model = model
         self.system_prompt = system_prompt
@@ -163,7 +200,9 @@ class FollowUpWriter:
         return self._template(ctx, passages, fallback_reason)
 
     def _template(self, ctx: TouchContext, passages: Sequence[Passage], fallback_reason: str | None) -> FollowUpText:
-        found = pick_fact(passages) if ctx.strategy in (Strategy.VALUE_PROPOSITION, Strategy.SOCIAL_PROOF) else None
+        asked = _asked(ctx)
+        strategies = (Strategy.VALUE_PROPOSITION, Strategy.SOCIAL_PROOF)
+        found = pick_fact(passages, asked, self.synonyms) if ctx.strategy in strategies else None
         render = self.templates.render
         if found is not None:
             fact, source = found
@@ -178,7 +217,7 @@ class FollowUpWriter:
         return self.grounding(text, [*(p.text for p in passages), profile])
 
     async def _passages(self, ctx: TouchContext) -> list[Passage]:
-        asked = [text for direction, text in ctx.history if direction == "in" and text][-3:]
+        asked = _asked(ctx)
         if self.knowledge is None or not asked:
             return []
         try:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from agent_service.domain.quote import PriceList, read_price_list
+from agent_service.domain.text import BASE_SYNONYMS, Synonyms
 from agent_service.knowledge.bm25 import BM25Index
 from agent_service.knowledge.chunking import Chunk, chunk_document
 from agent_service.knowledge.embeddings import dot
@@ -65,6 +67,7 @@ class _Snapshot:
     vectors: list[list[float]] | None = None
     loaded_at: Any = None
     load_ms: float = 0.0
+    prices: PriceList = field(default_factory=PriceList)
 
 
 class KnowledgeBase:
@@ -75,8 +78,10 @@ class KnowledgeBase:
         embedder: Embedder | None = None,
         embed_timeout_s: float = 10.0,
         clock: Clock | None = None,
+        synonyms: Synonyms = BASE_SYNONYMS,
     ) -> None:
         self.directory = Path(directory)
+        self.synonyms = synonyms  # the business's words for what the documents call otherwise
         self.embedder = embedder
         self.embed_timeout_s = embed_timeout_s
         self.clock = clock or SystemClock()
@@ -100,7 +105,7 @@ class KnowledgeBase:
 
     async def _load_locked(self) -> None:
         started = time.perf_counter()
-        documents, problems, chunks, bm25 = await asyncio.to_thread(self._read_and_index)
+        documents, problems, chunks, bm25, prices = await asyncio.to_thread(self._read_and_index)
         vectors = None
         if self.embedder is not None and chunks:
             try:
@@ -116,6 +121,7 @@ class KnowledgeBase:
             vectors=vectors,
             loaded_at=self.clock.now(),
             load_ms=round((time.perf_counter() - started) * 1000, 1),
+            prices=prices,
         )
         self._snapshot = snapshot
         self._by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
@@ -130,16 +136,18 @@ class KnowledgeBase:
             ms=snapshot.load_ms,
         )
 
-    def _read_and_index(self) -> tuple[list[Document], list[Problem], list[Chunk], BM25Index]:
+    def _read_and_index(self) -> tuple[list[Document], list[Problem], list[Chunk], BM25Index, PriceList]:
         documents, problems = load_directory(self.directory)
         chunks = [chunk for document in documents for chunk in chunk_document(document)]
         chunks, left_out = screen(chunks)  # passages that address the model with instructions
-        return documents, [*problems, *left_out], chunks, BM25Index([c.text for c in chunks])
+        prices = read_price_list((c.chunk_id, c.text) for c in chunks)
+        index = BM25Index([c.text for c in chunks], synonyms=self.synonyms)
+        return documents, [*problems, *left_out], chunks, index, prices
 
     def load_sync(self) -> None:
         """Load without embeddings, outside any event loop (benchmarks, scripts)."""
-        documents, problems, chunks, bm25 = self._read_and_index()
-        self._snapshot = _Snapshot(documents, problems, chunks, bm25, None, self.clock.now())
+        documents, problems, chunks, bm25, prices = self._read_and_index()
+        self._snapshot = _Snapshot(documents, problems, chunks, bm25, None, self.clock.now(), prices=prices)
         self._by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
         self._loaded = True
 
@@ -148,6 +156,15 @@ class KnowledgeBase:
             await self.embedder.close()
 
     # ---------------------------------------------------------------- searching
+    @property
+    def price_list(self) -> PriceList:
+        """The documents' prices and discount rules, for totals computed in code (``domain.quote``)."""
+        return self._snapshot.prices
+
+    def all_text(self) -> str:
+        """Every chunk's text (what the documents say, for checks over the whole knowledge base)."""
+        return "\n".join(c.text for c in self._snapshot.chunks)
+
     @property
     def hybrid(self) -> bool:
         return self._snapshot.vectors is not None

@@ -9,13 +9,16 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from agent_service.domain.text import tokens
+from agent_service.domain.text import BASE_SYNONYMS, Synonyms, tokens
 
 
 class BM25Index:
-    def __init__(self, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> None:
+    def __init__(
+        self, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75, synonyms: Synonyms = BASE_SYNONYMS
+    ) -> None:
         self.size = len(texts)
-        docs = [Counter(tokens(text)) for text in texts]
+        self.synonyms = synonyms
+        docs = [Counter(tokens(text, synonyms)) for text in texts]
         lengths = [sum(d.values()) for d in docs]
         avg = (sum(lengths) / self.size) if self.size else 1.0
         frequency: Counter[str] = Counter()
@@ -37,7 +40,7 @@ class BM25Index:
         """Score of every chunk that shares a term with ``query`` (repeated query terms count once)."""
         acc: dict[int, float] = {}
         get = acc.get
-        for term in set(tokens(query)):
+        for term in set(tokens(query, self.synonyms)):
             for index, weight in self._postings.get(term, ()):
                 acc[index] = get(index, 0.0) + weight
         return acc

@@ -1,7 +1,8 @@
 """Pages into retrievable chunks that remember where they came from (pure).
 
-Wrapped lines are joined back into sentences (a line that continues with a lower-case letter
-belongs to the previous one), whitespace is collapsed, and each page is cut at line boundaries
+Lines broken inside a sentence are joined back (see :func:`clean_lines`: a PDF's text layer
+breaks wherever the column ends, even between "Price:" and "164,500 KZT"), whitespace is
+collapsed, and each page is cut at line boundaries
 into chunks of at most ``max_chars`` (a single longer line is cut at sentence ends). A chunk id
 is ``<document>:p<page>:c<n>`` -- stable across reloads of the same files.
 """
@@ -18,6 +19,12 @@ MAX_CHARS = 800
 _SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MARKDOWN_NOISE = re.compile(r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|>\s?)|\*\*|__|`")
+_CURRENCY_START = re.compile(r"(?:₸|\$|€|₽|kzt\b|тг\b|тенге|теңге|usd\b)", re.IGNORECASE)
+# A line ending in a preposition, an article or a conjunction ("Delivery to other cities of") goes on.
+_OPEN_END = re.compile(
+    r"\b(?:of|to|and|or|the|a|an|for|with|from|in|on|at|by|и|или|в|на|по|с|для|от|до|к|за|из)$", re.IGNORECASE
+)
+_LIST_ITEM = re.compile(r"(?:[-*•–]\s|\d{1,2}[.)]\s)")
 
 
 @dataclass(frozen=True)
@@ -29,18 +36,40 @@ class Chunk:
 
 
 def clean_lines(text: str, *, markdown: bool = False) -> list[str]:
-    """Non-empty lines with wrapped sentences re-joined and spaces collapsed."""
+    """Non-empty lines, with lines broken inside a sentence joined again and spaces collapsed.
+
+    A line continues the one before it -- unless that one ends a sentence (``.``, ``!``, ``?``)
+    or a blank line separates them -- when it starts with a lower-case letter, a digit or a
+    currency ("Price:" / "164,500 KZT"), when the line before ends with a comma, a hyphen, a
+    preposition, an article or a conjunction ("... cities of" / "Kazakhstan ..."), or
+    when the line before filled the column (at least 80% of the page's widest line: the text ran
+    out of room, it did not end) and this one does not start a list item.
+    """
+    lines = [_SPACES.sub(" ", _MARKDOWN_NOISE.sub("", raw) if markdown else raw).strip() for raw in text.splitlines()]
+    widest = max((len(line) for line in lines), default=0)
     out: list[str] = []
-    for raw in text.splitlines():
-        line = _MARKDOWN_NOISE.sub("", raw) if markdown else raw
-        line = _SPACES.sub(" ", line).strip()
+    blank_before = True
+    for line in lines:
         if not line:
+            blank_before = True
             continue
-        if out and line[0].islower() and not out[-1].endswith((".", "!", "?", ":")):
+        if out and not blank_before and _continues(out[-1], line, widest):
             out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
+        blank_before = False
     return out
+
+
+def _continues(previous: str, line: str, widest: int) -> bool:
+    if previous.endswith((".", "!", "?")):
+        return False
+    if line[0].islower() or line[0].isdigit() or _CURRENCY_START.match(line):
+        return True
+    if previous.endswith((",", "-", "\u2013")) or _OPEN_END.search(previous):
+        return True
+    wrapped = widest >= 40 and len(previous) >= 0.8 * widest and not previous.endswith(":")
+    return wrapped and not _LIST_ITEM.match(line)
 
 
 def _pieces(lines: Iterable[str], max_chars: int) -> Iterable[str]:
