@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from agent_service.app import build_agent, build_knowledge
 from agent_service.business import load_business
 from agent_service.domain.call_slots import CallRules, booked_text, proposal_text, propose, refusal
+from agent_service.domain.contact import ContactView
 from agent_service.domain.grounding import extract_claims, ungrounded_claims
 from agent_service.domain.profile import BusinessProfile
 from agent_service.engines import build_engine, engine_name
@@ -132,7 +133,7 @@ async def classify_all(
 
     async def one(message: LabelledMessage) -> Verdict:
         async with gate:
-            turn = TurnInput(new_contact(), [InboundText(message.text)], [], [], CLASSIFY_AT)
+            turn = TurnInput(ContactView.from_row(new_contact()), [InboundText(message.text)], [], [], CLASSIFY_AT)
             plan = await businesses[message.business].agent.plan(turn)
         verdict = plan.classification
         assert verdict is not None, "a new contact is always classified"
@@ -172,7 +173,9 @@ async def run_conversation(conversation: Conversation, business: Business) -> li
         again = int(contact["classified_turns"] or 0) > 0
         first_texts = [h.text for h in history if h.direction == "in"] if again else []
         plan = await business.agent.plan(
-            TurnInput(dict(contact), [InboundText(turn.say)], history[-HISTORY_MESSAGES:], first_texts, now)
+            TurnInput(
+                ContactView.from_row(contact), [InboundText(turn.say)], history[-HISTORY_MESSAGES:], first_texts, now
+            )
         )
         reply = plan.reply or ""
         decision = plan.decision

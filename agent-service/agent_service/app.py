@@ -120,10 +120,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         lease_s=settings.turn_lease_s,
         max_concurrent=settings.max_concurrent_turns,
         history_limit=settings.history_messages,
-        min_confidence=settings.moderator_min_confidence,
-        max_classification_turns=settings.moderator_max_turns,
+        moderation=settings.moderation_policy(),
         order_gap_wait_s=settings.order_gap_wait_s,
-        drafts_when_held=settings.held_drafts,
         live=live,
     )
     incoming = IncomingHandler(
@@ -134,9 +132,7 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         schedule=turns.schedule,
         drains=runtime.drains,
         window_s=settings.buffer_window_s,
-        min_confidence=settings.moderator_min_confidence,
-        max_classification_turns=settings.moderator_max_turns,
-        drafts_when_held=settings.held_drafts,
+        moderation=settings.moderation_policy(),
         live=live,
     )
     statuses = StatusHandler(runtime.sessions, runtime.drains)
@@ -187,8 +183,7 @@ def build_agent(
         profile=business,
         call_rules=settings.call_rules(),
         top_k=settings.knowledge_top_k,
-        min_confidence=settings.moderator_min_confidence,
-        max_classification_turns=settings.moderator_max_turns,
+        moderation=settings.moderation_policy(),
     )
 
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent_service.domain.decision import SPIN_STAGES, validation_summary
+from agent_service.domain.decision import validation_summary
 from agent_service.domain.profile import About, BusinessProfile
 from agent_service.domain.text import synonym_table
+from agent_service.domain.vocabulary import SPIN_STAGES
 from parley_shared.settings import ConfigurationError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ action into a handoff and flags the contact for a human.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,18 +33,13 @@ import structlog
 
 from agent_service import metrics
 from agent_service.domain.call_slots import CallRules, refusal
+from agent_service.domain.contact import ContactView
 from agent_service.domain.decision import AgentDecision
 from agent_service.domain.disclosure import Runs, discloses, instruction_runs
 from agent_service.domain.grounding import extract_claims, source_keys, ungrounded_claims
 from agent_service.domain.intents import FILLER_WORDS, INTENT_VOCABULARY, Intent, detect_intents, question_focus
 from agent_service.domain.language import detect_language
-from agent_service.domain.moderation import (
-    Classification,
-    answers_as_client,
-    classification_update,
-    classify_rules,
-    needs_classification,
-)
+from agent_service.domain.moderation import Classification, ModerationPolicy, classification_update, classify_rules
 from agent_service.domain.profile import BusinessProfile
 from agent_service.domain.quote import Quote, asks_for_total, make_quote, order_in
 from agent_service.domain.text import content_terms
@@ -64,7 +59,7 @@ class InboundText:
 
 @dataclass(frozen=True)
 class TurnInput:
-    contact: Mapping[str, Any]
+    contact: ContactView
     messages: list[InboundText]
     history: list[HistoryItem]
     first_texts: list[str]  # the contact's earliest inbound texts, for the moderator
@@ -103,8 +98,7 @@ class SalesAgent:
         profile: BusinessProfile,
         call_rules: CallRules | None = None,
         top_k: int = 4,
-        min_confidence: float = 0.7,
-        max_classification_turns: int = 3,
+        moderation: ModerationPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.knowledge = knowledge
@@ -112,20 +106,17 @@ class SalesAgent:
         self.profile = profile
         self.call_rules = call_rules  # to tell a bookable call from one that only gets slots proposed
         self.top_k = top_k
-        self.min_confidence = min_confidence
-        self.max_classification_turns = max_classification_turns
+        self.moderation = moderation or ModerationPolicy()
         self._instructions: tuple[tuple[str, ...], Runs] = ((), frozenset())
 
     async def plan(self, turn: TurnInput) -> TurnPlan:
         contact = turn.contact
         texts = [m.text for m in turn.messages if m.text]
         text = "\n".join(texts)
-        language = detect_language(text, previous=contact.get("language"))
+        language = detect_language(text, previous=contact.language)
         values: dict[str, Any] = {"language": language}
         judged: list[str] = []
-        if needs_classification(
-            contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
-        ) and (turn.first_texts or texts):
+        if self.moderation.needs_classification(contact) and (turn.first_texts or texts):
             judged = list(dict.fromkeys([*turn.first_texts, *texts]))
 
         passages = await self._retrieve(text, turn.history)
@@ -133,14 +124,14 @@ class SalesAgent:
         quote_lines = self._quote_lines(quote, language) if quote else ()
         context = TurnContext(
             language=language,
-            spin_stage=contact.get("spin_stage") or "situation",
-            outcome=contact.get("outcome") or "open",
+            spin_stage=contact.spin_stage,
+            outcome=contact.outcome,
             messages=texts,
             history=turn.history,
             passages=passages,
             profile=self.profile,
             now=turn.now,
-            contact_name=contact.get("name"),
+            contact_name=contact.name,
             media_without_text=not texts,
             voice_untranscribed=any(m.kind in ("voice", "audio") and not m.text for m in turn.messages),
             classify=bool(judged),
@@ -157,7 +148,7 @@ class SalesAgent:
         if judged:
             verdict = result.classification or classify_rules(judged, self.profile)
             values.update(classification_update(contact, verdict))
-            if not answers_as_client(verdict, min_confidence=self.min_confidence):
+            if not self.moderation.answers_as_client(verdict):
                 log.info("agent.non_client", category=verdict.category, confidence=verdict.confidence)
                 return TurnPlan(
                     None,
@@ -280,11 +271,11 @@ class SalesAgent:
     def fallback_plan(self, turn: TurnInput, error: str) -> TurnPlan:
         """The safe reply when planning itself failed: a manager will answer; nothing else changes."""
         texts = [m.text for m in turn.messages if m.text]
-        language = detect_language("\n".join(texts), previous=turn.contact.get("language"))
+        language = detect_language("\n".join(texts), previous=turn.contact.language)
         decision = AgentDecision(
             reply=self.prompts.phrase(language, "fallback"),
-            spin_stage=turn.contact.get("spin_stage") or "situation",
-            outcome=turn.contact.get("outcome") or "open",
+            spin_stage=turn.contact.spin_stage,
+            outcome=turn.contact.outcome,
             language=language,
         )
         values = {"language": language, "needs_human": True, "needs_human_reason": f"the agent failed: {error}"[:500]}

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from agent_service.console.settings import ConsoleSettings
+from agent_service.domain.moderation import ModerationPolicy
 from agent_service.followups.settings import BusinessHoursSettings
 from parley_shared.settings import CommonSettings, ConfigurationError, env
 
@@ -54,6 +55,13 @@ class AgentSettings(CommonSettings, BusinessHoursSettings, ConsoleSettings):
     knowledge_top_k: int = Field(4, ge=1, le=20, validation_alias=env("KNOWLEDGE_TOP_K"))
     knowledge_embeddings: bool = Field(True, validation_alias=env("KNOWLEDGE_EMBEDDINGS"))
     prompts_dir: str = Field("prompts", validation_alias=env("PROMPTS_DIR"))
+
+    def moderation_policy(self) -> ModerationPolicy:
+        return ModerationPolicy(
+            min_confidence=self.moderator_min_confidence,
+            max_turns=self.moderator_max_turns,
+            drafts_when_held=self.held_drafts,
+        )
 
     @property
     def knowledge_path(self) -> Path:

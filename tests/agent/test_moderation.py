@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from agent_service.domain.moderation import (
-    Classification,
-    answers_as_client,
-    classification_update,
-    classify_rules,
-    inbound_status,
-    is_settled_non_client,
-    needs_classification,
-)
+from agent_service.domain.contact import ContactView
+from agent_service.domain.moderation import Classification, ModerationPolicy, classification_update, classify_rules
 
-LIMITS = {"min_confidence": 0.7, "max_turns": 3}
+POLICY = ModerationPolicy(min_confidence=0.7, max_turns=3)
 
 
 @pytest.mark.parametrize(
@@ -49,37 +43,32 @@ def test_buying_questions_make_a_confident_client(text: str) -> None:
 def test_without_a_signal_a_contact_is_an_unsure_prospect_and_gets_answered() -> None:
     verdict = classify_rules(["hi"])
     assert verdict.status == "client" and verdict.confidence < 0.7
-    assert answers_as_client(verdict, min_confidence=0.7)
-    assert answers_as_client(Classification("non_client", "spam", "?", 0.5), min_confidence=0.7)
-    assert not answers_as_client(Classification("non_client", "spam", "?", 0.9), min_confidence=0.7)
+    assert POLICY.answers_as_client(verdict)
+    assert POLICY.answers_as_client(Classification("non_client", "spam", "?", 0.5))
+    assert not POLICY.answers_as_client(Classification("non_client", "spam", "?", 0.9))
 
 
-def contact(**fields: Any) -> dict[str, Any]:
-    base = {
-        "client_status": "unknown",
-        "classified_by": None,
-        "classification_confidence": None,
-        "classified_turns": 0,
-        "owner": "ai",
-    }
-    base.update(fields)
-    return base
+def contact(**fields: Any) -> ContactView:
+    return ContactView(id=1, phone="+77010000001", **fields)
 
 
 def test_classification_happens_first_and_again_while_unsure_up_to_the_limit() -> None:
-    assert needs_classification(contact(), **LIMITS)
+    assert POLICY.needs_classification(contact())
     unsure = contact(client_status="client", classified_by="moderator", classification_confidence=0.5)
-    assert needs_classification({**unsure, "classified_turns": 2}, **LIMITS)
-    assert not needs_classification({**unsure, "classified_turns": 3}, **LIMITS)
-    assert not needs_classification({**unsure, "classification_confidence": 0.9, "classified_turns": 1}, **LIMITS)
+    assert POLICY.needs_classification(replace(unsure, classified_turns=2))
+    assert not POLICY.needs_classification(replace(unsure, classified_turns=3))
+    assert not POLICY.needs_classification(replace(unsure, classification_confidence=0.9, classified_turns=1))
 
 
 def test_a_managers_classification_is_final() -> None:
     manager = contact(client_status="client", classified_by="manager", classification_confidence=1.0)
-    assert not needs_classification(manager, **LIMITS)
+    assert not POLICY.needs_classification(manager)
     assert classification_update(manager, Classification("non_client", "spam", "x", 0.99)) == {}
-    assert inbound_status(manager, **LIMITS) == "pending"
-    assert is_settled_non_client({**manager, "client_status": "non_client"}, **LIMITS)
+    assert POLICY.inbound_status(manager) == "pending"
+    held = replace(manager, owner="human")
+    assert POLICY.inbound_status(held) == "silent"  # recorded only, unless the AI drafts for the manager
+    assert ModerationPolicy(drafts_when_held=True).inbound_status(held) == "pending"
+    assert POLICY.is_settled_non_client(replace(manager, client_status="non_client"))
 
 
 def test_the_update_counts_turns_and_records_the_reason() -> None:
@@ -89,10 +78,23 @@ def test_the_update_counts_turns_and_records_the_reason() -> None:
 
 
 def test_who_gets_silence() -> None:
-    assert inbound_status(contact(owner="human"), **LIMITS) == "silent"
+    assert POLICY.inbound_status(contact(owner="human")) == "silent"
     spam = contact(
         client_status="non_client", classified_by="moderator", classification_confidence=0.9, classified_turns=1
     )
-    assert inbound_status(spam, **LIMITS) == "silent"
-    assert inbound_status({**spam, "classification_confidence": 0.5}, **LIMITS) == "pending"  # may be reclassified
-    assert inbound_status(contact(), **LIMITS) == "pending"
+    assert POLICY.inbound_status(spam) == "silent"
+    assert POLICY.inbound_status(replace(spam, classification_confidence=0.5)) == "pending"  # may be reclassified
+    assert POLICY.inbound_status(contact()) == "pending"
+
+
+def test_a_turns_outcome_follows_the_contact_as_it_is_when_the_result_is_written() -> None:
+    from agent_service.domain.turn_outcome import TurnOutcome, turn_outcome
+
+    prospect = contact(client_status="client", classified_by="moderator", classification_confidence=0.9)
+    held = replace(prospect, owner="human")
+    spam = replace(prospect, client_status="non_client", classified_by="manager")
+    assert turn_outcome(prospect, planned=True, has_reply=True, policy=POLICY) is TurnOutcome.REPLIED
+    assert turn_outcome(held, planned=True, has_reply=True, policy=POLICY) is TurnOutcome.SUPPRESSED  # a takeover won
+    assert turn_outcome(spam, planned=True, has_reply=True, policy=POLICY) is TurnOutcome.SUPPRESSED  # a verdict won
+    assert turn_outcome(prospect, planned=True, has_reply=False, policy=POLICY) is TurnOutcome.NON_CLIENT
+    assert turn_outcome(held, planned=False, has_reply=False, policy=POLICY) is TurnOutcome.SILENT

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_service.domain.call_slots import CallRules
+from agent_service.domain.contact import ContactView
 from agent_service.domain.grounding import extract_claims
 from agent_service.domain.moderation import Classification
 from agent_service.domain.working_hours import WorkingHours
@@ -33,11 +34,11 @@ def agent_with(engine: Any) -> SalesAgent:
 
 
 def turn(text: str, **contact: Any) -> TurnInput:
-    base = {"id": 1, "phone": "+77010000001", "name": None, "language": None, "spin_stage": "situation",
-            "outcome": "open", "client_status": "client", "classified_by": "moderator",
-            "classification_confidence": 0.9, "classified_turns": 1}  # fmt: skip
+    base: dict[str, Any] = {"client_status": "client", "classified_by": "moderator",
+                            "classification_confidence": 0.9, "classified_turns": 1}  # fmt: skip
     base.update(contact)
-    return TurnInput(contact=base, messages=[InboundText(text)], history=[], first_texts=[text], now=datetime.now(UTC))
+    view = ContactView(id=1, phone="+77010000001", **base)
+    return TurnInput(contact=view, messages=[InboundText(text)], history=[], first_texts=[text], now=datetime.now(UTC))
 
 
 def inventing(reply: str) -> ScriptedEngine:

@@ -443,6 +443,7 @@ class _FollowUpsFailingFor:
 async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fails_alone(
     amqp_url: str, database_url: str
 ) -> None:
+    from agent_service.domain.moderation import ModerationPolicy
     from agent_service.workers.incoming import IncomingHandler
 
     async with running_agent(amqp_url, database_url, engine=echo_engine()) as agent:
@@ -458,8 +459,7 @@ async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fai
             schedule=lambda contact_id, _delay: scheduled.append(contact_id),
             drains=runtime.drains,
             window_s=30.0,
-            min_confidence=0.6,
-            max_classification_turns=3,
+            moderation=ModerationPolicy(min_confidence=0.6, max_turns=3),
         )
         good = [inbound(f"+7701555{i:04d}", f"hello {i}") for i in range(40)]
         again = inbound("+77015550001", "a second message of one contact", key="second")

@@ -16,7 +16,11 @@ unpublished, and the logs of the whole run hold no phone number, message text or
 
 Profiles: ``PARLEY_CHAOS_PROFILE=ci`` (default: 400 messages from 60 prospects, part of the normal
 suite) and ``full`` (2,000 messages from 300 prospects; ``make chaos``). The figures are printed
-(``-s``) and written as JSON to ``PARLEY_CHAOS_FIGURES`` when set.
+(``-s``) and written as JSON to ``PARLEY_CHAOS_FIGURES`` when set. A prospect answered out of order
+leaves ``order-report.txt`` beside the services' logs (what each side recorded for it; its path is
+in the figures). To hunt an ordering bug, ``PARLEY_CHAOS_FAULTS`` replaces the fault schedule
+(``share:kind,...``, kinds ``agent_kill``, ``rabbitmq_close``, ``postgres_terminate``); the
+test that counts the faults then fails by design.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ FAULTS = (
     (0.80, "postgres_terminate"),
 )
 
+if os.environ.get("PARLEY_CHAOS_FAULTS"):  # e.g. "0.1:rabbitmq_close,0.2:postgres_terminate": more, or other, faults
+    FAULTS = tuple(
+        (float(at), kind) for at, kind in (f.split(":") for f in os.environ["PARLEY_CHAOS_FAULTS"].split(","))
+    )
 STALL_S = 45.0  # no reply at all for this long: something is lost, stop and report
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(PROFILE["timeout"])]
 
@@ -251,6 +259,7 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
         queues = await asyncio.to_thread(queue_table, infra.VHOST)
         rows = await _agent_rows(agent_db)
         unpublished = {"agent": rows["unpublished"], "gateway": _sqlite_unpublished(gateway_db_path)}
+        order_report = await _order_report(prospects, sandbox.delivered, agent_db, gateway_db_path, workdir)
     finally:
         await stack.stop()
         await fake.close()
@@ -279,6 +288,8 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
         "seconds": round(elapsed, 1),
         "dead_letters": {name: q["ready"] for name, q in queues.items() if name.endswith(".dlq")},
     }
+    if order_report is not None:
+        figures["order_report"] = str(order_report)
     print(f"\nFault suite ({PROFILE_NAME}):\n{figures_table(figures)}")
     if os.environ.get("PARLEY_CHAOS_FIGURES"):
         Path(os.environ["PARLEY_CHAOS_FIGURES"]).write_text(json.dumps(figures, indent=2) + "\n")
@@ -295,6 +306,50 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
     )
 
 
+async def _order_report(
+    prospects: list[Prospect], delivered: list[dict[str, Any]], agent_db: str, gateway_db: Path, workdir: Path
+) -> Path | None:
+    """When a prospect was answered out of order: what each side recorded for that prospect (the
+    agent's messages and reply outbox rows, the gateway's message log), written beside the logs.
+    Message texts stay out of it. Returns the report's path, or None when every order held."""
+    lines: list[str] = []
+    conn = await asyncpg.connect(agent_db.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for p in prospects:
+            mine = [m for m in sorted(delivered, key=lambda m: m["cursor"]) if m["to"] == p.phone]
+            answered = [i for m in mine for i in m["in_reply_to"]]
+            if list(dict.fromkeys(answered)) == [s.message_id for s in p.sent]:
+                continue
+            lines.append(f"prospect {p.phone}: sent {[s.message_id for s in p.sent]}")
+            lines += [f"  delivered #{m['cursor']} {m['message_id']} answers {m['in_reply_to']}" for m in mine]
+            rows = await conn.fetch(
+                "SELECT m.id, m.direction, m.kind, m.status, m.message_id, m.previous_message_id, m.turn_id,"
+                " m.sent_at, m.created_at FROM messages m JOIN contacts c ON c.id = m.contact_id"
+                " WHERE c.phone = $1 ORDER BY m.id",
+                p.phone,
+            )
+            lines += [f"  agent message {dict(r)}" for r in rows]
+            rows = await conn.fetch(
+                "SELECT o.id, o.message_id, o.created_at, o.published_at, o.attempts FROM outbox o"
+                " JOIN contacts c ON o.cause_id = 'contact:' || c.id WHERE c.phone = $1 ORDER BY o.id",
+                p.phone,
+            )
+            lines += [f"  agent outbox {dict(r)}" for r in rows]
+            with sqlite3.connect(gateway_db) as db:
+                query = (
+                    "SELECT id, direction, message_id, kind, status, created_at, updated_at FROM message_logs"
+                    " WHERE phone = ? ORDER BY id"
+                )
+                lines += [f"  gateway log {r}" for r in db.execute(query, (p.phone,))]
+    finally:
+        await conn.close()
+    if not lines:
+        return None
+    report = workdir / "order-report.txt"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
 async def _answered_at_least(sandbox: Sandbox, count: float) -> bool:
     return sandbox.answered >= count
 
@@ -302,7 +357,7 @@ async def _answered_at_least(sandbox: Sandbox, count: float) -> bool:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_every_turn_is_answered_exactly_once_and_in_order(chaos_run: ChaosRun) -> None:
     v, f = chaos_run.verdict, chaos_run.figures
-    assert v.problems == [], v.problems
+    assert v.problems == [], (v.problems, f["order_report"] if "order_report" in f else None)
     assert f["unanswered_prospects"] == 0
     assert v.messages_in == f["messages_planned"]
     assert (v.lost, v.duplicates, v.out_of_order, v.foreign) == (0, 0, 0, 0)

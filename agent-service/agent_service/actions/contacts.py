@@ -8,7 +8,7 @@ follow-ups and stops follow-ups for good (until resumed).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,13 +19,9 @@ from agent_service.actions import ContactKey, Desk, lock_contact
 from agent_service.actions.audit import Action, Actor, record
 from agent_service.db import tables
 from agent_service.domain.followup_policy import StopReason
+from agent_service.domain.vocabulary import ClientCategory, ProspectOutcome, Verdict
 
 log = structlog.get_logger(__name__)
-
-Outcome = Literal["open", "agreed", "declined", "uncertain"]
-Category = Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
-OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
-CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 
 class ContactPatch(BaseModel):
@@ -33,12 +29,12 @@ class ContactPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    client_status: Literal["client", "non_client"] | None = None
-    client_category: Category | None = Field(
+    client_status: Verdict | None = None
+    client_category: ClientCategory | None = Field(
         None, description="With client_status: prospect for clients; spam, personal, ... for non-clients"
     )
     reason: str | None = Field(None, min_length=1, max_length=500, description="Why (required with client_status)")
-    outcome: Outcome | None = None
+    outcome: ProspectOutcome | None = None
     notes: str | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")

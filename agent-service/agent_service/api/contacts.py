@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -24,10 +24,11 @@ from sqlalchemy import ColumnElement, and_, or_, select
 
 from agent_service.actions import contacts as contacts_actions
 from agent_service.actions.audit import Actor
-from agent_service.actions.contacts import ContactPatch, Outcome
+from agent_service.actions.contacts import ContactPatch
 from agent_service.api.params import PHONE_PARAM, QueryDatetime, action_errors, parse_phone
 from agent_service.context import AGENT
 from agent_service.db import tables
+from agent_service.domain.vocabulary import Owner, ProspectOutcome, SpinStage
 from parley_shared.db import Session, SessionFactory
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import Response, describe
@@ -35,7 +36,6 @@ from parley_shared.untrusted import json_loads
 
 log = structlog.get_logger(__name__)
 
-Stage = Literal["situation", "problem", "implication", "need_payoff"]
 PAGE_MAX = 200
 EXPORT_BATCH = 500
 _PHONE_LIKE = re.compile(r"^[\d\s+\-().]+$")
@@ -47,10 +47,10 @@ class ContactFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     is_client: bool | None = Field(None, description="true: client_status=client; false: client_status=non_client")
-    outcome: Outcome | None = Field(None, description="The prospect's outcome")
-    stage: Stage | None = Field(None, description="SPIN stage (contacts.spin_stage)")
+    outcome: ProspectOutcome | None = Field(None, description="The prospect's outcome")
+    stage: SpinStage | None = Field(None, description="SPIN stage (contacts.spin_stage)")
     needs_human: bool | None = Field(None, description="Flagged for a manager")
-    owner: Literal["ai", "human"] | None = Field(None, description="Who holds the conversation")
+    owner: Owner | None = Field(None, description="Who holds the conversation")
     q: str | None = Field(
         None,
         min_length=1,

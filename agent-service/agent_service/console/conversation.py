@@ -26,10 +26,11 @@ from agent_service.actions import ActionError, NotFound, handoff
 from agent_service.actions import contacts as contact_actions
 from agent_service.actions import follow_ups as follow_up_actions
 from agent_service.actions.audit import Actor, for_contact
-from agent_service.actions.contacts import CATEGORIES, OUTCOMES, ContactPatch
+from agent_service.actions.contacts import ContactPatch
 from agent_service.console.web import console_of, is_htmx, manager_of, render
 from agent_service.db import repository as repo
 from agent_service.db import tables
+from agent_service.domain.vocabulary import CATEGORIES, OUTCOMES
 from parley_shared.contracts import MAX_TEXT
 from parley_shared.db import SQL_INT_MAX, Session, dialect_name
 

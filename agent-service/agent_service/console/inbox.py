@@ -20,6 +20,7 @@ from sqlalchemy.engine import RowMapping
 from agent_service.api.contacts import ContactFilters, CursorError, decode_cursor, encode_cursor, fetch_page
 from agent_service.console.web import console_of, manager_of, render
 from agent_service.db.tables import contacts, manager_reads, messages
+from agent_service.domain.vocabulary import ProspectOutcome
 from parley_shared.db import Session
 
 PAGE = 50
@@ -39,7 +40,7 @@ class InboxQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     show: Literal["all", "needs_human", "mine", "others", "ai", "non_clients"] = "all"
-    outcome: Literal["", "open", "agreed", "declined", "uncertain"] = ""
+    outcome: Literal[""] | ProspectOutcome = ""
     q: str = Field("", max_length=100)
     cursor: str | None = Field(None, max_length=200)
 

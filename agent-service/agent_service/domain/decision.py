@@ -2,7 +2,7 @@
 
 A model (Gemini or the offline engine) proposes an :class:`AgentDecision`; nothing is written
 before :func:`parse_decision` (for raw model output) or the model's own validators accepted
-it. Vocabulary matches ``db/tables.py``.
+it. The vocabularies are ``domain/vocabulary.py``'s.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent_service.domain.vocabulary import SPIN_STAGES, ProspectOutcome, SpinStage
 from parley_shared.contracts import MAX_TEXT
 from parley_shared.untrusted import json_loads
 
-SpinStage = Literal["situation", "problem", "implication", "need_payoff"]
-Outcome = Literal["open", "agreed", "declined", "uncertain"]
 Action = Literal["none", "schedule_call", "handoff"]
-SPIN_STAGES: tuple[SpinStage, ...] = ("situation", "problem", "implication", "need_payoff")
 LANGUAGES = ("en", "ru", "kk")
 MAX_REPLY = 1500  # WhatsApp messages this long are already too long; the contract allows 4096
 
@@ -41,7 +39,7 @@ class AgentDecision(BaseModel):
 
     reply: str = Field(min_length=1, max_length=min(MAX_REPLY, MAX_TEXT))
     spin_stage: SpinStage
-    outcome: Outcome
+    outcome: ProspectOutcome
     action: Action = "none"
     proposed_call_time: AwareDatetime | None = None
     language: str = "en"
@@ -78,7 +76,7 @@ class DecisionWire(BaseModel):
 
     reply: str
     spin_stage: SpinStage
-    outcome: Outcome
+    outcome: ProspectOutcome
     action: Action = "none"
     proposed_call_time: str | None = None
     language: str = "en"

@@ -11,11 +11,11 @@ earlier than its interval from the agent's message.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from agent_service.domain.contact import ContactView
 from agent_service.domain.working_hours import WorkingHours, schedule_after
 
 META_WINDOW = timedelta(hours=24)  # Meta: free-form messages only within 24 h of the prospect's last message
@@ -116,37 +116,35 @@ class Eligibility:
     final: bool = False  # the contact gave a definitive answer: stop for good
 
 
-def eligibility(contact: Mapping[str, Any], *, enabled: bool, call_booked: bool = False) -> Eligibility:
-    """May this contact (a ``contacts`` row) get follow-up touches now?
+def eligibility(contact: ContactView, *, enabled: bool, call_booked: bool = False) -> Eligibility:
+    """May this contact get follow-up touches now?
 
     Only clients held by the AI with an open or uncertain outcome and no upcoming call
     (``call_booked``) do; a definitive yes or no is ``final``. An unclassified contact
     (``client_status='unknown'``) gets none until the moderator has called it a client.
     """
-    outcome = contact.get("outcome")
-    if outcome in FINAL_OUTCOMES:
-        return Eligibility(False, FINAL_OUTCOMES[outcome], final=True)
+    if contact.outcome in FINAL_OUTCOMES:
+        return Eligibility(False, FINAL_OUTCOMES[contact.outcome], final=True)
     if not enabled:
         return Eligibility(False, StopReason.DISABLED)
-    if contact.get("follow_ups_stopped"):
+    if contact.follow_ups_stopped:
         return Eligibility(False, StopReason.STOPPED)
-    if contact.get("client_status") != "client":
+    if contact.client_status != "client":
         return Eligibility(False, StopReason.NON_CLIENT)
-    if contact.get("owner") == "human":
+    if contact.owner == "human":
         return Eligibility(False, StopReason.HUMAN)
-    if contact.get("needs_human"):
+    if contact.needs_human:
         return Eligibility(False, StopReason.NEEDS_HUMAN)
     if call_booked:
         return Eligibility(False, StopReason.CALL_SCHEDULED)
     return Eligibility(True)
 
 
-def needs_template(contact: Mapping[str, Any], now: datetime) -> bool:
+def needs_template(contact: ContactView, now: datetime) -> bool:
     """Meta accepts free-form text only within 24 h of the prospect's last message."""
-    if contact.get("provider") != "meta":
+    if contact.provider != "meta":
         return False
-    last_inbound: datetime | None = contact.get("last_inbound_at")
-    return last_inbound is None or now - last_inbound >= META_WINDOW
+    return contact.last_inbound_at is None or now - contact.last_inbound_at >= META_WINDOW
 
 
 def parse_strategies(values: Sequence[str]) -> tuple[Strategy, ...]:

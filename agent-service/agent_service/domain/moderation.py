@@ -5,22 +5,28 @@ Categories (``db/tables.py``): ``prospect`` (a client), and for non-clients ``sp
 clear signals; without any, a new contact is a prospect with low confidence, so the agent
 answers (a silent real customer is the worse mistake) and classifies again on the next turns
 while the confidence stays below the threshold (at most ``max_turns`` times). A manager's
-classification (``classified_by = manager``) is final.
+classification (``classified_by = manager``) is final. What a verdict means for the conversation
+(classify again? stay silent?) is the :class:`ModerationPolicy`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent_service.domain.contact import ContactView
 from agent_service.domain.intents import FACT_INTENTS, Intent, detect_intents, word_starts
 from agent_service.domain.profile import BusinessProfile
-
-CLIENT, NON_CLIENT, UNKNOWN = "client", "non_client", "unknown"
-CATEGORIES = ("prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other")
-NON_CLIENT_CATEGORIES = CATEGORIES[1:]
+from agent_service.domain.vocabulary import (
+    CLIENT,
+    NON_CLIENT,
+    UNKNOWN,
+    ClientCategory,
+    InboundStatus,
+    Verdict,
+)
 
 _I = re.IGNORECASE
 
@@ -213,8 +219,8 @@ _BUYING_INTENTS = FACT_INTENTS | {Intent.OVERVIEW, Intent.CALL, Intent.ORDER}
 
 @dataclass(frozen=True)
 class Classification:
-    status: str  # client | non_client
-    category: str
+    status: Verdict
+    category: ClientCategory
     reason: str
     confidence: float
 
@@ -271,46 +277,58 @@ def classify_rules(texts: Sequence[str], profile: BusinessProfile | None = None)
     return Classification(CLIENT, "prospect", "no clear signal yet; treated as a prospect", 0.5)
 
 
-def needs_classification(contact: Mapping[str, Any], *, min_confidence: float, max_turns: int) -> bool:
-    """Classify on the first turn, and again while unsure, up to ``max_turns`` turns."""
-    if contact.get("classified_by") == "manager":
-        return False
-    if contact.get("client_status") in (None, UNKNOWN):
-        return True
-    confidence = contact.get("classification_confidence") or 0.0
-    return confidence < min_confidence and int(contact.get("classified_turns") or 0) < max_turns
+@dataclass(frozen=True)
+class ModerationPolicy:
+    """What the moderator's verdict means for a contact: when to classify (again), when the AI
+    stays silent, and whether a verdict still gets a sales reply. Recording (``workers/incoming``),
+    the turn (``workers/turns``) and the sales agent (``sales.py``) all ask this one object.
+
+    ``min_confidence``/``max_turns``: a verdict below the confidence is re-judged on the next turns,
+    at most that many; ``drafts_when_held``: while a manager holds a contact the AI still drafts an
+    answer for the manager (stored ``suppressed``, never sent)."""
+
+    min_confidence: float = 0.7
+    max_turns: int = 3
+    drafts_when_held: bool = False
+
+    def needs_classification(self, contact: ContactView) -> bool:
+        """Classify on the first turn, and again while unsure, up to ``max_turns`` turns."""
+        if contact.classified_by == "manager":
+            return False
+        if contact.client_status == UNKNOWN:
+            return True
+        confidence = contact.classification_confidence or 0.0
+        return confidence < self.min_confidence and contact.classified_turns < self.max_turns
+
+    def is_settled_non_client(self, contact: ContactView) -> bool:
+        """A non-client the agent stays silent with (the moderator is sure, or a manager said so)."""
+        if contact.client_status != NON_CLIENT:
+            return False
+        return contact.classified_by == "manager" or not self.needs_classification(contact)
+
+    def ai_answers(self, contact: ContactView) -> bool:
+        """Whether a reply of the AI may reach the prospect now: not while a manager holds the
+        contact, not to a settled non-client."""
+        return contact.owner != "human" and not self.is_settled_non_client(contact)
+
+    def ai_thinks(self, contact: ContactView) -> bool:
+        """Whether a turn calls the model at all: to answer, or to draft for the manager who holds it."""
+        if contact.owner == "human":
+            return self.drafts_when_held and not self.is_settled_non_client(contact)
+        return self.ai_answers(contact)
+
+    def inbound_status(self, contact: ContactView) -> InboundStatus:
+        """``pending`` (a turn will handle it) or ``silent`` (recorded only)."""
+        return "pending" if self.ai_thinks(contact) else "silent"
+
+    def answers_as_client(self, classification: Classification) -> bool:
+        """Whether this turn gets a sales reply: unsure non-client verdicts still get one."""
+        return classification.status == CLIENT or classification.confidence < self.min_confidence
 
 
-def is_settled_non_client(contact: Mapping[str, Any], *, min_confidence: float, max_turns: int) -> bool:
-    """A non-client the agent stays silent with (the moderator is sure, or a manager said so)."""
-    if contact.get("client_status") != NON_CLIENT:
-        return False
-    if contact.get("classified_by") == "manager":
-        return True
-    return not needs_classification(contact, min_confidence=min_confidence, max_turns=max_turns)
-
-
-def answers_as_client(classification: Classification, *, min_confidence: float) -> bool:
-    """Whether this turn gets a sales reply: unsure non-client verdicts still get one."""
-    return classification.status == CLIENT or classification.confidence < min_confidence
-
-
-def inbound_status(
-    contact: Mapping[str, Any], *, min_confidence: float, max_turns: int, drafts_when_held: bool = False
-) -> str:
-    """``pending`` (a turn will handle it) or ``silent`` (recorded only: a non-client, or a human holds
-    it). With ``drafts_when_held`` a held contact's message is ``pending`` too: its turn writes the
-    AI's draft for the manager (stored ``suppressed``, never sent) and then marks it ``silent``."""
-    if contact.get("owner") == "human":
-        return "pending" if drafts_when_held else "silent"
-    if is_settled_non_client(contact, min_confidence=min_confidence, max_turns=max_turns):
-        return "silent"
-    return "pending"
-
-
-def classification_update(contact: Mapping[str, Any], result: Classification) -> dict[str, Any]:
+def classification_update(contact: ContactView, result: Classification) -> dict[str, Any]:
     """Column values for a new moderator verdict (nothing when a manager classified the contact)."""
-    if contact.get("classified_by") == "manager":
+    if contact.classified_by == "manager":
         return {}
     return {
         "client_status": result.status,
@@ -318,5 +336,5 @@ def classification_update(contact: Mapping[str, Any], result: Classification) ->
         "classification_reason": result.reason[:500],
         "classification_confidence": round(result.confidence, 3),
         "classified_by": "moderator",
-        "classified_turns": int(contact.get("classified_turns") or 0) + 1,
+        "classified_turns": contact.classified_turns + 1,
     }

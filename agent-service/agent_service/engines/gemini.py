@@ -25,7 +25,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from google.genai import errors, types
@@ -35,8 +35,9 @@ from tenacity import RetryCallState
 from agent_service.domain.decision import AgentDecision, DecisionError, DecisionWire, parse_decision
 from agent_service.domain.injection import quoted_name
 from agent_service.domain.language import NAMES as LANGUAGE_NAMES
-from agent_service.domain.moderation import CATEGORIES, Classification
+from agent_service.domain.moderation import Classification
 from agent_service.domain.profile import BusinessProfile
+from agent_service.domain.vocabulary import CATEGORIES, ClientCategory, Verdict
 from agent_service.engines.base import EngineResult, TurnContext
 from agent_service.prompts import FIRST_CONTACT_PROMPT, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
 from parley_shared.retry import Backoff
@@ -47,8 +48,8 @@ _BLOCKED_FINISH = {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITAT
 
 
 class ModeratorWire(BaseModel):
-    status: Literal["client", "non_client"]
-    category: Literal["prospect", "spam", "personal", "supplier", "job_seeker", "wrong_number", "other"]
+    status: Verdict
+    category: ClientCategory
     reason: str = Field(max_length=500)
     confidence: float = Field(ge=0, le=1)
 

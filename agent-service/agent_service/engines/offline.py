@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_service.domain.call_request import requested_call_time
-from agent_service.domain.decision import MAX_REPLY, SPIN_STAGES, AgentDecision, next_stage
+from agent_service.domain.decision import MAX_REPLY, AgentDecision, next_stage
 from agent_service.domain.intents import (
     FACT_INTENTS,
     FILLER_WORDS,
@@ -38,6 +38,7 @@ from agent_service.domain.language import detect_language
 from agent_service.domain.products import names_product, product_of
 from agent_service.domain.profile import BusinessProfile
 from agent_service.domain.text import ELSEWHERE, Synonyms, content_terms, proper_nouns, tokens
+from agent_service.domain.vocabulary import SPIN_STAGES
 from agent_service.engines.base import EngineResult, TurnContext
 from agent_service.knowledge.base import Passage
 from agent_service.prompts import PromptBook

@@ -38,6 +38,7 @@ from sqlalchemy import and_, case, literal, null, or_, select, update
 from sqlalchemy.engine import Row
 
 from agent_service.db.tables import contacts, follow_ups, messages
+from agent_service.domain.contact import ContactView
 from agent_service.domain.followup_policy import (
     Eligibility,
     FollowUpPolicy,
@@ -176,7 +177,7 @@ class FollowUpScheduler:
 
         async def write(row: Row[Any]) -> _Claimed:
             contact = people.get(row.contact_id, {})
-            if not contact or not eligibility(contact, enabled=self.policy.enabled).ok:
+            if not contact or not eligibility(ContactView.from_row(contact), enabled=self.policy.enabled).ok:
                 return _Claimed(row, contact, None)
             ctx = TouchContext(
                 contact_id=row.contact_id,
@@ -217,8 +218,14 @@ class FollowUpScheduler:
             recorded: list[dict[str, Any]] = []
             for item in claimed:
                 contact = current.get(item.row.contact_id)
-                decision = eligibility(
-                    contact or {}, enabled=self.policy.enabled, call_booked=item.row.contact_id in calls
+                decision = (
+                    eligibility(
+                        ContactView.from_row(contact),
+                        enabled=self.policy.enabled,
+                        call_booked=item.row.contact_id in calls,
+                    )
+                    if contact
+                    else Eligibility(False, StopReason.NON_CLIENT)  # gone (erased) since it was claimed
                 )
                 await self._finish_one(session, item, contact, decision, token, now, report, recorded)
             if recorded:  # the conversation shows the touches; the contacts show when we last wrote
@@ -267,7 +274,7 @@ class FollowUpScheduler:
                 contact["follow_ups_stopped"] = True
             return
         template = None
-        if needs_template(contact, now):
+        if needs_template(ContactView.from_row(contact), now):
             if self.template is None:
                 await self._skip(session, ours, SKIP_NO_TEMPLATE, now, report)
                 return

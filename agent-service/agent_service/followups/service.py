@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy import and_, bindparam, func, select, update
 
 from agent_service.db.tables import contacts, follow_ups, scheduled_calls
+from agent_service.domain.contact import ContactView
 from agent_service.domain.followup_policy import FollowUpPolicy, StopReason, eligibility, plan
 from parley_shared.db import Session
 
@@ -90,7 +91,7 @@ class FollowUps:
         await self._mark_replied(session, ids, now)
         await self._cancel_pending(session, ids, StopReason.REPLIED, now)
         for contact in contacts:
-            decision = eligibility(contact, enabled=self.policy.enabled)
+            decision = eligibility(ContactView.from_row(contact), enabled=self.policy.enabled)
             if decision.final:
                 await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
@@ -103,7 +104,9 @@ class FollowUps:
         contact_id = int(contact["id"])
         await self._cancel_pending(session, [contact_id], StopReason.SUPERSEDED, now)
         state = (await session.execute(_SEQUENCE_STATE, {"b_contact_id": contact_id, "b_now": now})).one()
-        decision = eligibility(contact, enabled=self.policy.enabled, call_booked=bool(state.call_ahead))
+        decision = eligibility(
+            ContactView.from_row(contact), enabled=self.policy.enabled, call_booked=bool(state.call_ahead)
+        )
         if decision.final:
             await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
             return

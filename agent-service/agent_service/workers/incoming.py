@@ -22,7 +22,8 @@ from datetime import timedelta
 import structlog
 
 from agent_service.db import repository as repo
-from agent_service.domain.moderation import inbound_status
+from agent_service.domain.contact import ContactView
+from agent_service.domain.moderation import ModerationPolicy
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
 from parley_shared.batching import GroupCommit
@@ -84,21 +85,17 @@ class IncomingHandler:
         schedule: Callable[[int, float], None],
         drains: Drains,
         window_s: float,
-        min_confidence: float,
-        max_classification_turns: int,
-        drafts_when_held: bool = False,
+        moderation: ModerationPolicy,
         live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
-        self.drafts_when_held = drafts_when_held
+        self.moderation = moderation
         self.live = live  # the managers' screens
         self.inbox = inbox
         self.clock = clock
         self.follow_ups = follow_ups
         self.schedule = schedule
         self.window_s = window_s
-        self.min_confidence = min_confidence
-        self.max_classification_turns = max_classification_turns
         self._locks = KeyedLocks()
         self.group_commit: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
             self._record_batch,
@@ -148,12 +145,7 @@ class IncomingHandler:
         recorded: dict[str, Recorded] = {}
         for message in fresh:
             contact = contacts[message.phone]
-            status = inbound_status(
-                contact,
-                min_confidence=self.min_confidence,
-                max_turns=self.max_classification_turns,
-                drafts_when_held=self.drafts_when_held,
-            )
+            status = self.moderation.inbound_status(ContactView.from_row(contact))
             rows.append(
                 {
                     "contact_id": contact["id"],

@@ -40,8 +40,11 @@ import structlog
 from agent_service import metrics
 from agent_service.calls.service import CallBooker
 from agent_service.db import repository as repo
-from agent_service.domain.moderation import NON_CLIENT, is_settled_non_client, needs_classification
+from agent_service.domain.contact import ContactView
+from agent_service.domain.moderation import ModerationPolicy
 from agent_service.domain.ordering import Readiness, Waiting, missing_links, readiness
+from agent_service.domain.turn_outcome import TurnOutcome, turn_outcome
+from agent_service.domain.vocabulary import NON_CLIENT
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
@@ -66,6 +69,16 @@ class _Loaded:
     past: Sequence[Any]
     first_texts: list[str]
     order: Readiness
+
+
+@dataclass(frozen=True)
+class _Written:
+    """The turn being written: its id, the pending messages it answers (ids and rows), the time."""
+
+    turn_id: str
+    ids: list[int]
+    pending: Sequence[Any]
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -94,14 +107,12 @@ class TurnRunner:
         lease_s: float,
         max_concurrent: int,
         history_limit: int,
-        min_confidence: float,
-        max_classification_turns: int,
+        moderation: ModerationPolicy,
         order_gap_wait_s: float,
-        drafts_when_held: bool = False,
         live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
-        self.drafts_when_held = drafts_when_held
+        self.moderation = moderation
         self.live = live  # the managers' screens
         self.outbox = outbox
         self.agent = agent
@@ -110,8 +121,6 @@ class TurnRunner:
         self.booker = booker
         self.lease = timedelta(seconds=lease_s)
         self.history_limit = history_limit
-        self.min_confidence = min_confidence
-        self.max_classification_turns = max_classification_turns
         self.order_gap_wait = timedelta(seconds=order_gap_wait_s)
         self.instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()[:8]}"
         self._semaphore = asyncio.Semaphore(max_concurrent)
@@ -216,9 +225,10 @@ class TurnRunner:
         now = self.clock.now()
         token = f"{self.instance}:{new_id()[:8]}"
         async with self._session(begin=True) as session:
-            contact = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
-            if contact is None:
+            row = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
+            if row is None:
                 return None
+            contact = ContactView.from_row(row)
             loaded = await self._load(session, contact)  # read under the lease, in the claim's transaction
         heartbeat = asyncio.create_task(self._keep_lease(contact_id, token))
         try:
@@ -258,18 +268,16 @@ class TurnRunner:
         except Exception as exc:
             log.warning("turn.release_failed", contact_id=contact_id, error=type(exc).__name__)
 
-    async def _load(self, session: Session, contact: Any) -> _Loaded:
+    async def _load(self, session: Session, contact: ContactView) -> _Loaded:
         """The pending messages this turn answers, the recent history and (when the moderator will
         judge) the first texts."""
-        contact_id = int(contact["id"])
-        classify = needs_classification(
-            contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
-        )
+        contact_id = contact.id
+        classify = self.moderation.needs_classification(contact)
         waiting = await repo.pending_messages(session, contact_id)
         pending, order = await self._in_order(session, contact_id, waiting)
         past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in waiting])
         # The first classification judges the pending messages themselves; later ones also the first texts.
-        again = classify and pending and int(contact["classified_turns"] or 0) > 0
+        again = classify and pending and contact.classified_turns > 0
         first_texts = await repo.inbound_texts(session, contact_id) if again else []
         return _Loaded(pending, past, first_texts, order)
 
@@ -288,27 +296,21 @@ class TurnRunner:
         ready = set(order.ready)
         return [w for w in waiting if w["message_id"] in ready], order
 
-    async def _turn(self, contact: Any, token: str, loaded: _Loaded) -> TurnReport:
-        contact_id = int(contact["id"])
+    async def _turn(self, contact: ContactView, token: str, loaded: _Loaded) -> TurnReport:
         pending, past, first_texts = loaded.pending, loaded.past, loaded.first_texts
         if not pending:
             retry_at = loaded.order.retry_at
             async with self._session(begin=True) as session:
-                await repo.release_turn(session, contact_id, token, retry_at=retry_at)
+                await repo.release_turn(session, contact.id, token, retry_at=retry_at)
             if retry_at is not None:  # an earlier message is on its way: look again when the wait ends
-                self.schedule(contact_id, (retry_at - self.clock.now()).total_seconds())
-                return TurnReport(contact_id, None, "waiting")
-            return TurnReport(contact_id, None, "nothing")
-        turn_id = stable_id("turn", contact["phone"], pending[-1]["message_id"])
-        # While a manager holds the contact the AI only drafts (stored suppressed, offered to the manager).
-        held = contact["owner"] == "human" and not self.drafts_when_held
-        silent = held or is_settled_non_client(
-            contact, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
-        )
+                self.schedule(contact.id, (retry_at - self.clock.now()).total_seconds())
+                return TurnReport(contact.id, None, "waiting")
+            return TurnReport(contact.id, None, "nothing")
+        turn_id = stable_id("turn", contact.phone, pending[-1]["message_id"])
         plan: TurnPlan | None = None
-        if not silent:
+        if self.moderation.ai_thinks(contact):  # to answer, or to draft for the manager who holds it
             turn = TurnInput(
-                contact=dict(contact),
+                contact=contact,
                 messages=[InboundText(p["text"], p["kind"], bool(p["transcribed"])) for p in pending],
                 history=[HistoryItem(h["direction"], h["kind"], h["text"] or "") for h in past if h["text"]],
                 first_texts=first_texts,
@@ -317,9 +319,9 @@ class TurnRunner:
             try:
                 plan = await self.agent.plan(turn)
             except Exception as exc:  # a bug in an engine or the knowledge base must not block the contact
-                log.exception("turn.plan_failed", contact_id=contact_id)
+                log.exception("turn.plan_failed", contact_id=contact.id)
                 plan = self.agent.fallback_plan(turn, f"{type(exc).__name__}: {exc}")
-        return await self._commit(contact_id, token, turn_id, pending, plan, loaded.order.retry_at)
+        return await self._commit(contact.id, token, turn_id, pending, plan, loaded.order.retry_at)
 
     async def _commit(
         self,
@@ -330,104 +332,99 @@ class TurnRunner:
         plan: TurnPlan | None,
         held_until: datetime | None,
     ) -> TurnReport:
+        """Write the turn's result: re-check the lease (locking the contact), decide the outcome from
+        the contact as it is now (``domain/turn_outcome.py``), persist that outcome, release the lease."""
         now = self.clock.now()
-        ids = [p["id"] for p in pending]
-        last = pending[-1]
-        outcome = "replied"
-        reply_message_id: str | None = None
+        turn = _Written(turn_id, [p["id"] for p in pending], pending, now)
         async with self._session(begin=True) as session:
             current = await repo.recheck_lease(session, contact_id, token, now)
             if current is None:
                 log.warning("turn.lease_lost", contact_id=contact_id)
                 return TurnReport(contact_id, turn_id, "lease_lost")
-            # A manager holding the contact (a takeover that landed during the model call too) or a
-            # manager's non-client verdict wins: the reply is only stored, as the manager's draft.
-            human = current["owner"] == "human" or is_settled_non_client(
-                current, min_confidence=self.min_confidence, max_turns=self.max_classification_turns
+            outcome = turn_outcome(
+                ContactView.from_row(current),
+                planned=plan is not None,
+                has_reply=plan is not None and plan.reply is not None,
+                policy=self.moderation,
             )
-            if plan is None or plan.reply is None or human:
-                if await repo.mark_messages(session, ids, "silent", turn_id) != len(ids):
-                    raise RuntimeError("turn messages changed under the lease")
-                if plan is not None and plan.reply is not None:  # a takeover won the race
-                    outcome = "suppressed"
-                    await self._store_reply(session, current, turn_id, last, plan, plan.reply, "suppressed", now)
-                    updated = await repo.finish_turn(session, contact_id, token, {"updated_at": now})
-                elif plan is not None:
-                    outcome = "non_client"
-                    updated = await repo.finish_turn(
-                        session, contact_id, token, {**plan.contact_values, "updated_at": now}
-                    )
-                    if updated["client_status"] == NON_CLIENT:
-                        await self.follow_ups.stop(session, contact_id, "non_client", now)
-                else:
-                    outcome = "silent"
-                    updated = await repo.finish_turn(session, contact_id, token, {})
+            status = "handled" if outcome is TurnOutcome.REPLIED else "silent"
+            if await repo.mark_messages(session, turn.ids, status, turn_id) != len(turn.ids):
+                raise RuntimeError("turn messages changed under the lease")
+            if outcome is TurnOutcome.REPLIED:
+                assert plan is not None
+                updated = await self._persist_reply(session, current, token, turn, plan)
+            elif outcome is TurnOutcome.SUPPRESSED:
+                assert plan is not None and plan.reply is not None
+                await self._store_reply(session, current, turn, plan, plan.reply, "suppressed")
+                updated = await repo.finish_turn(session, contact_id, token, {"updated_at": now})
+            elif outcome is TurnOutcome.NON_CLIENT:
+                assert plan is not None
+                updated = await repo.finish_turn(session, contact_id, token, {**plan.contact_values, "updated_at": now})
+                if updated["client_status"] == NON_CLIENT:
+                    await self.follow_ups.stop(session, contact_id, "non_client", now)
             else:
-                if await repo.mark_messages(session, ids, "handled", turn_id) != len(ids):
-                    raise RuntimeError("turn messages changed under the lease")
-                text = plan.reply
-                decision = plan.decision
-                if decision is not None and decision.action == "schedule_call":
-                    booking = await self.booker.book(
-                        session,
-                        contact_id=contact_id,
-                        requested_at=decision.proposed_call_time,
-                        turn_id=turn_id,
-                        language=plan.language,
-                        now=now,
-                        notes=(last["text"] or "")[:500] or None,
-                    )
-                    if booking.reply_hint:
-                        text = f"{text}\n{booking.reply_hint}"
-                text = text[:MAX_TEXT]
-                reply_message_id = reply_id(turn_id)
-                await self._store_reply(session, current, turn_id, last, plan, text, "queued", now)
-                updated = await repo.finish_turn(
-                    session, contact_id, token, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
-                )
-                if plan.handoff:
-                    await self.follow_ups.stop(session, contact_id, "handoff", now)
-                else:
-                    await self.follow_ups.on_agent_message(session, updated, now)
-                message = OutgoingMessage(
-                    message_id=reply_message_id,
-                    correlation_id=last["correlation_id"] or turn_id,
-                    phone=current["phone"],
-                    text=text,
-                    kind=OutgoingKind.REPLY,
-                    in_reply_to=[p["message_id"] for p in pending][-200:],
-                )
-                await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(contact_id))
+                updated = await repo.finish_turn(session, contact_id, token, {})
             after = updated["turn_due_at"]
             if held_until is not None:  # later messages wait for an earlier one still on its way
                 await repo.postpone_turn(session, contact_id, held_until)
                 after = held_until
-        if reply_message_id is not None:
+        if outcome is TurnOutcome.REPLIED:
             await self.publish(contact_id)
         if after is not None:
             self.schedule(contact_id, (after - self.clock.now()).total_seconds())
-        metrics.TURNS.labels(outcome).inc()
-        log.info("turn.done", contact_id=contact_id, outcome=outcome, messages=len(ids))
+        metrics.TURNS.labels(outcome.value).inc()
+        log.info("turn.done", contact_id=contact_id, outcome=outcome.value, messages=len(turn.ids))
+        handoff = outcome is TurnOutcome.REPLIED and plan is not None and plan.handoff
         if self.live is not None:
-            handoff = outcome == "replied" and plan is not None and plan.handoff
             self.live.changed(
                 contact_id,
-                "handoff" if handoff else outcome,
+                "handoff" if handoff else outcome.value,
                 label=updated["name"],
                 needs_human=bool(updated["needs_human"]),
             )
-        return TurnReport(contact_id, turn_id, outcome, reply_message_id, len(ids))
+        reply = reply_id(turn_id) if outcome is TurnOutcome.REPLIED else None
+        return TurnReport(contact_id, turn_id, outcome.value, reply, len(turn.ids))
+
+    async def _persist_reply(self, session: Session, current: Any, token: str, turn: _Written, plan: TurnPlan) -> Any:
+        """The reply goes out: book a requested call, store the reply, update the contact, plan or
+        stop follow-ups, stage the message in the outbox. Returns the contact as it is now."""
+        contact_id, now, last = int(current["id"]), turn.now, turn.pending[-1]
+        text = plan.reply or ""
+        decision = plan.decision
+        if decision is not None and decision.action == "schedule_call":
+            booking = await self.booker.book(
+                session,
+                contact_id=contact_id,
+                requested_at=decision.proposed_call_time,
+                turn_id=turn.turn_id,
+                language=plan.language,
+                now=now,
+                notes=(last["text"] or "")[:500] or None,
+            )
+            if booking.reply_hint:
+                text = f"{text}\n{booking.reply_hint}"
+        text = text[:MAX_TEXT]
+        await self._store_reply(session, current, turn, plan, text, "queued")
+        updated = await repo.finish_turn(
+            session, contact_id, token, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
+        )
+        if plan.handoff:
+            await self.follow_ups.stop(session, contact_id, "handoff", now)
+        else:
+            await self.follow_ups.on_agent_message(session, updated, now)
+        message = OutgoingMessage(
+            message_id=reply_id(turn.turn_id),
+            correlation_id=last["correlation_id"] or turn.turn_id,
+            phone=current["phone"],
+            text=text,
+            kind=OutgoingKind.REPLY,
+            in_reply_to=[p["message_id"] for p in turn.pending][-200:],
+        )
+        await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(contact_id))
+        return updated
 
     async def _store_reply(
-        self,
-        session: Session,
-        contact: Any,
-        turn_id: str,
-        last: Any,
-        plan: TurnPlan,
-        text: str,
-        status: str,
-        now: datetime,
+        self, session: Session, contact: Any, turn: _Written, plan: TurnPlan, text: str, status: str
     ) -> None:
         await repo.insert_message(
             session,
@@ -437,16 +434,16 @@ class TurnRunner:
                 "kind": "reply",
                 "status": status,
                 "text": text,
-                "message_id": reply_id(turn_id),
-                "correlation_id": last["correlation_id"],
-                "turn_id": turn_id,
+                "message_id": reply_id(turn.turn_id),
+                "correlation_id": turn.pending[-1]["correlation_id"],
+                "turn_id": turn.turn_id,
                 "knowledge_refs": plan.knowledge_refs,
                 "model": plan.model,
                 "tokens_in": plan.tokens_in,
                 "tokens_out": plan.tokens_out,
                 "latency_ms": plan.latency_ms,
                 "error": _reply_error(plan),
-                "created_at": now,
+                "created_at": turn.now,
             },
         )
 
