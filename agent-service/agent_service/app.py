@@ -122,6 +122,7 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         history_limit=settings.history_messages,
         moderation=settings.moderation_policy(),
         order_gap_wait_s=settings.order_gap_wait_s,
+        drains=runtime.drains,
         live=live,
     )
     incoming = IncomingHandler(

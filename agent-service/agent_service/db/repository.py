@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -150,6 +150,47 @@ async def claim_turn(
     return (await session.execute(_CLAIM_TURN, params)).mappings().first()
 
 
+# The batched claim: the same conditions for many contacts at once (one statement, one token).
+_UNPUBLISHED_FOR_ROW = (
+    select(outbox.c.id)
+    .where(outbox.c.cause_id == literal("contact:") + cast(c.id, String), outbox.c.published_at.is_(None))
+    .exists()
+)
+_LOCK_IN_PHONE_ORDER = (
+    select(contacts.c.id)
+    .where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(contacts.c.phone)
+    .with_for_update()
+)
+_CLAIM_TURNS = (
+    update(contacts)
+    .where(
+        c.id.in_(_LOCK_IN_PHONE_ORDER.scalar_subquery()),
+        c.turn_due_at.is_not(None),
+        c.turn_due_at <= bindparam("b_now"),
+        or_(c.turn_lease_until.is_(None), c.turn_lease_until < bindparam("b_now")),
+        ~_UNPUBLISHED_FOR_ROW,
+    )
+    .values(turn_lease_owner=bindparam("b_token"), turn_lease_until=bindparam("b_until"))
+    .returning(*contacts.c)
+)
+
+
+async def claim_turns(
+    session: Session, contact_ids: Sequence[int], token: str, now: datetime, lease_until: datetime
+) -> dict[int, RowMapping]:
+    """:func:`claim_turn` for many contacts in one statement: those claimed now, by id.
+
+    Rows are locked in phone order, like every statement that locks several contacts (recording a
+    batch of messages, writing a batch of turns, sending follow-ups): two transactions never wait
+    for each other in a circle."""
+    if not contact_ids:
+        return {}
+    params = {"b_ids": sorted(contact_ids), "b_now": now, "b_token": token, "b_until": lease_until}
+    rows = (await session.execute(_CLAIM_TURNS, params)).mappings().all()
+    return {int(row["id"]): row for row in rows}
+
+
 _OWN_LEASE = (c.id == bindparam("b_contact_id")) & (c.turn_lease_owner == bindparam("b_token"))
 _RECHECK_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_now")).returning(*contacts.c)
 _RENEW_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_until"))
@@ -241,11 +282,77 @@ _INBOUND_TEXTS = (
     .order_by(m.id)
     .limit(bindparam("b_limit"))
 )
+_RANKED = (
+    select(messages, func.row_number().over(partition_by=m.contact_id, order_by=m.id.desc()).label("rank"))
+    .where(
+        m.contact_id.in_(bindparam("b_ids", expanding=True)),
+        m.status != "suppressed",
+        m.id.not_in(bindparam("b_exclude", expanding=True)),
+    )
+    .subquery()
+)
+_HISTORIES = (
+    select(*(_RANKED.c[col.name] for col in messages.c))
+    .where(_RANKED.c.rank <= bindparam("b_limit"))
+    .order_by(_RANKED.c.contact_id, _RANKED.c.id.desc())
+)
+_RANKED_TEXTS = (
+    select(m.contact_id, m.text, func.row_number().over(partition_by=m.contact_id, order_by=m.id).label("rank"))
+    .where(m.contact_id.in_(bindparam("b_ids", expanding=True)), m.direction == "in", m.text.is_not(None))
+    .subquery()
+)
+_INBOUND_TEXTS_OF_MANY = (
+    select(_RANKED_TEXTS.c.contact_id, _RANKED_TEXTS.c.text)
+    .where(_RANKED_TEXTS.c.rank <= bindparam("b_limit"))
+    .order_by(_RANKED_TEXTS.c.contact_id, _RANKED_TEXTS.c.rank)
+)
 _MARK_MESSAGES = (
     update(messages)
     .where(m.id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
     .values(status=bindparam("b_status"), turn_id=bindparam("b_turn_id"))
 )
+
+
+_PENDING_OF_MANY = (
+    select(messages)
+    .where(m.contact_id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
+    .order_by(m.contact_id, m.sent_at, m.created_at, m.id)
+)
+
+
+async def pending_messages_of(session: Session, contact_ids: Sequence[int]) -> dict[int, list[RowMapping]]:
+    """:func:`pending_messages` for many contacts in one statement, by contact id."""
+    out: dict[int, list[RowMapping]] = {cid: [] for cid in contact_ids}
+    if contact_ids:
+        for row in (await session.execute(_PENDING_OF_MANY, {"b_ids": sorted(contact_ids)})).mappings():
+            out[int(row["contact_id"])].append(row)
+    return out
+
+
+async def histories(
+    session: Session, contact_ids: Sequence[int], limit: int, *, exclude: Sequence[int] = ()
+) -> dict[int, list[RowMapping]]:
+    """:func:`history` for many contacts in one statement (a window over each contact's messages)."""
+    out: dict[int, list[RowMapping]] = {cid: [] for cid in contact_ids}
+    if limit <= 0 or not contact_ids:
+        return out
+    params = {"b_ids": sorted(contact_ids), "b_exclude": list(exclude), "b_limit": limit}
+    for row in (await session.execute(_HISTORIES, params)).mappings():
+        out[int(row["contact_id"])].append(row)
+    for rows in out.values():
+        rows.reverse()  # oldest first
+    return out
+
+
+async def inbound_texts_of(session: Session, contact_ids: Sequence[int], limit: int = 10) -> dict[int, list[str]]:
+    """:func:`inbound_texts` for many contacts in one statement."""
+    out: dict[int, list[str]] = {cid: [] for cid in contact_ids}
+    if contact_ids:
+        params = {"b_ids": sorted(contact_ids), "b_limit": limit}
+        for contact_id, text in await session.execute(_INBOUND_TEXTS_OF_MANY, params):
+            if text:
+                out[int(contact_id)].append(text)
+    return out
 
 
 async def pending_messages(session: Session, contact_id: int) -> Sequence[RowMapping]:

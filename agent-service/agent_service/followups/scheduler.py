@@ -210,7 +210,8 @@ class FollowUpScheduler:
         report = RunReport()
         async with self.sessions() as session, session.begin():
             ids = sorted({c.row.contact_id for c in claimed})
-            query = select(contacts).where(contacts.c.id.in_(ids)).order_by(contacts.c.id)
+            # In phone order, like every transaction that locks several contacts.
+            query = select(contacts).where(contacts.c.id.in_(ids)).order_by(contacts.c.phone)
             if dialect_name(session) == "postgresql":
                 query = query.with_for_update()  # wait for a turn in flight on the same contact
             current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}

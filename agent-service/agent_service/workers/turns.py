@@ -49,10 +49,13 @@ from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
+from parley_shared.batching import GroupCommit
+from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
 from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Outbox
+from parley_shared.shutdown import Drains
 from parley_shared.topology import OUTGOING
 
 log = structlog.get_logger(__name__)
@@ -82,12 +85,36 @@ class _Written:
 
 
 @dataclass(frozen=True)
+class _Claim:
+    contact: ContactView
+    token: str
+    loaded: _Loaded
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A turn's plan, waiting to be written (``TurnRunner.commits``)."""
+
+    contact_id: int
+    phone: str  # the order contacts are locked in
+    token: str
+    turn_id: str
+    pending: Sequence[Any]
+    plan: TurnPlan | None
+    held_until: datetime | None
+
+
+@dataclass(frozen=True)
 class TurnReport:
     contact_id: int
     turn_id: str | None
     outcome: str  # replied | suppressed | silent | non_client | nothing | waiting | lease_lost
     reply_message_id: str | None = None
     handled: int = 0
+    next_due: datetime | None = None  # when the contact's next turn is due (messages still wait)
+    live_kind: str | None = None  # what the managers' screens are told
+    name: str | None = None
+    needs_human: bool = False
 
 
 def reply_id(turn_id: str) -> str:
@@ -109,6 +136,7 @@ class TurnRunner:
         history_limit: int,
         moderation: ModerationPolicy,
         order_gap_wait_s: float,
+        drains: Drains,
         live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
@@ -129,6 +157,13 @@ class TurnRunner:
         self._running: set[int] = set()
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Claims and results of turns that happen at about the same time share a transaction.
+        self.claims: GroupCommit[int, _Claim | None] = GroupCommit(
+            self._claim_batch, name="turn_claims", drains=drains, retry_alone=lambda exc: not is_transient(exc)
+        )
+        self.commits: GroupCommit[_Result, TurnReport] = GroupCommit(
+            self._commit_batch, name="turn_commits", drains=drains, retry_alone=lambda exc: not is_transient(exc)
+        )
         self.turns = 0
         self.failures = 0
         self.in_flight = 0
@@ -222,14 +257,10 @@ class TurnRunner:
     # ------------------------------------------------------------------ one turn
     async def run_turn(self, contact_id: int) -> TurnReport | None:
         """Claim the contact's lease and run its turn; None when it is not due or someone else runs it."""
-        now = self.clock.now()
-        token = f"{self.instance}:{new_id()[:8]}"
-        async with self._session(begin=True) as session:
-            row = await repo.claim_turn(session, contact_id, token, now, now + self.lease)
-            if row is None:
-                return None
-            contact = ContactView.from_row(row)
-            loaded = await self._load(session, contact)  # read under the lease, in the claim's transaction
+        claim = await self.claims.submit(contact_id)
+        if claim is None:
+            return None
+        contact, token, loaded = claim.contact, claim.token, claim.loaded
         heartbeat = asyncio.create_task(self._keep_lease(contact_id, token))
         try:
             report = await self._turn(contact, token, loaded)
@@ -268,33 +299,62 @@ class TurnRunner:
         except Exception as exc:
             log.warning("turn.release_failed", contact_id=contact_id, error=type(exc).__name__)
 
-    async def _load(self, session: Session, contact: ContactView) -> _Loaded:
-        """The pending messages this turn answers, the recent history and (when the moderator will
-        judge) the first texts."""
-        contact_id = contact.id
-        classify = self.moderation.needs_classification(contact)
-        waiting = await repo.pending_messages(session, contact_id)
-        pending, order = await self._in_order(session, contact_id, waiting)
-        past = await repo.history(session, contact_id, self.history_limit, exclude=[p["id"] for p in waiting])
-        # The first classification judges the pending messages themselves; later ones also the first texts.
-        again = classify and pending and contact.classified_turns > 0
-        first_texts = await repo.inbound_texts(session, contact_id) if again else []
-        return _Loaded(pending, past, first_texts, order)
+    async def _claim_batch(self, contact_ids: list[int]) -> list[_Claim | None]:
+        """Claim the turns of contacts whose timers fired at about the same time, in one transaction
+        (group commit): one statement claims them all (under one token), one reads their pending
+        messages, one their histories, one (rarely) the earlier messages their chains name, one (when
+        the moderator judges again) their first texts -- whatever the number of contacts."""
+        now = self.clock.now()
+        token = f"{self.instance}:{new_id()[:8]}"
+        async with self._session(begin=True) as session:
+            rows = await repo.claim_turns(session, contact_ids, token, now, now + self.lease)
+            claimed = {cid: ContactView.from_row(row) for cid, row in rows.items()}
+            ids = sorted(claimed)
+            waiting = await repo.pending_messages_of(session, ids)
+            orders = await self._in_order(session, waiting, now)
+            excluded = [w["id"] for rows_ in waiting.values() for w in rows_]
+            pasts = await repo.histories(session, ids, self.history_limit, exclude=excluded)
+            # The first classification judges the pending messages themselves; later ones also the first texts.
+            again = [
+                cid
+                for cid, contact in claimed.items()
+                if orders[cid][0] and self.moderation.needs_classification(contact) and contact.classified_turns > 0
+            ]
+            first_texts = await repo.inbound_texts_of(session, again) if again else {}
+        return [
+            _Claim(
+                claimed[cid],
+                token,
+                _Loaded(orders[cid][0], pasts[cid], first_texts.get(cid, []), orders[cid][1]),
+            )
+            if cid in claimed
+            else None
+            for cid in contact_ids
+        ]
 
-    async def _in_order(self, session: Session, contact_id: int, waiting: Sequence[Any]) -> tuple[list[Any], Readiness]:
-        """The waiting messages whose earlier messages have all arrived (``domain/ordering.py``)."""
-        chain = [Waiting(w["message_id"], w["previous_message_id"], w["created_at"]) for w in waiting]
-        links = missing_links(chain)
+    async def _in_order(
+        self, session: Session, waiting: dict[int, list[Any]], now: datetime
+    ) -> dict[int, tuple[list[Any], Readiness]]:
+        """Per contact, the waiting messages whose earlier messages have all arrived
+        (``domain/ordering.py``), and its readiness."""
+        chains = {
+            cid: [Waiting(w["message_id"], w["previous_message_id"], w["created_at"]) for w in rows]
+            for cid, rows in waiting.items()
+        }
+        links = set().union(*(missing_links(chain) for chain in chains.values())) if chains else set()
         found = await repo.recorded(session, links) if links else set()
-        order = readiness(chain, found, now=self.clock.now(), max_wait=self.order_gap_wait)
-        if order.held:
-            metrics.ORDER_GAPS.labels("held").inc()
-            log.info("turn.order_gap_held", contact_id=contact_id, held=len(order.held), until=order.retry_at)
-        if order.expired:
-            metrics.ORDER_GAPS.labels("expired").inc()
-            log.warning("turn.order_gap_expired", contact_id=contact_id, messages=len(order.expired))
-        ready = set(order.ready)
-        return [w for w in waiting if w["message_id"] in ready], order
+        out: dict[int, tuple[list[Any], Readiness]] = {}
+        for cid, chain in chains.items():
+            order = readiness(chain, found, now=now, max_wait=self.order_gap_wait)
+            if order.held:
+                metrics.ORDER_GAPS.labels("held").inc()
+                log.info("turn.order_gap_held", contact_id=cid, held=len(order.held), until=order.retry_at)
+            if order.expired:
+                metrics.ORDER_GAPS.labels("expired").inc()
+                log.warning("turn.order_gap_expired", contact_id=cid, messages=len(order.expired))
+            ready = set(order.ready)
+            out[cid] = ([w for w in waiting[cid] if w["message_id"] in ready], order)
+        return out
 
     async def _turn(self, contact: ContactView, token: str, loaded: _Loaded) -> TurnReport:
         pending, past, first_texts = loaded.pending, loaded.past, loaded.first_texts
@@ -321,69 +381,98 @@ class TurnRunner:
             except Exception as exc:  # a bug in an engine or the knowledge base must not block the contact
                 log.exception("turn.plan_failed", contact_id=contact.id)
                 plan = self.agent.fallback_plan(turn, f"{type(exc).__name__}: {exc}")
-        return await self._commit(contact.id, token, turn_id, pending, plan, loaded.order.retry_at)
+        result = _Result(contact.id, contact.phone, token, turn_id, pending, plan, loaded.order.retry_at)
+        report = await self.commits.submit(result)
+        self._after_commit(result, report)
+        return report
 
-    async def _commit(
-        self,
-        contact_id: int,
-        token: str,
-        turn_id: str,
-        pending: Any,
-        plan: TurnPlan | None,
-        held_until: datetime | None,
-    ) -> TurnReport:
-        """Write the turn's result: re-check the lease (locking the contact), decide the outcome from
-        the contact as it is now (``domain/turn_outcome.py``), persist that outcome, release the lease."""
+    async def _commit_batch(self, results: list[_Result]) -> list[TurnReport]:
+        """Write the results of turns that finished at about the same time, in one transaction
+        (group commit), in phone order (every transaction that locks several contacts does), then publish every
+        reply of the batch together. A turn whose result cannot be written fails alone (its lease
+        is given back and the turn runs again); the batch is re-run item by item if it fails for a
+        reason of its own."""
         now = self.clock.now()
-        turn = _Written(turn_id, [p["id"] for p in pending], pending, now)
+        order = sorted(range(len(results)), key=lambda i: results[i].phone)
+        reports: dict[int, TurnReport] = {}
         async with self._session(begin=True) as session:
-            current = await repo.recheck_lease(session, contact_id, token, now)
-            if current is None:
-                log.warning("turn.lease_lost", contact_id=contact_id)
-                return TurnReport(contact_id, turn_id, "lease_lost")
-            outcome = turn_outcome(
-                ContactView.from_row(current),
-                planned=plan is not None,
-                has_reply=plan is not None and plan.reply is not None,
-                policy=self.moderation,
-            )
-            status = "handled" if outcome is TurnOutcome.REPLIED else "silent"
-            if await repo.mark_messages(session, turn.ids, status, turn_id) != len(turn.ids):
-                raise RuntimeError("turn messages changed under the lease")
-            if outcome is TurnOutcome.REPLIED:
-                assert plan is not None
-                updated = await self._persist_reply(session, current, token, turn, plan)
-            elif outcome is TurnOutcome.SUPPRESSED:
-                assert plan is not None and plan.reply is not None
-                await self._store_reply(session, current, turn, plan, plan.reply, "suppressed")
-                updated = await repo.finish_turn(session, contact_id, token, {"updated_at": now})
-            elif outcome is TurnOutcome.NON_CLIENT:
-                assert plan is not None
-                updated = await repo.finish_turn(session, contact_id, token, {**plan.contact_values, "updated_at": now})
-                if updated["client_status"] == NON_CLIENT:
-                    await self.follow_ups.stop(session, contact_id, "non_client", now)
-            else:
-                updated = await repo.finish_turn(session, contact_id, token, {})
-            after = updated["turn_due_at"]
-            if held_until is not None:  # later messages wait for an earlier one still on its way
-                await repo.postpone_turn(session, contact_id, held_until)
-                after = held_until
+            for index in order:
+                reports[index] = await self._write(session, results[index], now)
+        written = [reports[index] for index in range(len(results))]
+        replied = [
+            r.contact_id
+            for r, w in zip(results, written, strict=True)
+            if isinstance(w, TurnReport) and w.reply_message_id
+        ]
+        if replied:
+            async with self._db_slots:
+                await self.outbox.publish_after_commit(causes=[repo.contact_cause(cid) for cid in replied])
+        return written
+
+    async def _write(self, session: Session, result: _Result, now: datetime) -> TurnReport:
+        """One turn's result in the batch's transaction: re-check the lease (locking the contact),
+        decide the outcome from the contact as it is now (``domain/turn_outcome.py``), persist that
+        outcome, release the lease."""
+        contact_id, plan = result.contact_id, result.plan
+        turn = _Written(result.turn_id, [p["id"] for p in result.pending], result.pending, now)
+        current = await repo.recheck_lease(session, contact_id, result.token, now)
+        if current is None:
+            log.warning("turn.lease_lost", contact_id=contact_id)
+            return TurnReport(contact_id, result.turn_id, "lease_lost")
+        outcome = turn_outcome(
+            ContactView.from_row(current),
+            planned=plan is not None,
+            has_reply=plan is not None and plan.reply is not None,
+            policy=self.moderation,
+        )
+        status = "handled" if outcome is TurnOutcome.REPLIED else "silent"
+        if await repo.mark_messages(session, turn.ids, status, result.turn_id) != len(turn.ids):
+            raise RuntimeError("turn messages changed under the lease")
         if outcome is TurnOutcome.REPLIED:
-            await self.publish(contact_id)
-        if after is not None:
-            self.schedule(contact_id, (after - self.clock.now()).total_seconds())
-        metrics.TURNS.labels(outcome.value).inc()
-        log.info("turn.done", contact_id=contact_id, outcome=outcome.value, messages=len(turn.ids))
+            assert plan is not None
+            updated = await self._persist_reply(session, current, result.token, turn, plan)
+        elif outcome is TurnOutcome.SUPPRESSED:
+            assert plan is not None and plan.reply is not None
+            await self._store_reply(session, current, turn, plan, plan.reply, "suppressed")
+            updated = await repo.finish_turn(session, contact_id, result.token, {"updated_at": now})
+        elif outcome is TurnOutcome.NON_CLIENT:
+            assert plan is not None
+            values = {**plan.contact_values, "updated_at": now}
+            updated = await repo.finish_turn(session, contact_id, result.token, values)
+            if updated["client_status"] == NON_CLIENT:
+                await self.follow_ups.stop(session, contact_id, "non_client", now)
+        else:
+            updated = await repo.finish_turn(session, contact_id, result.token, {})
+        after = updated["turn_due_at"]
+        if result.held_until is not None:  # later messages wait for an earlier one still on its way
+            await repo.postpone_turn(session, contact_id, result.held_until)
+            after = result.held_until
+        reply = reply_id(result.turn_id) if outcome is TurnOutcome.REPLIED else None
         handoff = outcome is TurnOutcome.REPLIED and plan is not None and plan.handoff
+        return TurnReport(
+            contact_id,
+            result.turn_id,
+            outcome.value,
+            reply,
+            len(turn.ids),
+            next_due=after,
+            live_kind="handoff" if handoff else outcome.value,
+            name=updated["name"],
+            needs_human=bool(updated["needs_human"]),
+        )
+
+    def _after_commit(self, result: _Result, report: TurnReport) -> None:
+        """The turn is written: arm its contact's next turn, count it, tell the managers' screens."""
+        if report.outcome == "lease_lost":
+            return
+        if report.next_due is not None:
+            self.schedule(result.contact_id, (report.next_due - self.clock.now()).total_seconds())
+        metrics.TURNS.labels(report.outcome).inc()
+        log.info("turn.done", contact_id=result.contact_id, outcome=report.outcome, messages=report.handled)
         if self.live is not None:
             self.live.changed(
-                contact_id,
-                "handoff" if handoff else outcome.value,
-                label=updated["name"],
-                needs_human=bool(updated["needs_human"]),
+                result.contact_id, report.live_kind or report.outcome, label=report.name, needs_human=report.needs_human
             )
-        reply = reply_id(turn_id) if outcome is TurnOutcome.REPLIED else None
-        return TurnReport(contact_id, turn_id, outcome.value, reply, len(turn.ids))
 
     async def _persist_reply(self, session: Session, current: Any, token: str, turn: _Written, plan: TurnPlan) -> Any:
         """The reply goes out: book a requested call, store the reply, update the contact, plan or
@@ -446,10 +535,6 @@ class TurnRunner:
                 "created_at": turn.now,
             },
         )
-
-    async def publish(self, contact_id: int) -> None:
-        async with self._db_slots:
-            await self.outbox.publish_after_commit(causes=[repo.contact_cause(contact_id)])
 
 
 def _reply_error(plan: TurnPlan) -> str | None:
