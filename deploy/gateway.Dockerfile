@@ -4,7 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY shared/ /src/shared/
 COPY gateway/ /src/gateway/
-RUN pip install --no-cache-dir /src/shared /src/gateway && useradd --create-home parley && mkdir -p /app/data && chown parley /app/data
+RUN pip install --no-cache-dir /src/shared /src/gateway && useradd --create-home parley && mkdir -p /app/data/media && chown -R parley /app/data
 USER parley
 ENV HTTP_HOST=0.0.0.0 GATEWAY_HTTP_PORT=8080 APP_ENV=production
 EXPOSE 8080

@@ -46,6 +46,7 @@ from agent_service.followups.service import FollowUps
 from agent_service.followups.text import PROMPT_FILE, FollowUpWriter, Knowledge, Templates
 from agent_service.knowledge.base import KnowledgeBase
 from agent_service.knowledge.embeddings import GeminiEmbedder
+from agent_service.knowledge.media import MediaLibrary
 from agent_service.live import LiveFeed
 from agent_service.privacy import AgentPrivacy, retention_rules
 from agent_service.prompts import PromptBook
@@ -183,6 +184,7 @@ def build_agent(
         prompts=prompts,
         profile=business,
         call_rules=settings.call_rules(),
+        media=MediaLibrary(settings.knowledge_path, settings.price_list_file),
         top_k=settings.knowledge_top_k,
         moderation=settings.moderation_policy(),
     )

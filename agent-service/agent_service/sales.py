@@ -24,7 +24,7 @@ action into a handoff and flags the contact for a human.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,12 +32,14 @@ from typing import Any
 import structlog
 
 from agent_service import metrics
-from agent_service.domain.call_slots import CallRules, refusal
+from agent_service.domain.attachments import best_picture, wants_picture, wants_price_list
+from agent_service.domain.call_slots import CallRules, refusal, tapped_slot
 from agent_service.domain.contact import ContactView
 from agent_service.domain.decision import AgentDecision
 from agent_service.domain.disclosure import Runs, discloses, instruction_runs
 from agent_service.domain.grounding import extract_claims, source_keys, ungrounded_claims
 from agent_service.domain.intents import FILLER_WORDS, INTENT_VOCABULARY, Intent, detect_intents, question_focus
+from agent_service.domain.kinds import order_lines
 from agent_service.domain.language import detect_language
 from agent_service.domain.moderation import Classification, ModerationPolicy, classification_update, classify_rules
 from agent_service.domain.profile import BusinessProfile
@@ -45,6 +47,7 @@ from agent_service.domain.quote import Quote, asks_for_total, make_quote, order_
 from agent_service.domain.text import content_terms
 from agent_service.engines.base import Engine, HistoryItem, TurnContext
 from agent_service.knowledge.base import KnowledgeBase, Passage
+from agent_service.knowledge.media import FileToSend, MediaLibrary
 from agent_service.prompts import FIRST_CONTACT_PROMPT, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
 
 log = structlog.get_logger(__name__)
@@ -55,6 +58,7 @@ class InboundText:
     text: str | None
     kind: str = "text"
     transcribed: bool = False
+    details: Mapping[str, Any] | None = None  # the structured content of its kind (an order, a tap ...)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class TurnPlan:
     classification: Classification | None = None
     draft: str | None = None  # what the engine wanted to say, when the guard replaced it
     computed: tuple[str, ...] = ()  # figures computed for this turn from the catalogue (a quote)
+    attachment: FileToSend | None = None  # a file sent after the reply (the price list, a product picture)
 
     @property
     def handoff(self) -> bool:
@@ -97,6 +102,7 @@ class SalesAgent:
         prompts: PromptBook,
         profile: BusinessProfile,
         call_rules: CallRules | None = None,
+        media: MediaLibrary | None = None,
         top_k: int = 4,
         moderation: ModerationPolicy | None = None,
     ) -> None:
@@ -105,6 +111,7 @@ class SalesAgent:
         self.prompts = prompts
         self.profile = profile
         self.call_rules = call_rules  # to tell a bookable call from one that only gets slots proposed
+        self.media = media
         self.top_k = top_k
         self.moderation = moderation or ModerationPolicy()
         self._instructions: tuple[tuple[str, ...], Runs] = ((), frozenset())
@@ -115,6 +122,10 @@ class SalesAgent:
         text = "\n".join(texts)
         language = detect_language(text, previous=contact.language)
         values: dict[str, Any] = {"language": language}
+        answered = self._kind_plan(turn, language)
+        if answered is not None:
+            return answered
+
         judged: list[str] = []
         if self.moderation.needs_classification(contact) and (turn.first_texts or texts):
             judged = list(dict.fromkeys([*turn.first_texts, *texts]))
@@ -199,6 +210,7 @@ class SalesAgent:
                 else f"the model could not answer ({result.error or 'unknown error'})"
             )[:500]
         refs = _references(decision, passages, ungrounded, quote, self.knowledge)
+        attachment = await self._attachment(text, turn.history)
         return TurnPlan(
             reply=reply,
             decision=decision,
@@ -214,6 +226,7 @@ class SalesAgent:
             classification=verdict,
             draft=draft,
             computed=quote_lines,
+            attachment=attachment,
         )
 
     def _settle_outcome(self, decision: AgentDecision, context: TurnContext) -> AgentDecision:
@@ -267,6 +280,63 @@ class SalesAgent:
                     say("quote_next_tier", percent=_percent(tier.percent), amount=quote.money(tier.min_amount or 0))
                 )
         return tuple(lines)
+
+    async def _attachment(self, text: str, history: Sequence[HistoryItem]) -> FileToSend | None:
+        """The file the prospect asked for: the price list, or a picture of the product they name."""
+        if self.media is None or not text:
+            return None
+        if wants_price_list(text):
+            return await self.media.price_list()
+        if wants_picture(text):
+            pictures = await self.media.pictures()
+            earlier = next((h.text for h in reversed(history) if h.direction == "in"), "")
+            index = best_picture([p for p, _ in pictures], text, earlier)
+            return pictures[index][1] if index is not None else None
+        return None
+
+    def _kind_plan(self, turn: TurnInput, language: str) -> TurnPlan | None:
+        """Kinds answered without the model: a tapped call slot (booked), a catalogue order (its
+        lines echoed, a manager confirms it) and messages WhatsApp could not give us (one polite
+        request to write instead)."""
+        stage, outcome = turn.contact.spin_stage, turn.contact.outcome
+        slot = next(
+            (s for m in turn.messages if (s := tapped_slot(((m.details or {}).get("interactive") or {}).get("id")))),
+            None,
+        )
+        if slot is not None and outcome != "declined":
+            reply = self.prompts.phrase(language, "call_confirm")
+            decision = AgentDecision(
+                reply=reply,
+                spin_stage="need_payoff",
+                outcome="agreed",
+                action="schedule_call",
+                proposed_call_time=slot,
+                language=language,
+            )
+            values = {"language": language, "spin_stage": "need_payoff", "outcome": "agreed"}
+            return TurnPlan(reply, decision, language, values, model="slot_tap")
+        order = next((m for m in turn.messages if m.kind == "order"), None)
+        if order is not None:
+            lines = order_lines(dict(order.details or {}))
+            thanks, confirm = (self.prompts.phrase(language, key) for key in ("order_received", "order_confirm"))
+            reply = "\n".join([thanks, *lines, confirm])
+            reason = "the prospect sent a catalogue order: confirm availability, total and delivery"
+            decision = AgentDecision(
+                reply=reply[:1500],
+                spin_stage="need_payoff",
+                outcome="agreed",
+                action="handoff",
+                language=language,
+                handoff_reason=reason,
+            )
+            metrics.HANDOFFS.labels("order").inc()
+            values = {"language": language, "needs_human": True, "needs_human_reason": reason, "outcome": "agreed"}
+            return TurnPlan(reply[:1500], decision, language, values, model="order")
+        if turn.messages and all(m.kind == "unsupported" for m in turn.messages):
+            reply = self.prompts.phrase(language, "unsupported")
+            decision = AgentDecision(reply=reply, spin_stage=stage, outcome=outcome, language=language)
+            return TurnPlan(reply, decision, language, {"language": language}, model="unsupported")
+        return None
 
     def fallback_plan(self, turn: TurnInput, error: str) -> TurnPlan:
         """The safe reply when planning itself failed: a manager will answer; nothing else changes."""

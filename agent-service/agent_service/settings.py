@@ -52,6 +52,8 @@ class AgentSettings(CommonSettings, BusinessHoursSettings, ConsoleSettings):
     # --- the business, its knowledge base and the prompts
     business_file: str = Field("business.toml", min_length=1, validation_alias=env("BUSINESS_FILE"))
     knowledge_dir: str = Field("", validation_alias=env("KNOWLEDGE_DIR"))
+    # The PDF sent when a prospect asks for the price list (relative to the knowledge folder; empty: found by name)
+    price_list_file: str = Field("", max_length=300, validation_alias=env("PRICE_LIST_FILE"))
     knowledge_top_k: int = Field(4, ge=1, le=20, validation_alias=env("KNOWLEDGE_TOP_K"))
     knowledge_embeddings: bool = Field(True, validation_alias=env("KNOWLEDGE_EMBEDDINGS"))
     prompts_dir: str = Field("prompts", validation_alias=env("PROMPTS_DIR"))

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.api import erasure as erasure_api
 from gateway.api import ignore_list as ignore_list_api
+from gateway.api import media as media_api
 from gateway.api import sandbox as sandbox_api
 from gateway.api import stats as stats_api
 from gateway.api import webhooks as webhooks_api
@@ -26,21 +27,25 @@ from gateway.context import GATEWAY, Gateway
 from gateway.db import MIGRATIONS, tables
 from gateway.ignore_list import IgnoreList
 from gateway.ingest import Ingestor
+from gateway.media import MediaKeeper
+from gateway.media_store import MediaStore
 from gateway.outbound import OutboundLog
 from gateway.privacy import GatewayPrivacy, retention_rules
 from gateway.providers import build_provider
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings, ProviderName
+from gateway.workers.media import MediaWorker
 from gateway.workers.poller import WappiPoller
 from gateway.workers.sender import AccountPacer, Sender
 from gateway.workers.transcriber import Transcriber
 from parley_shared.clock import Clock
 from parley_shared.retention import Retention
 from parley_shared.service import service_app
-from parley_shared.topology import CAMPAIGN, ERASURE, OUTGOING, VOICE
+from parley_shared.topology import CAMPAIGN, ERASURE, MEDIA, OUTGOING, VOICE
 
 log = structlog.get_logger(__name__)
 TRANSCRIBER_PREFETCH = 8
+MEDIA_PREFETCH = 8
 
 
 def create_app(
@@ -59,7 +64,8 @@ def create_app(
         clock=clock,
     )
     pace_sleep = sleep or asyncio.sleep
-    provider = build_provider(settings, runtime.sessions, runtime.clock)
+    media_store = MediaStore(settings.media_dir)
+    provider = build_provider(settings, runtime.sessions, runtime.clock, media_store)
     ignore_list = IgnoreList(runtime.sessions, runtime.clock, settings.ignored_phones())
     outbound = OutboundLog(runtime, provider.name)
     ingestor = Ingestor(runtime, ignore_list, outbound)
@@ -69,13 +75,21 @@ def create_app(
     sender = Sender(
         runtime=runtime, provider=provider, outbound=outbound, pacer=pacer, settings=settings, sleep=pace_sleep
     )
-    transcriber = Transcriber(runtime=runtime, provider=provider, settings=settings, sleep=pace_sleep)
+    keeper = MediaKeeper(
+        provider=provider,
+        store=media_store,
+        attempts=settings.media_download_attempts,
+        backoff_s=settings.media_backoff_s,
+        sleep=pace_sleep,
+    )
+    transcriber = Transcriber(runtime=runtime, keeper=keeper, settings=settings, sleep=pace_sleep)
+    media_worker = MediaWorker(runtime=runtime, keeper=keeper)
     poller = (
         WappiPoller(runtime=runtime, provider=provider, ingestor=ingestor, settings=settings)
         if isinstance(provider, WappiProvider)
         else None
     )
-    privacy = GatewayPrivacy(runtime.sessions, runtime.clock, settings, runtime.inbox)
+    privacy = GatewayPrivacy(runtime.sessions, runtime.clock, settings, runtime.inbox, media_store)
     retention = Retention(runtime.sessions, runtime.clock, retention_rules(settings))
     gateway = Gateway(
         settings=settings,
@@ -87,6 +101,8 @@ def create_app(
         pacer=pacer,
         sender=sender,
         transcriber=transcriber,
+        media_store=media_store,
+        media_worker=media_worker,
         poller=poller,
         privacy=privacy,
     )
@@ -96,6 +112,7 @@ def create_app(
     runtime.add_consumer(OUTGOING, sender.handle)
     runtime.add_consumer(CAMPAIGN, sender.handle, prefetch=settings.campaign_prefetch)
     runtime.add_consumer(VOICE, transcriber.handle, prefetch=TRANSCRIBER_PREFETCH)
+    runtime.add_consumer(MEDIA, media_worker.handle, prefetch=MEDIA_PREFETCH)
     runtime.add_consumer(ERASURE, privacy.handle, prefetch=1)
     runtime.add_worker("sender-pacer", pacer.run)
     runtime.add_periodic("retention", retention.prune_once, interval_s=settings.retention_interval_s)
@@ -126,6 +143,7 @@ def create_app(
     ignore_list_api.add_routes(app)
     stats_api.add_routes(app)
     erasure_api.add_routes(app)
+    media_api.add_routes(app)
     if settings.provider is ProviderName.SANDBOX:
         sandbox_api.add_routes(app)
     if settings.provider is ProviderName.META:

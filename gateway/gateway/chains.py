@@ -1,4 +1,15 @@
-"""Each contact's messages as one chain, in the order the gateway publishes them.
+"""What the gateway knows of each contact, and each contact's messages as one chain.
+
+Keyed by the contact's address (E.164, or a LID chat id), ``contact_chains`` holds:
+
+* the provider and the provider's own **chat id** the contact last wrote from: replies go exactly
+  there (:func:`recipient`), never to a number rebuilt from the address;
+* when it **last wrote** (``last_inbound_at``): outside Meta's 24-hour customer-service window a
+  free-form message is not attempted (``domain/window.py``);
+* the **options** of the latest message sent to it (:func:`remember_choices`): a number typed back
+  picks one as if it had been tapped (``domain/choices.py``);
+* the head of its **chain** (below); a customer's number change moves all of it to the new
+  number (:func:`rekey`).
 
 Every message the gateway publishes for a contact carries the id of the one it published for
 that contact just before (``previous_message_id``). Messages can reach the agent in another order
@@ -15,13 +26,18 @@ linked one after the other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.db.tables import contact_chains
-from parley_shared.db import Session, insert_ignore
+from parley_shared.contracts import Choices
+from parley_shared.db import Session, dialect_name, insert_ignore
 
 _HEADS = (
     select(contact_chains.c.phone, contact_chains.c.last_message_id)
@@ -54,3 +70,114 @@ async def link(session: Session, messages: Sequence[tuple[str, str]], now: datet
         heads[phone] = message_id
     await session.execute(_ADVANCE, [{"b_phone": p, "b_last": heads[p], "b_now": now} for p in phones])
     return previous
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A contact wrote: from which chat of which provider, and when (the provider's time)."""
+
+    address: str
+    provider: str
+    chat_id: str
+    sent_at: datetime
+
+
+async def record_inbound(session: Session, seen: Sequence[Seen], now: datetime) -> None:
+    """Remember each contact's chat id and provider and move its last inbound time forward (a late
+    message never moves it back). One statement; rows in address order (no deadlocks)."""
+    latest: dict[str, Seen] = {}
+    for item in seen:
+        if item.address not in latest or item.sent_at >= latest[item.address].sent_at:
+            latest[item.address] = item
+    if not latest:
+        return
+    t = contact_chains
+    module: Any = postgresql if dialect_name(session) == "postgresql" else sqlite
+    rows = [
+        {
+            "phone": item.address,
+            "last_message_id": None,
+            "updated_at": now,
+            "provider": item.provider,
+            "chat_id": item.chat_id,
+            "last_inbound_at": item.sent_at,
+        }
+        for _, item in sorted(latest.items())
+    ]
+    stmt = module.insert(t)
+    newer = stmt.excluded.last_inbound_at >= func.coalesce(t.c.last_inbound_at, stmt.excluded.last_inbound_at)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={
+            "provider": stmt.excluded.provider,
+            "chat_id": stmt.excluded.chat_id,
+            "last_inbound_at": stmt.excluded.last_inbound_at,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=newer,  # a late message moves nothing back
+    )
+    await session.execute(stmt, rows)
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the gateway knows of one contact (None fields: never heard of)."""
+
+    address: str
+    provider: str | None = None
+    chat_id: str | None = None
+    last_inbound_at: datetime | None = None
+    choices: Choices | None = None
+
+
+def _choices(raw: str | None) -> Choices | None:
+    if not raw:
+        return None
+    try:
+        return Choices.model_validate(json.loads(raw))
+    except ValueError:
+        return None
+
+
+async def known(session: Session, addresses: Sequence[str]) -> dict[str, Known]:
+    """What the gateway knows of these contacts, by address (absent: nothing)."""
+    if not addresses:
+        return {}
+    t = contact_chains
+    rows = await session.execute(
+        select(t.c.phone, t.c.provider, t.c.chat_id, t.c.last_inbound_at, t.c.choices).where(
+            t.c.phone.in_(sorted(set(addresses)))
+        )
+    )
+    return {r.phone: Known(r.phone, r.provider, r.chat_id, r.last_inbound_at, _choices(r.choices)) for r in rows}
+
+
+async def remember_choices(session: Session, address: str, choices: Choices | None, now: datetime) -> None:
+    """The options of the latest message sent to ``address`` (None: that message offered none)."""
+    value = choices.model_dump_json() if choices is not None else None
+    t = contact_chains
+    await insert_ignore(session, t, {"phone": address, "last_message_id": None, "updated_at": now}, ["phone"])
+    await session.execute(update(t).where(t.c.phone == address).values(choices=value, updated_at=now))
+
+
+async def rekey(session: Session, old: str, new: str, now: datetime) -> bool:
+    """The customer changed number: what the gateway knows of ``old`` now belongs to ``new`` (its
+    chain goes on there). False when ``new`` is known already (nothing is merged; logged by the caller)."""
+    t = contact_chains
+    if old == new:
+        return True
+    exists = await session.scalar(select(t.c.phone).where(t.c.phone == new))
+    if exists is not None:
+        return False
+    moved = await session.execute(update(t).where(t.c.phone == old).values(phone=new, chat_id=None, updated_at=now))
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        await insert_ignore(session, t, {"phone": new, "last_message_id": None, "updated_at": now}, ["phone"])
+    return True
+
+
+def recipient(address: str, known: Known | None) -> str:
+    """The chat a message to ``address`` goes to: the provider's own chat id the contact last wrote
+    from, else the address itself (a number as E.164, a LID chat as its id)."""
+    if known is not None and known.chat_id:
+        return known.chat_id
+    return address

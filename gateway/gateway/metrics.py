@@ -20,7 +20,8 @@ DUPLICATES = Counter(
 )
 SKIPPED = Counter(
     "parley_gateway_skipped_total",
-    "Inbound items not forwarded: own messages, groups, non-phones, reactions, malformed",
+    "Inbound items not forwarded (each also logged): own messages, groups, non-phones, malformed items, "
+    "other webhook fields, statuses not ours to report, WhatsApp's own notices",
     ["provider", "reason"],
 )
 SENT = Counter("parley_gateway_sent_total", "Outgoing messages the provider accepted", ["provider", "kind"])
@@ -48,4 +49,17 @@ TRANSCRIPTIONS = Counter("parley_gateway_transcriptions_total", "Voice notes pro
 POLLS = Counter("parley_gateway_polls_total", "Provider polls, by outcome", ["provider", "outcome"])
 DELIVERY_STATUSES = Counter(
     "parley_gateway_delivery_statuses_total", "Delivery statuses reported back to the agent", ["provider", "status"]
+)
+INBOUND_KINDS = Counter(
+    "parley_gateway_inbound_kinds_total",
+    "Inbound messages committed for publication, by kind (text, image, order, reaction, unsupported ...)",
+    ["provider", "kind"],
+)
+MEDIA = Counter(
+    "parley_gateway_media_total",
+    "Inbound files: kept, or failed and why (not_found, timeout, too_large, wrong_type, refused, failed)",
+    ["provider", "outcome"],
+)
+MEDIA_UPLOADS = Counter(
+    "parley_gateway_media_uploads_total", "Outgoing files uploaded to the provider, or sent by a reused id", ["outcome"]
 )

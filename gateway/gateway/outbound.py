@@ -92,7 +92,10 @@ class OutboundRow:
 _THIS_OUTBOUND = (tables.message_logs.c.direction == OUTBOUND) & (
     tables.message_logs.c.message_id == bindparam("b_message_id")
 )
-_SELECT_OUTBOUND = select(tables.message_logs).where(_THIS_OUTBOUND)
+_SELECT_OUTBOUND_MANY = select(tables.message_logs).where(
+    tables.message_logs.c.direction == OUTBOUND,
+    tables.message_logs.c.message_id.in_(bindparam("b_message_ids", expanding=True)),
+)
 _UPDATE_OUTBOUND = update(tables.message_logs).where(_THIS_OUTBOUND)
 _START_SENDING = (
     update(tables.message_logs)
@@ -112,13 +115,25 @@ class OutboundLog:
             max_batches=2,
             retry_alone=lambda exc: not is_transient(exc),
         )
+        self.claims: GroupCommit[OutgoingMessage, OutboundRow] = GroupCommit(
+            self._claim_batch,
+            name="outbound_claims",
+            drains=runtime.drains,
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
+        )
 
     async def claim(self, message: OutgoingMessage) -> OutboundRow:
-        """The row for ``message`` (created as ``queued`` the first time)."""
+        """The row for ``message`` (created as ``queued`` the first time); the messages delivered at
+        about the same time share a transaction (group commit)."""
+        return await self.claims.submit(message)
+
+    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[OutboundRow]:
+        """One statement creates the rows of every first delivery, one reads those seen before."""
         t = tables.message_logs
         now = self.runtime.clock.now()
-        async with self.runtime.sessions() as session, session.begin():
-            values = {
+        rows = [
+            {
                 "direction": OUTBOUND,
                 "provider": self.provider.value,
                 "provider_message_id": None,
@@ -131,18 +146,33 @@ class OutboundLog:
                 "created_at": now,
                 "updated_at": now,
             }
-            created = await insert_ignore(session, t, values, ["direction", "message_id"], returning=["id"])
-            if created.first() is not None:  # the first delivery of this message: the row is what we wrote
-                return OutboundRow(
-                    message.message_id,
-                    message.correlation_id,
-                    message.phone,
-                    self.provider.value,
-                    OutStatus.QUEUED,
-                    None,
+            for message in {m.message_id: m for m in batch}.values()
+        ]
+        rows.sort(key=lambda row: str(row["message_id"]))  # one lock order for concurrent batches
+        async with self.runtime.sessions() as session, session.begin():
+            result = await insert_ignore(session, t, rows, ["direction", "message_id"], returning=["message_id"])
+            created = set(result.scalars())
+            seen = sorted({m.message_id for m in batch} - created)
+            existing = {}
+            if seen:
+                found = await session.execute(_SELECT_OUTBOUND_MANY, {"b_message_ids": seen})
+                existing = {row.message_id: _row(row) for row in found}
+        out: list[OutboundRow] = []
+        for message in batch:
+            if message.message_id in existing:
+                out.append(existing[message.message_id])
+            else:  # the first delivery of this message: the row is what we wrote
+                out.append(
+                    OutboundRow(
+                        message.message_id,
+                        message.correlation_id,
+                        message.phone,
+                        self.provider.value,
+                        OutStatus.QUEUED,
+                        None,
+                    )
                 )
-            row = (await session.execute(_SELECT_OUTBOUND, {"b_message_id": message.message_id})).one()
-        return _row(row)
+        return out
 
     async def start_sending(self, message_id: str) -> bool:
         """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed: True if this caller owns the send."""

@@ -7,7 +7,7 @@ import enum
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.domain.media_hosts import DEFAULT_MEDIA_HOSTS, MediaHosts
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, typed_address
 from parley_shared.settings import CommonSettings, ConfigurationError, env
 
 MIN_MESSAGE_LOG_DAYS = 8  # Meta retries a webhook for 7 days; its message ids must be remembered longer
@@ -70,6 +70,10 @@ class GatewaySettings(CommonSettings):
     media_download_attempts: int = Field(4, ge=1, le=20, validation_alias=env("MEDIA_DOWNLOAD_ATTEMPTS"))
     media_backoff_s: float = Field(1.0, ge=0, validation_alias=env("MEDIA_BACKOFF_S"))
     max_media_bytes: int = Field(20 * 1024 * 1024, ge=1024, validation_alias=env("MAX_MEDIA_BYTES"))
+    # --- the files prospects send, kept for managers (gateway/media.py)
+    media_dir: str = Field("./data/media", min_length=1, validation_alias=env("MEDIA_DIR"))
+    # --- files sent to Meta: an upload is reused by its content for this long (Meta keeps it 30 days)
+    meta_media_reuse_days: float = Field(25.0, ge=0, le=29, validation_alias=env("META_MEDIA_REUSE_DAYS"))
     # --- retention of the gateway's own history (see gateway/privacy.py)
     message_log_retention_days: float = Field(30.0, ge=0, validation_alias=env("MESSAGE_LOG_RETENTION_DAYS"))
 
@@ -118,7 +122,7 @@ class GatewaySettings(CommonSettings):
         out = set()
         for raw in self.ignored_numbers.replace(";", ",").replace("\n", ",").split(","):
             if raw.strip():
-                out.add(to_e164(raw))
+                out.add(typed_address(raw, self.phone_default_region))
         return out
 
     @model_validator(mode="after")

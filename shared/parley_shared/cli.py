@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley_shared.db import create_engine, make_revision, migrate
 from parley_shared.logging import configure_logging
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, typed_address
 from parley_shared.settings import CommonSettings, ConfigurationError
 
 # What ``erase PHONE`` runs: the service's erasure on a migrated engine; its JSON-able report.
@@ -93,7 +93,7 @@ def run(
 
 def _erase(service: str, settings: CommonSettings, url: str, migrations: Path, erase: Erase, raw: str) -> int:
     try:
-        phone = to_e164(raw)
+        phone = typed_address(raw, settings.phone_default_region)
     except PhoneError as exc:
         print(f"{service}: not a phone number: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley_shared.phone import DEFAULT_REGION, region_code
 from parley_shared.privacy import phone_hash
 from parley_shared.tokens import DEFAULT_NAME, parse_named_tokens, weakness
 
@@ -55,12 +56,22 @@ class CommonSettings(BaseSettings):
     gemini_api_key: SecretStr | None = Field(None, validation_alias=env("GEMINI_API_KEY"))
     gemini_base_url: str = Field("", validation_alias=env("GEMINI_BASE_URL"))
     gemini_api_version: str = Field("v1beta", validation_alias=env("GEMINI_API_VERSION"))
+    # Where a person types a number without its country code (API, ignore list, sandbox): how to read it.
+    phone_default_region: str = Field(DEFAULT_REGION, validation_alias=env("PHONE_DEFAULT_REGION"))
 
     # --- data protection: erasure and retention (parley_shared/privacy.py, retention.py)
     erasure_key: SecretStr | None = Field(None, validation_alias=env("ERASURE_KEY"))
     outbox_retention_h: float = Field(24.0, ge=0, validation_alias=env("OUTBOX_RETENTION_H"))
     inbox_retention_days: float = Field(30.0, ge=0, validation_alias=env("INBOX_RETENTION_DAYS"))
     retention_interval_s: float = Field(3600.0, gt=0, validation_alias=env("RETENTION_INTERVAL_S"))
+
+    @field_validator("phone_default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        try:
+            return region_code(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"PHONE_DEFAULT_REGION: {exc}") from None
 
     @property
     def production(self) -> bool:

@@ -36,6 +36,7 @@ from parley_shared.contracts import (
     ContactErasure,
     Contract,
     DeliveryStatus,
+    InboundMedia,
     IncomingMessage,
     OutgoingKind,
     OutgoingMessage,
@@ -92,6 +93,11 @@ VOICE = WorkQueue(
     VoiceTranscriptionRequest,
     "Voice notes waiting for transcription, gateway -> gateway transcription worker",
 )
+MEDIA = WorkQueue(
+    "inbound_media",
+    InboundMedia,
+    "Images, videos, documents and stickers waiting to be fetched and kept, gateway -> gateway media worker",
+)
 OUTGOING = WorkQueue(
     "outgoing_messages",
     OutgoingMessage,
@@ -107,7 +113,7 @@ ERASURE = WorkQueue(
     "contact_erasure", ContactErasure, "Erase one contact's data at the gateway too, agent service -> gateway"
 )
 
-WORK_QUEUES: tuple[WorkQueue, ...] = (INCOMING, VOICE, OUTGOING, CAMPAIGN, STATUS, ERASURE)
+WORK_QUEUES: tuple[WorkQueue, ...] = (INCOMING, VOICE, MEDIA, OUTGOING, CAMPAIGN, STATUS, ERASURE)
 BY_NAME: dict[str, WorkQueue] = {q.name: q for q in WORK_QUEUES}
 
 

@@ -83,8 +83,10 @@ def inbound(
     name: str | None = None,
     kind: MessageKind = MessageKind.TEXT,
     sent_at: datetime | None = None,
+    **content: Any,
 ) -> IncomingMessage:
-    """An inbound message as the gateway publishes it (ids derived from ``key``)."""
+    """An inbound message as the gateway publishes it (ids derived from ``key``); ``content``: the
+    structured content of its kind (``interactive``, ``order`` ...)."""
     global _counter
     _counter += 1
     key = key or f"{phone}-{_counter}"
@@ -100,6 +102,7 @@ def inbound(
         text=text,
         sent_at=now,
         received_at=now,
+        **content,
     )
 
 

@@ -160,11 +160,15 @@ async def test_a_reply_shows_its_brackets_and_its_escape_sequences_as_text(chat:
     chat.show(delivered(HOSTILE))
     chat.show(delivered("Hello, [Aigerim]!", kind="follow_up", cursor=2))
     chat.show(delivered("Dana here.", kind="operator", cursor=3))
+    chat.show({**delivered("Our prices", cursor=4), "media": {"kind": "document", "file_name": "[x]\x1b[2J.pdf"}})
+    chat.show({**delivered("ErgoPro 300", cursor=5), "media": {"kind": "image", "file_name": "chair.jpg"}})
     assert terminal.rows == [
         "an earlier line",  # not cleared by the reply's ESC[2J
         f"Parley: {HOSTILE_SHOWN}",
         "Parley · follow-up: Hello, [Aigerim]!",
         "Manager: Dana here.",
+        "Parley: [document: [x]␛[2J.pdf] Our prices",
+        "Parley: [image: chair.jpg] ErgoPro 300",
     ]
     assert terminal.screen.title == ""  # the OSC sequence did not retitle the window
 

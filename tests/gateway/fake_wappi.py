@@ -9,6 +9,8 @@ Hooks for tests:
 * ``fake.on_page = async def (offset: int) -> None`` runs before a page is served (add messages
   mid-poll to shift pages, or block on an event to "crash" the gateway mid-poll);
 * ``fake.send_responder = async def (call: dict) -> tuple[status, body, headers] | None``;
+  a send call records ``recipient``, ``body``, the ``path`` it was posted to, and for image and
+  document sends (``img/send``, ``document/send``) ``caption``, ``file_name`` and ``b64_file``;
 * ``fake.expire_links_once`` -- media ids whose first file link answers 404 (expired).
 """
 
@@ -79,6 +81,8 @@ class FakeWappi(FakeHTTPServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/sync/messages/all/get", self._messages)
         app.router.add_post("/api/sync/message/send", self._send)
+        app.router.add_post("/api/sync/message/img/send", self._send)
+        app.router.add_post("/api/sync/message/document/send", self._send)
         app.router.add_get("/api/sync/message/media/download", self._media)
         app.router.add_get("/files/{link}", self._file)
 
@@ -112,7 +116,10 @@ class FakeWappi(FakeHTTPServer):
         if refused is not None:
             return refused
         body = await request.json()
-        call = {"recipient": body.get("recipient"), "body": body.get("body")}
+        call = {"recipient": body.get("recipient"), "body": body.get("body"), "path": request.path}
+        for key in ("caption", "file_name", "b64_file"):  # image and document sends
+            if key in body:
+                call[key] = body[key]
         if self.send_responder is not None:
             reply = await self.send_responder(call)
             if reply is not None:

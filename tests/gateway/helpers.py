@@ -13,12 +13,15 @@ import aio_pika
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway import chains
 from gateway.app import create_app
+from gateway.db import MIGRATIONS
 from gateway.providers.base import HttpProvider
 from gateway.settings import GatewaySettings
 from parley_shared.broker import Broker
 from parley_shared.clock import Clock, ManualClock
 from parley_shared.contracts import Contract
+from parley_shared.db import create_engine, migrate, session_factory
 from parley_shared.topology import WorkQueue
 from tests.support import infra
 from tests.support.fake_meta import FakeMeta
@@ -133,6 +136,19 @@ async def publish(amqp_url: str, queue: WorkQueue, payloads: list[Contract]) -> 
             await broker.publish(queue, payload)
     finally:
         await broker.close()
+
+
+async def prospects_wrote(database_url: str, phones: list[str], at: datetime, provider: str = "meta") -> None:
+    """The gateway's database, migrated, knowing that these prospects wrote at ``at`` (Meta's 24-hour
+    window is open for them): for tests of sending that are not about the window."""
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine, MIGRATIONS)
+        async with session_factory(engine)() as session, session.begin():
+            seen = [chains.Seen(p, provider, p.lstrip("+"), at) for p in phones]
+            await chains.record_inbound(session, seen, at)
+    finally:
+        await engine.dispose()
 
 
 class FakeSleep:

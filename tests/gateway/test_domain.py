@@ -16,6 +16,7 @@ from gateway.domain import failures, meta, wappi
 from gateway.domain.admission import (
     InboundEvent,
     PayloadError,
+    SkippedItem,
     Verdict,
     admit,
     inbound_message_id,
@@ -26,6 +27,7 @@ from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
 from parley_shared.contracts import (
     DeliveryState,
     IncomingMessage,
+    InteractiveReply,
     MediaRef,
     MessageKind,
     OutgoingKind,
@@ -63,7 +65,10 @@ def event(sender: str = "77010000001@c.us", **kw: Any) -> InboundEvent:
         ("+7 701 000 00 01", False, Verdict.PUBLISH, None),
         ("77010000001@c.us", True, Verdict.SKIPPED, "own_message"),
         ("120363025246125486@g.us", False, Verdict.SKIPPED, "group"),
-        ("1234567890@lid", False, Verdict.SKIPPED, "not_a_phone"),
+        ("1234567890@lid", False, Verdict.PUBLISH, None),
+        ("85291234567", False, Verdict.PUBLISH, None),
+        ("status@broadcast", False, Verdict.SKIPPED, "not_a_phone"),
+        ("<WHATSAPP_USER_PHONE_NUMBER>", False, Verdict.SKIPPED, "not_a_phone"),
         ("77010000009@c.us", False, Verdict.IGNORED, "ignore_list"),
     ],
 )
@@ -71,7 +76,7 @@ def test_admission_normalises_to_e164_and_filters(sender: str, from_me: bool, ve
     admission = admit(event(sender, from_me=from_me), frozenset({"+77010000009"}))
     assert admission.verdict is verdict and admission.reason == reason
     if verdict is not Verdict.SKIPPED:
-        assert admission.phone in ("+77010000001", "+77010000009")
+        assert admission.phone in ("+77010000001", "+77010000009", "1234567890@lid", "+85291234567")
 
 
 def test_text_goes_to_incoming_with_the_stable_inbound_id() -> None:
@@ -97,8 +102,10 @@ def test_voice_goes_to_transcription_and_comes_back_under_the_inbound_id() -> No
 
 
 # ---------------------------------------------------------------------------- Wappi messages
-def read(raw: dict[str, Any]) -> InboundEvent | None:
-    return wappi.to_event(wappi.read_message(raw))
+def read(raw: dict[str, Any]) -> InboundEvent:
+    event = wappi.to_event(wappi.read_message(raw))
+    assert isinstance(event, InboundEvent), event
+    return event
 
 
 def test_wappi_types() -> None:
@@ -111,12 +118,18 @@ def test_wappi_types() -> None:
     assert image is not None and image.kind is MessageKind.IMAGE and image.caption == "our office" and not image.text
     own = read(wappi_message("d", "77010000001", 100, body="reply", from_me=True))
     assert own is not None and own.from_me
-    assert read(wappi_message("e", "77010000001", 100, type="reaction", body="👍")) is None
-    assert read({**wappi_message("f", "77010000001", 100), "isDeleted": True}) is None
+    reaction = read({**wappi_message("e", "77010000001", 100, type="reaction", body="👍"), "stanzaId": "a"})
+    assert (reaction.kind, reaction.reaction, reaction.target) == (MessageKind.REACTION, "👍", "a")
+    deleted = read({**wappi_message("f", "77010000001", 100), "isDeleted": True})
+    assert (deleted.kind, deleted.target, deleted.provider_message_id) == (MessageKind.REVOKE, "f", "f:revoked")
     odd = read(wappi_message("g", "77010000001", 100, type="poll_creation", body="?"))
-    assert odd is not None and odd.kind is MessageKind.OTHER
+    assert odd.kind is MessageKind.UNSUPPORTED and odd.unsupported == "wappi type poll_creation"
     group = read(wappi_message("h", "120363025246125486@g.us", 100, body="all"))
-    assert group is not None and admit(group, frozenset()).reason == "group"
+    assert admit(group, frozenset()).reason == "group"
+    notice = wappi.to_event(wappi.read_message(wappi_message("i", "77010000001", 100, type="e2e_notification")))
+    assert isinstance(notice, SkippedItem) and notice.reason == "system_notice" and notice.provider_message_id == "i"
+    lid = read(wappi_message("j", "123456789012345@lid", 100, body="from a LID chat"))
+    assert admit(lid, frozenset()).phone == "123456789012345@lid"
 
 
 def test_wappi_page_drops_malformed_items_and_refuses_non_pages() -> None:
@@ -288,13 +301,24 @@ def test_meta_webhook_messages_and_statuses() -> None:
     )
     batch = meta.parse_webhook(body)
     by_id = {e.provider_message_id: e for e in batch.messages}
-    assert set(by_id) == {"wamid.T", "wamid.A", "wamid.I", "wamid.B", "wamid.P"}
+    assert set(by_id) == {"wamid.T", "wamid.A", "wamid.I", "wamid.B", "wamid.P", "wamid.R"}
     assert by_id["wamid.T"].text == "Hello" and by_id["wamid.T"].contact_name == "Kerry"
     assert by_id["wamid.A"].kind is MessageKind.VOICE and by_id["wamid.A"].media.media_id == "media-1"  # type: ignore[union-attr]
-    assert (by_id["wamid.I"].kind, by_id["wamid.I"].text) == (MessageKind.TEXT, "Yes, call me")
+    assert (by_id["wamid.I"].kind, by_id["wamid.I"].text) == (MessageKind.INTERACTIVE, "Yes, call me")
+    assert by_id["wamid.I"].interactive == InteractiveReply(type="button", id="yes", title="Yes, call me")
     assert by_id["wamid.B"].text == "Stop promotions"
+    assert by_id["wamid.B"].interactive == InteractiveReply(type="template_button", id="STOP", title="Stop promotions")
+    assert (by_id["wamid.R"].kind, by_id["wamid.R"].reaction, by_id["wamid.R"].target) == (
+        MessageKind.REACTION,
+        "👍",
+        "wamid.X",
+    )
     assert by_id["wamid.P"].kind is MessageKind.IMAGE and by_id["wamid.P"].caption == "this one"
-    assert batch.malformed == 1 and batch.skipped == 2  # the broken timestamp; reaction + unknown status
+    # the broken timestamp (logged with its id and sender), the status of no state we know
+    assert [(s.reason, s.provider_message_id, s.sender) for s in batch.skipped] == [
+        ("malformed", "wamid.Z", "16505551234"),
+        ("status_ignored", "wamid.S", "1"),
+    ]
     [failed] = batch.statuses
     assert failed.state is DeliveryState.FAILED and failed.error_code == "131047"
     assert failed.error_reason and "24 hours" in failed.error_reason

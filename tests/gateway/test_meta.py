@@ -230,11 +230,20 @@ async def test_sends_statuses_and_templates_through_the_graph_api(amqp_url: str,
         template=TemplateRef(name="follow_up_1", language="ru"),
         follow_up_touch=1,
     )
+    closed = OutgoingMessage(message_id="r0", correlation_id="c0", phone="+77010000003", text="Hello again")
     async with running(settings) as client:
-        await publish(amqp_url, OUTGOING, [reply])
+        hello = body_bytes(envelope(messages=[text_message("wamid.HELLO", WA_ID, "Здравствуйте")]))
+        assert await post_webhook(client, hello, sign(SECRET, hello)) == 200  # opens the 24-hour window
+        await take(amqp_url, INCOMING.name, 1)
+        await publish(amqp_url, OUTGOING, [reply, closed])
         await publish(amqp_url, CAMPAIGN, [touch])
-        sent = await take(amqp_url, STATUS.name, 2)
-        assert {s["outgoing_message_id"]: s["status"] for s in sent} == {"r1": "sent", "f1": "sent"}
+        sent = await take(amqp_url, STATUS.name, 3)
+        by_id = {s["outgoing_message_id"]: s for s in sent}
+        assert {k: s["status"] for k, s in by_id.items()} == {"r1": "sent", "f1": "sent", "r0": "failed"}
+        # Never wrote: a free-form message is not even attempted outside the window; a template goes.
+        assert by_id["r0"]["error_code"] == "outside_24h_window" and "24-hour" in by_id["r0"]["error_reason"]
+        assert [c.to for c in graph.attempts if c.to == "77010000003"] == []
+        sent = [s for s in sent if s["outgoing_message_id"] != "r0"]
         by_to = {c.to: c.body for c in graph.sends}
         assert by_to[WA_ID]["type"] == "text" and by_to[WA_ID]["text"]["body"] == reply.text
         template = by_to["77010000002"]["template"]
@@ -262,7 +271,7 @@ async def test_sends_statuses_and_templates_through_the_graph_api(amqp_url: str,
         assert set(by_message) == {("r1", "read"), ("f1", "failed")}
         assert by_message[("f1", "failed")]["error_code"] == "131047"
         stats = await (await client.get("/stats", headers=AUTH)).json()
-        assert stats["messages"]["outbound"]["by_status"] == {"read": 1, "failed": 1}
+        assert stats["messages"]["outbound"]["by_status"] == {"read": 1, "failed": 2}
 
 
 async def test_voice_note_via_two_step_download_with_an_expired_url(amqp_url: str, tmp_path, graph: FakeMeta) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,7 +20,16 @@ from gateway.app import create_app
 from gateway.context import GATEWAY
 from gateway.db import tables
 from gateway.domain.admission import InboundEvent
-from parley_shared.contracts import MessageKind, OutgoingKind, OutgoingMessage, Provider, stable_id
+from parley_shared.contracts import (
+    Choice,
+    Choices,
+    MessageKind,
+    OutgoingKind,
+    OutgoingMedia,
+    OutgoingMessage,
+    Provider,
+    stable_id,
+)
 from parley_shared.db import create_engine
 from parley_shared.phone import mask_phone
 from parley_shared.service import RUNTIME
@@ -276,7 +286,7 @@ async def test_each_message_names_the_contacts_previous_one_voice_notes_and_batc
         await asyncio.gather(*(post(b) for b in burst))
         published = await take(amqp_url, INCOMING.name, 3 + len(burst))
     by_id = {m["message_id"]: m for m in published}
-    assert by_id[first]["previous_message_id"] is None and by_id[first]["v"] == 2
+    assert by_id[first]["previous_message_id"] is None and by_id[first]["v"] == 3
     assert by_id[voice]["kind"] == "voice" and by_id[voice]["previous_message_id"] == first  # after transcription
     assert by_id[third]["previous_message_id"] == voice
 
@@ -392,3 +402,40 @@ async def test_a_crash_between_the_log_write_and_the_publish_is_covered_by_the_r
 
 async def _no_pending(client: TestClient) -> bool:
     return await client.app[GATEWAY].runtime.outbox.pending() == 0
+
+
+async def test_the_sandbox_keeps_files_and_numbers_its_options(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A provider without buttons: options as numbered lines; a file kept and shown by the outbox."""
+    data = b"%PDF-1.4 price list"
+    document = OutgoingMedia(
+        kind="document",
+        file_name="price-list.pdf",
+        mime_type="application/pdf",
+        data_b64=base64.b64encode(data).decode(),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    options = Choices(options=[Choice(id="call:1", title="Mon 10:00"), Choice(id="call:2", title="Tue 11:00")])
+    settings = gateway_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", media_dir=str(tmp_path / "media"))
+    async with running(settings) as client:
+        await publish(
+            amqp_url,
+            OUTGOING,
+            [
+                OutgoingMessage(message_id="f1", correlation_id="c", phone=PHONE, text="Our prices", media=document),
+                OutgoingMessage(message_id="f2", correlation_id="c", phone=PHONE, text="When?", choices=options),
+            ],
+        )
+        await take(amqp_url, STATUS.name, 2)
+        page = await (await client.get("/sandbox/outbox", params={"to": PHONE}, headers=AUTH)).json()
+        by_id = {m["message_id"]: m for m in page["messages"]}
+        sent = by_id["f1"]["media"]
+        assert (sent["kind"], sent["file_name"], sent["size"]) == ("document", "price-list.pdf", len(data))
+        fetched = await client.get(f"/media/{sent['key']}", headers=AUTH)
+        assert fetched.status == 200 and await fetched.read() == data
+        assert by_id["f2"]["text"] == "When?\n\n1. Mon 10:00\n2. Tue 11:00"
+        assert [o["id"] for o in by_id["f2"]["choices"]["options"]] == ["call:1", "call:2"]
+        # A number typed back answers like a tap.
+        response = await client.post("/sandbox/inbound", json={"from": PHONE, "text": "1"}, headers=AUTH)
+        assert response.status == 202
+        [tap] = await take(amqp_url, INCOMING.name, 1)
+    assert tap["interactive"]["id"] == "call:1" and tap["text"] == "Mon 10:00" and tap["kind"] == "interactive"

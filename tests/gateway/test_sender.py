@@ -25,6 +25,7 @@ from tests.gateway.helpers import (
     FakeSleep,
     eventually,
     meta_settings,
+    prospects_wrote,
     publish,
     queue_size,
     running,
@@ -92,6 +93,7 @@ async def test_sixty_messages_paced_replies_first_none_twice_with_a_429_and_a_pe
     sleep.hold()  # the first token needs a wait: hold it until the backlog is in the buffer
     started = clock.now()
     settings = sender_settings(amqp_url, database_url, graph)
+    await prospects_wrote(database_url, [m.phone for m in replies + campaign], clock.now())
     async with running(settings, clock=clock, sleep=sleep) as client:
         pacer = client.app[GATEWAY].pacer
 
@@ -168,6 +170,7 @@ async def test_a_send_interrupted_mid_call_is_reported_unknown_not_sent_again(
         amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", graph, send_rate_per_min=6000, shutdown_timeout_s=0.2
     )
     message = outgoing("x1", 1, OutgoingKind.REPLY)
+    await prospects_wrote(settings.database_url, [message.phone], clock.now())
     await publish(amqp_url, OUTGOING, [message])
     async with running(settings, clock=clock, sleep=FakeSleep(clock)):
         await asyncio.wait_for(in_call.wait(), 15)
@@ -202,6 +205,7 @@ async def test_failures_that_are_not_retried_for_ever(
         extra["meta_graph_base_url"] = "http://127.0.0.1:9"  # nothing listens: the request never left
     sleep = FakeSleep(clock)
     settings = sender_settings(amqp_url, f"sqlite+aiosqlite:///{tmp_path}/g.db", graph, **extra)
+    await prospects_wrote(settings.database_url, [outgoing("y1", 1, OutgoingKind.OPERATOR).phone], clock.now())
     await publish(amqp_url, OUTGOING, [outgoing("y1", 1, OutgoingKind.OPERATOR)])
     async with running(settings, clock=clock, sleep=sleep):
         [status] = await take(amqp_url, STATUS.name, 1)

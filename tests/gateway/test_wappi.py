@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
-from parley_shared.contracts import OutgoingMessage
+from parley_shared.contracts import OutgoingMessage, stable_id
 from parley_shared.topology import INCOMING, OUTGOING, STATUS
 from tests.gateway.fake_wappi import FakeWappi, wappi_message
 from tests.gateway.helpers import (
@@ -95,16 +95,18 @@ def build_account(wappi: FakeWappi, now: int) -> set[str]:
     for k in range(6):  # voice notes (one expired link, one served as base64)
         mid = f"PTT{k}"
         add(wappi_message(mid, f"7701000{k:04d}", t0 + 400 + k, type="ptt", body="", mimetype="audio/ogg; codecs=opus"))
-        wappi.media[mid] = (f"voice-{mid}".encode(), "audio/ogg; codecs=opus")
+        wappi.media[mid] = (f"OggS-voice-{mid}".encode(), "audio/ogg; codecs=opus")
         expected.add(mid)
     wappi.expire_links_once.add("PTT1")
     wappi.media_as_base64.add("PTT2")
     for k in range(4):  # images with captions
         mid = f"IMG{k}"
         add(wappi_message(mid, f"7701000{k:04d}", t0 + 500 + k, type="image", body="/9j/thumb", caption=f"photo {k}"))
+        wappi.media[mid] = (b"\xff\xd8\xff\xe0-jpeg-" + mid.encode(), "image/jpeg")
         expected.add(mid)
-    for k in range(2):  # reactions are not messages
-        add(wappi_message(f"REA{k}", "77010000001", t0 + 600 + k, type="reaction", body="👍"))
+    for k in range(2):  # reactions: recorded on the message they react to
+        add({**wappi_message(f"REA{k}", "77010000001", t0 + 600 + k, type="reaction", body="👍"), "stanzaId": "TXT000"})
+        expected.add(f"REA{k}")
     for k in range(2):  # history from before the first poll's look-back
         add(wappi_message(f"OLD{k}", "77010000001", now - 7200 - k, body="last year"))
     assert len(wappi.messages) == 120
@@ -149,15 +151,20 @@ async def test_account_of_120_messages_published_once_across_a_restart_mid_poll(
         await eventually(lambda: _polled(wappi, 4), what="more polls")
         assert await queue_size(amqp_url, INCOMING.name) == 0, "a later poll replayed something"
         by_id = {m["provider_message_id"]: m for m in messages}
-        assert len(messages) == len(by_id) == len(expected) == 93
+        assert len(messages) == len(by_id) == len(expected) == 95
         assert set(by_id) == expected
         for mid, message in by_id.items():
             if mid.startswith("PTT"):
                 assert message["kind"] == "voice" and message["transcribed"] is True
-                assert message["text"] == f"transcript of voice-{mid}"
+                assert message["text"] == f"transcript of OggS-voice-{mid}"
+                assert message["media"]["stored"] == message["message_id"]  # kept for managers to listen to
             elif mid.startswith("IMG"):
                 assert message["kind"] == "image" and message["caption"] == f"photo {mid[-1]}"
                 assert message["media"]["media_id"] == mid and message["text"] is None
+                assert message["media"]["stored"] == message["message_id"] and message["media"]["size"] == 14
+            elif mid.startswith("REA"):
+                assert (message["kind"], message["reaction"]) == ("reaction", "👍")
+                assert message["target_message_id"] == stable_id("in", "wappi", "TXT000")
             else:
                 assert message["kind"] == "text" and message["text"].startswith(("hello", "live"))
             assert message["phone"].startswith("+7701")
@@ -168,7 +175,7 @@ async def test_account_of_120_messages_published_once_across_a_restart_mid_poll(
 
         stats = await (await client.get("/stats", headers=AUTH)).json()
         inbound = stats["messages"]["inbound"]
-        assert inbound["by_status"] == {"queued": 87, "transcribed": 6, "ignored": 8}
+        assert inbound["by_status"] == {"queued": 89, "transcribed": 6, "ignored": 8}
         assert stats["poller"]["ok"] and stats["poller"]["polls"] >= 3
 
         # --- new traffic: one in the same second as the newest seen, one late (older time)
@@ -224,7 +231,7 @@ async def test_wappi_sender_and_poll_errors(amqp_url: str, tmp_path, wappi: Fake
         await publish(amqp_url, OUTGOING, messages)
         statuses = await take(amqp_url, STATUS.name, 2)
         [dead] = await take_messages(amqp_url, OUTGOING.dead_letter_queue, 1)
-    assert wappi.sent == [{"recipient": "77010000001", "body": "Здравствуйте!"}]
+    assert wappi.sent == [{"recipient": "77010000001", "body": "Здравствуйте!", "path": "/api/sync/message/send"}]
     by_id = {s["outgoing_message_id"]: s for s in statuses}
     assert by_id["o1"]["status"] == "sent" and by_id["o1"]["provider_message_id"].startswith("3EB0")
     assert by_id["o2"]["status"] == "failed" and by_id["o2"]["error_code"] == "402"

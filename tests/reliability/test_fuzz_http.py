@@ -166,7 +166,7 @@ def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{phone}", "%2B77010000001").replace("{id}", "1")
+    return path.replace("{phone}", "%2B77010000001").replace("{id}", "1").replace("{key}", "a-file-key")
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from gateway.domain.failures import FailureKind
+from gateway.media_store import MediaStore
 from gateway.providers.base import SendError
 from gateway.providers.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
@@ -28,7 +29,7 @@ def _calls(provider: SandboxProvider, n: int) -> list[SendError | None]:
 
 @pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (0.2, 20), (1 / 3, 33), (0.5, 50)])
 def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> None:
-    provider = SandboxProvider(None, ManualClock(), 1024, failure_rate=rate)  # type: ignore[arg-type]
+    provider = SandboxProvider(None, ManualClock(), 1024, store=MediaStore("unused"), failure_rate=rate)  # type: ignore[arg-type]
     results = _calls(provider, 100)
     failures = [r for r in results if r is not None]
     assert len(failures) == expected == provider.refused
@@ -37,7 +38,9 @@ def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> N
 
 
 def test_an_injected_429_is_transient_and_carries_retry_after() -> None:
-    provider = SandboxProvider(None, ManualClock(), 1024, failure_rate=0.5, retry_after_s=1.5)  # type: ignore[arg-type]
+    provider = SandboxProvider(
+        None, ManualClock(), 1024, store=MediaStore("unused"), failure_rate=0.5, retry_after_s=1.5
+    )  # type: ignore[arg-type]
     failure = next(r for r in _calls(provider, 2) if r is not None).failure
     assert failure.kind is FailureKind.TRANSIENT and failure.code == "429" and failure.retry_after_s == 1.5
 

@@ -7,13 +7,14 @@ finish, and the redelivered copy must share its outcome: sent once, reported onc
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
 from parley_shared.contracts import OutgoingKind, OutgoingMessage
 from parley_shared.topology import OUTGOING, STATUS
-from tests.gateway.helpers import eventually, meta_settings, publish, queue_size, running, take
+from tests.gateway.helpers import eventually, meta_settings, prospects_wrote, publish, queue_size, running, take
 from tests.support import infra
 from tests.support.fake_meta import FakeMeta, GraphReply, SendCall
 
@@ -38,6 +39,7 @@ async def test_a_send_in_flight_survives_a_forced_close_of_every_amqp_connection
     message = OutgoingMessage(
         message_id="reply-1", correlation_id="c-1", phone="+77010000001", text="hello", kind=OutgoingKind.REPLY
     )
+    await prospects_wrote(settings.database_url, [message.phone], datetime.now(UTC))  # Meta's window is open
     try:
         async with running(settings) as client:
             await publish(amqp_url, OUTGOING, [message])

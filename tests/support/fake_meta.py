@@ -7,11 +7,15 @@ serves media through the real two-step download (``GET /{ver}/{media_id}`` -> ``
 
 * ``fake.responder = async def (call: SendCall) -> GraphReply | None``: an error answer, or None
   for the normal success;
-* ``fake.expire_urls_once`` -- media ids whose first URL answers 404.
+* ``fake.expire_urls_once`` -- media ids whose first URL answers 404;
+* ``fake.file_delay_s`` -- how long a media file takes to start coming (a slow host);
+* ``fake.uploads`` -- the files uploaded (``POST /{ver}/{phone_id}/media``, multipart with
+  ``messaging_product``, ``type`` and ``file``), each answered with a new media id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -40,6 +44,14 @@ class SendCall:
     @property
     def text(self) -> str | None:
         return (self.body.get("text") or {}).get("body")
+
+
+@dataclass
+class Upload:
+    media_id: str
+    mime_type: str
+    file_name: str
+    data: bytes
 
 
 @dataclass
@@ -81,11 +93,14 @@ class FakeMeta(FakeHTTPServer):
         self.media: dict[str, tuple[bytes, str]] = {}
         self.expire_urls_once: set[str] = set()
         self.media_lookups: list[str] = []
+        self.file_delay_s = 0.0
+        self.uploads: list[Upload] = []
         self._ids = itertools.count(1)
         self._urls: dict[str, tuple[str, bool]] = {}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone_id}/messages", self._send)
+        app.router.add_post("/{version}/{phone_id}/media", self._upload)
         app.router.add_get("/{version}/{media_id}", self._media)
         app.router.add_get("/lookaside/{token}", self._file)
 
@@ -119,6 +134,20 @@ class FakeMeta(FakeHTTPServer):
             }
         )
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        refused = self._unauthorised(request)
+        if refused is not None:
+            return refused
+        form = await request.post()
+        file = form.get("file")
+        if form.get("messaging_product") != "whatsapp" or not isinstance(file, web.FileField):
+            return web.json_response(GraphReply.error(400, 100, "Invalid parameter").body, status=400)
+        media_id = f"upload-{next(self._ids)}"
+        data = file.file.read()
+        self.uploads.append(Upload(media_id, str(form.get("type")), file.filename, data))
+        self.media[media_id] = (data, str(form.get("type")))
+        return web.json_response({"id": media_id})
+
     async def _media(self, request: web.Request) -> web.Response:
         refused = self._unauthorised(request)
         if refused is not None:
@@ -149,6 +178,8 @@ class FakeMeta(FakeHTTPServer):
         found = self._urls.get(request.match_info["token"])
         if found is None or found[1]:
             return web.Response(status=404)
+        if self.file_delay_s:
+            await asyncio.sleep(self.file_delay_s)
         data, mime = self.media[found[0]]
         return web.Response(body=data, content_type=mime.split(";")[0])
 

@@ -71,7 +71,7 @@ class ContactOut(BaseModel):
     """A contact as managers see it (vocabulary in ``agent_service/db/tables.py``)."""
 
     id: int
-    phone: str = Field(description="E.164")
+    phone: str = Field(description="E.164, or the LID chat id (...@lid) of a chat that shows no number")
     name: str | None
     client_status: str = Field(description="unknown | client | non_client")
     client_category: str | None
@@ -86,6 +86,10 @@ class ContactOut(BaseModel):
     needs_human_reason: str | None
     language: str | None
     provider: str | None
+    chat_id: str | None = Field(None, description="The provider's own chat id the contact last wrote from")
+    referral: dict[str, Any] | None = Field(
+        None, description="The ad or post the conversation started from (source_id, source_type, headline ...)"
+    )
     notes: str | None
     follow_ups_stopped: bool
     follow_ups_stop_reason: str | None

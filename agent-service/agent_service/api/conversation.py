@@ -48,6 +48,23 @@ class MessageOut(BaseModel):
     author: str | None = Field(None, description="Operator messages: the manager who wrote it (or api)")
     sent_at: datetime | None
     created_at: datetime
+    caption: str | None = None
+    media: dict[str, Any] | None = Field(
+        None,
+        description="A file: mime_type, size, file_name, sha256, stored (the gateway serves it at GET /media/{stored}) "
+        "or error (why it could not be kept)",
+    )
+    details: dict[str, Any] | None = Field(
+        None,
+        description="The structured content of the kind: interactive (a tap; a flow's answers in data), location, "
+        "contacts, order, referral, system, unsupported, reaction",
+    )
+    target_message_id: str | None = Field(None, description="A reaction, an edit or a revoke: the message it is about")
+    reaction: str | None = Field(None, description="The prospect's reaction to this message")
+    edited_at: datetime | None = Field(
+        None, description="The prospect corrected this message (text is the corrected one)"
+    )
+    deleted_at: datetime | None = Field(None, description="The prospect deleted this message (not given to the model)")
 
 
 class TouchOut(BaseModel):

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from agent_service.actions import follow_ups as follow_ups_actions
 from agent_service.actions.audit import Actor
-from agent_service.api.params import PHONE_PARAM, action_errors, parse_phone, query_phone
+from agent_service.api.params import PHONE_PARAM, action_errors, parse_phone, query_phone, region
 from agent_service.context import AGENT
 from agent_service.db.tables import contacts, follow_ups
 from parley_shared.db import SQL_INT_MAX
@@ -79,7 +79,7 @@ async def active(request: web.Request) -> web.Response:
     now = runtime.clock.now()
     conditions = [follow_ups.c.status == "pending"]
     if query.phone is not None:
-        conditions.append(contacts.c.phone == query_phone(query.phone))
+        conditions.append(contacts.c.phone == query_phone(query.phone, region(request)))
     base = select(follow_ups, contacts.c.phone, contacts.c.name).join(
         contacts, contacts.c.id == follow_ups.c.contact_id
     )

@@ -13,12 +13,16 @@ from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy import RowMapping
 
 from agent_service.actions import Conflict, NotBookable, NotFound
+from agent_service.context import AGENT
 from agent_service.db import repository as repo
 from parley_shared.db import Session
 from parley_shared.http import HTTPError
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import DEFAULT_REGION, PhoneError, typed_address
 
-PHONE_PARAM = {"phone": "E.164 (other formats are normalised; encode + as %2B)"}
+PHONE_PARAM = {
+    "phone": "E.164, or a LID chat id (...@lid) for a chat without a number; national formats are read in "
+    "PHONE_DEFAULT_REGION (encode + as %2B)"
+}
 _OFFSET_LOST_PLUS = re.compile(r" (\d{2}:?\d{2})$")
 
 
@@ -31,14 +35,21 @@ QueryDatetime = Annotated[AwareDatetime, BeforeValidator(restore_offset_plus)]
 
 
 def parse_phone(request: web.Request) -> str:
-    """The ``{phone}`` of the route, as E.164 (400 if it is not a phone)."""
-    return query_phone(request.match_info["phone"])
+    """The ``{phone}`` of the route, as a contact address (400 if it is none)."""
+    return query_phone(request.match_info["phone"], region(request))
 
 
-def query_phone(raw: str) -> str:
-    """A phone given by a manager, as E.164 (400 if it is not a phone)."""
+def region(request: web.Request) -> str:
+    """``PHONE_DEFAULT_REGION``: where a number typed without its country code is read."""
+    agent = request.app.get(AGENT)
+    return agent.settings.phone_default_region if agent is not None else DEFAULT_REGION
+
+
+def query_phone(raw: str, region: str = DEFAULT_REGION) -> str:
+    """A phone given by a manager, as E.164 (national formats read in ``region``), or a LID chat
+    id as it is (400 if it is neither)."""
     try:
-        return to_e164(raw)
+        return typed_address(raw, region)
     except PhoneError as exc:
         raise HTTPError(400, f"invalid phone: {exc}") from None
 

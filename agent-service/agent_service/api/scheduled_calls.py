@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent_service.actions import calls as calls_actions
 from agent_service.actions.audit import Actor
 from agent_service.actions.calls import CallPatch, Status, calls_with_contacts
-from agent_service.api.params import QueryDatetime, action_errors, query_phone
+from agent_service.api.params import QueryDatetime, action_errors, query_phone, region
 from agent_service.context import AGENT
 from agent_service.db.tables import contacts, scheduled_calls
 from parley_shared.db import SQL_INT_MAX
@@ -87,7 +87,7 @@ async def list_calls(request: web.Request) -> web.Response:
     if query.to is not None:
         stmt = stmt.where(c.scheduled_at < query.to)
     if query.phone is not None:
-        stmt = stmt.where(contacts.c.phone == query_phone(query.phone))
+        stmt = stmt.where(contacts.c.phone == query_phone(query.phone, region(request)))
     stmt = stmt.order_by(c.scheduled_at, c.id).limit(query.limit).offset(query.offset)
     async with request.app[AGENT].runtime.sessions() as session:
         rows = (await session.execute(stmt)).mappings().all()

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from agent_service.db.tables import contacts, follow_ups, messages, outbox, scheduled_calls
+from agent_service.domain.kinds import EVENT_KINDS
 from parley_shared.db import Session, UtcDateTime, dialect_name
 
 c = contacts.c
@@ -31,9 +32,10 @@ async def upsert_contacts(
     now: datetime,
     turn_due_at: datetime | None = None,
 ) -> dict[str, RowMapping]:
-    """Create each contact (``phone``, ``name``, ``provider``; a phone at most once) on its first
-    message or refresh it (name, provider, last inbound time, and the turn's due time when given),
-    in one statement. Returns the contacts as they are now, by phone."""
+    """Create each contact (``phone``, ``name``, ``provider``, and optionally ``chat_id``,
+    ``referral``, ``ad_source_id``; a phone at most once) on its first message or refresh it (name,
+    provider, chat id, last inbound time, and the turn's due time when given; the first referral
+    stays), in one statement. Returns the contacts as they are now, by phone."""
     if not people:
         return {}
     stmt = _upsert_contact_statement(dialect_name(session), turn_due_at is not None)
@@ -42,6 +44,9 @@ async def upsert_contacts(
             "phone": p["phone"],
             "name": p["name"],
             "provider": p["provider"],
+            "chat_id": p.get("chat_id"),
+            "referral": p.get("referral"),
+            "ad_source_id": p.get("ad_source_id"),
             "first_seen_at": now,
             "last_inbound_at": now,
             "created_at": now,
@@ -62,6 +67,9 @@ def _upsert_contact_statement(dialect: str, refresh_due: bool) -> Any:
     refreshed: dict[str, Any] = {
         "name": func.coalesce(stmt.excluded.name, c.name),
         "provider": func.coalesce(stmt.excluded.provider, c.provider),
+        "chat_id": func.coalesce(stmt.excluded.chat_id, c.chat_id),
+        "referral": func.coalesce(c.referral, stmt.excluded.referral),  # the first ad or post stays
+        "ad_source_id": func.coalesce(c.ad_source_id, stmt.excluded.ad_source_id),
         "last_inbound_at": stmt.excluded.last_inbound_at,
         "updated_at": stmt.excluded.updated_at,
     }
@@ -117,40 +125,6 @@ def contact_cause(contact_id: int) -> str:
     return f"contact:{contact_id}"
 
 
-_UNPUBLISHED = (
-    select(outbox.c.id).where(outbox.c.cause_id == bindparam("b_cause"), outbox.c.published_at.is_(None)).exists()
-)
-_CLAIM_TURN = (
-    update(contacts)
-    .where(
-        c.id == bindparam("b_contact_id"),
-        c.turn_due_at.is_not(None),
-        c.turn_due_at <= bindparam("b_now"),
-        or_(c.turn_lease_until.is_(None), c.turn_lease_until < bindparam("b_now")),
-        ~_UNPUBLISHED,
-    )
-    .values(turn_lease_owner=bindparam("b_token"), turn_lease_until=bindparam("b_until"))
-    .returning(*contacts.c)
-)
-
-
-async def claim_turn(
-    session: Session, contact_id: int, token: str, now: datetime, lease_until: datetime
-) -> RowMapping | None:
-    """Take the contact's turn lease if its messages are due, nobody holds it, and everything
-    said to the contact before has been published (else None) -- so replies leave in order even
-    when the outbox relay, not the turn, publishes one of them."""
-    params = {
-        "b_contact_id": contact_id,
-        "b_cause": contact_cause(contact_id),
-        "b_now": now,
-        "b_token": token,
-        "b_until": lease_until,
-    }
-    return (await session.execute(_CLAIM_TURN, params)).mappings().first()
-
-
-# The batched claim: the same conditions for many contacts at once (one statement, one token).
 _UNPUBLISHED_FOR_ROW = (
     select(outbox.c.id)
     .where(outbox.c.cause_id == literal("contact:") + cast(c.id, String), outbox.c.published_at.is_(None))
@@ -179,7 +153,10 @@ _CLAIM_TURNS = (
 async def claim_turns(
     session: Session, contact_ids: Sequence[int], token: str, now: datetime, lease_until: datetime
 ) -> dict[int, RowMapping]:
-    """:func:`claim_turn` for many contacts in one statement: those claimed now, by id.
+    """Take the turn leases of these contacts (one statement for all, one token): a contact is
+    claimed if its messages are due, nobody holds its lease, and everything said to it before has
+    been published -- so replies leave in order even when the outbox relay, not the turn, publishes
+    one of them. Returns those claimed now, by id.
 
     Rows are locked in phone order, like every statement that locks several contacts (recording a
     batch of messages, writing a batch of turns, sending follow-ups): two transactions never wait
@@ -261,32 +238,12 @@ async def due_contacts(session: Session, now: datetime, limit: int) -> list[int]
     return list((await session.execute(stmt)).scalars())
 
 
-_PENDING = (
-    select(messages)
-    .where(m.contact_id == bindparam("b_contact_id"), m.status == "pending")
-    .order_by(m.sent_at, m.created_at, m.id)
-)
-_HISTORY = (
-    select(messages)
-    .where(
-        m.contact_id == bindparam("b_contact_id"),
-        m.status != "suppressed",
-        m.id.not_in(bindparam("b_exclude", expanding=True)),
-    )
-    .order_by(m.id.desc())
-    .limit(bindparam("b_limit"))
-)
-_INBOUND_TEXTS = (
-    select(m.text)
-    .where(m.contact_id == bindparam("b_contact_id"), m.direction == "in", m.text.is_not(None))
-    .order_by(m.id)
-    .limit(bindparam("b_limit"))
-)
 _RANKED = (
     select(messages, func.row_number().over(partition_by=m.contact_id, order_by=m.id.desc()).label("rank"))
     .where(
         m.contact_id.in_(bindparam("b_ids", expanding=True)),
         m.status != "suppressed",
+        m.deleted_at.is_(None),  # what the prospect deleted is not given to the model
         m.id.not_in(bindparam("b_exclude", expanding=True)),
     )
     .subquery()
@@ -298,7 +255,12 @@ _HISTORIES = (
 )
 _RANKED_TEXTS = (
     select(m.contact_id, m.text, func.row_number().over(partition_by=m.contact_id, order_by=m.id).label("rank"))
-    .where(m.contact_id.in_(bindparam("b_ids", expanding=True)), m.direction == "in", m.text.is_not(None))
+    .where(
+        m.contact_id.in_(bindparam("b_ids", expanding=True)),
+        m.direction == "in",
+        m.text.is_not(None),
+        m.deleted_at.is_(None),
+    )
     .subquery()
 )
 _INBOUND_TEXTS_OF_MANY = (
@@ -355,26 +317,6 @@ async def inbound_texts_of(session: Session, contact_ids: Sequence[int], limit: 
     return out
 
 
-async def pending_messages(session: Session, contact_id: int) -> Sequence[RowMapping]:
-    """The contact's unanswered inbound messages in the order they were sent."""
-    return (await session.execute(_PENDING, {"b_contact_id": contact_id})).mappings().all()
-
-
-async def history(session: Session, contact_id: int, limit: int, *, exclude: Sequence[int] = ()) -> list[RowMapping]:
-    """The last ``limit`` messages of the conversation (oldest first), without ``exclude``."""
-    if limit <= 0:
-        return []
-    params = {"b_contact_id": contact_id, "b_exclude": list(exclude), "b_limit": limit}
-    rows = (await session.execute(_HISTORY, params)).mappings().all()
-    return list(reversed(rows))
-
-
-async def inbound_texts(session: Session, contact_id: int, limit: int = 10) -> list[str]:
-    """The contact's first inbound texts (what the moderator judges), oldest first."""
-    rows = await session.execute(_INBOUND_TEXTS, {"b_contact_id": contact_id, "b_limit": limit})
-    return [t for t in rows.scalars() if t]
-
-
 _RECORDED = select(m.message_id).where(m.message_id.in_(bindparam("b_ids", expanding=True)))
 
 
@@ -400,6 +342,60 @@ async def mark_messages(session: Session, ids: Sequence[int], status: str, turn_
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+# ---------------------------------------------------------------------------- events on messages
+
+_EVENTS = (
+    select(m.id, m.contact_id, m.kind, m.details, m.target_message_id, m.created_at)
+    .where(m.target_message_id.in_(bindparam("b_targets", expanding=True)), m.kind.in_(sorted(EVENT_KINDS)))
+    .order_by(m.id)
+)
+_ON_TARGET = (m.message_id == bindparam("b_target")) & (m.contact_id == bindparam("b_contact_id"))
+_REACT = update(messages).where(_ON_TARGET).values(reaction=bindparam("b_reaction"))
+_EDIT = (
+    update(messages)
+    .where(_ON_TARGET, m.direction == "in")
+    .values(text=bindparam("b_text"), edited_at=bindparam("b_at", type_=UtcDateTime()))
+)
+_REVOKE = (
+    update(messages)
+    .where(_ON_TARGET, m.direction == "in")
+    .values(
+        deleted_at=bindparam("b_at", type_=UtcDateTime()),
+        status=case((m.status == "pending", "silent"), else_=m.status),  # nothing left to answer
+    )
+)
+
+
+async def apply_events(session: Session, targets: Sequence[str], now: datetime) -> int:
+    """Apply the reactions, edits and revokes recorded for these message ids, oldest first (the last
+    word wins; applying them again changes nothing). Only on the same contact's messages."""
+    if not targets:
+        return 0
+    rows = (await session.execute(_EVENTS, {"b_targets": sorted(set(targets))})).mappings().all()
+    for event in rows:
+        details = event["details"] or {}
+        params: dict[str, Any] = {"b_target": event["target_message_id"], "b_contact_id": event["contact_id"]}
+        if event["kind"] == "reaction":
+            await session.execute(_REACT, {**params, "b_reaction": details.get("reaction") or None})
+        elif event["kind"] == "edit" and details.get("text"):
+            await session.execute(_EDIT, {**params, "b_text": details["text"], "b_at": event["created_at"]})
+        elif event["kind"] == "revoke":
+            await session.execute(_REVOKE, {**params, "b_at": event["created_at"]})
+    return len(rows)
+
+
+async def change_phone(session: Session, contact_id: int, new_phone: str, now: datetime) -> bool:
+    """The contact's address becomes ``new_phone`` (its history stays with it); False when another
+    contact has that address already."""
+    taken = await session.scalar(select(c.id).where(c.phone == new_phone))
+    if taken is not None and taken != contact_id:
+        return False
+    await session.execute(
+        update(contacts).where(c.id == contact_id).values(phone=new_phone, chat_id=None, updated_at=now)
+    )
+    return True
+
+
 # ---------------------------------------------------------------------------- delivery status
 
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -416,6 +412,12 @@ _APPLY_DELIVERY_STATUS = (
         status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at", type_=UtcDateTime()))
     )
 )
+
+
+async def flag_contact_of(session: Session, message_id: str, reason: str) -> None:
+    """Flag the contact an outgoing message was for: a manager must act (``needs_human``)."""
+    owner = select(m.contact_id).where(m.message_id == message_id).scalar_subquery()
+    await session.execute(update(contacts).where(c.id == owner).values(needs_human=True, needs_human_reason=reason))
 
 
 async def apply_delivery_status(

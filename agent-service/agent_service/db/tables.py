@@ -10,10 +10,19 @@ Vocabulary (string columns, validated in the domain layer):
 * ``contacts.owner``: ``ai`` | ``human``.
 * ``contacts.turn_due_at``: set while inbound messages wait for a turn (newest + buffer window);
   ``turn_lease_owner``/``turn_lease_until``: the worker running the contact's turn right now.
-* ``messages.direction``: ``in`` | ``out``; ``kind`` (in): ``text`` | ``voice`` | ``image`` | ... ;
-  ``kind`` (out): ``reply`` | ``follow_up`` | ``operator``; ``status`` (in): ``pending`` |
-  ``handled`` | ``silent`` (recorded, no AI turn); (out): ``queued`` | ``sent`` | ``delivered`` |
-  ``read`` | ``failed`` | ``suppressed``.
+* ``contacts.phone``: the contact's address -- E.164, or for a WhatsApp chat that shows no number
+  its LID chat id (``...@lid``); ``chat_id``: the provider's own chat id it last wrote from.
+* ``messages.direction``: ``in`` | ``out``; ``kind`` (in): ``text`` | ``voice`` | ``image`` | ... (the
+  kinds of ``IncomingMessage``); ``kind`` (out): ``reply`` | ``follow_up`` | ``operator``;
+  ``status`` (in): ``pending`` | ``handled`` | ``silent`` (recorded, no AI turn: a manager holds the
+  contact, a settled non-client, a reaction, an edit, a revoke, a system notice); (out):
+  ``queued`` | ``sent`` | ``delivered`` | ``read`` | ``failed`` | ``suppressed``.
+* ``messages.media``: what the gateway kept of a file -- ``{"mime_type", "size", "file_name",
+  "sha256", "stored" (GET /media/{stored} at the gateway), "error"}``; ``details``: the structured
+  content of the kind (``interactive``, ``location``, ``contacts``, ``order``, ``referral``,
+  ``system``, ``unsupported``, ``reaction``); a reaction, an edit or a revoke names its message in
+  ``target_message_id`` and lands on it: ``reaction``, ``edited_at`` (the text is the corrected
+  one), ``deleted_at`` (left out of what the model is given).
 * ``follow_ups.status``: ``pending`` | ``sent`` | ``cancelled`` | ``skipped``.
 * ``scheduled_calls.status``: ``pending`` | ``confirmed`` | ``cancelled`` | ``done``.
 * ``managers.role``: ``admin`` | ``manager``. ``audit_log.actor_kind``: ``manager`` | ``api``;
@@ -70,7 +79,7 @@ contacts = Table(
     "contacts",
     metadata,
     Column("id", _pk, primary_key=True, autoincrement=True),
-    Column("phone", String(20), nullable=False, unique=True),  # E.164
+    Column("phone", String(40), nullable=False, unique=True),  # the address: E.164, or a LID chat id
     Column("name", String(200), nullable=True),
     Column("client_status", String(20), nullable=False, server_default="unknown"),
     Column("client_category", String(20), nullable=True),
@@ -88,6 +97,10 @@ contacts = Table(
     Column("needs_human_reason", String(500), nullable=True),
     Column("language", String(10), nullable=True),
     Column("provider", String(20), nullable=True),  # provider of the last inbound message (Meta's 24 h window)
+    Column("chat_id", String(200), nullable=True),  # the provider's own chat id of the last inbound message
+    # The ad or post the conversation started from (click-to-WhatsApp), the first one seen: analytics.
+    Column("referral", JSON(none_as_null=True), nullable=True),
+    Column("ad_source_id", String(200), nullable=True),
     Column("notes", Text, nullable=True),
     Column("follow_ups_stopped", Boolean, nullable=False, server_default=text("false")),
     Column("follow_ups_stop_reason", String(200), nullable=True),
@@ -137,7 +150,15 @@ messages = Table(
     Column("author", String(100), nullable=True),  # (operator) who wrote it: a manager's name, or "api"
     Column("sent_at", UtcDateTime, nullable=True),  # provider time (in) / delivery time (out)
     Column("created_at", UtcDateTime, nullable=False),
+    Column("caption", Text, nullable=True),
+    Column("media", JSON(none_as_null=True), nullable=True),
+    Column("details", JSON(none_as_null=True), nullable=True),
+    Column("target_message_id", String(200), nullable=True),
+    Column("reaction", String(50), nullable=True),
+    Column("edited_at", UtcDateTime, nullable=True),
+    Column("deleted_at", UtcDateTime, nullable=True),
     Index("ix_messages_contact_created", "contact_id", "created_at"),
+    Index("ix_messages_target", "target_message_id"),
     Index(
         "ix_messages_pending",
         "contact_id",

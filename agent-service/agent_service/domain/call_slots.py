@@ -1,5 +1,6 @@
 """Scheduled calls as pure functions: may a call be booked at a time, which slots to propose instead,
-and how to say so to the prospect (English or Russian; other languages fall back to English).
+and how to say so to the prospect (English or Russian; other languages fall back to English);
+the proposed slots as buttons to tap, and the slot a tap stands for.
 
 A call is bookable when it starts at least ``min_lead`` from now, inside a working window, and
 ends (``duration`` later) no later than that window closes. Proposed slots lie on a grid of
@@ -10,9 +11,10 @@ the prospect asked for (or the earliest, when they gave none).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from agent_service.domain.working_hours import Window, WorkingHours
+from parley_shared.contracts import Choice, Choices
 
 MAX_AHEAD = timedelta(days=366)  # a request further out than this is answered from today
 
@@ -136,3 +138,28 @@ def proposal_text(slots: list[datetime], hours: WorkingHours, language: str | No
     shown = [format_local(s, hours, lang) for s in slots]
     listed = ", ".join(shown[:-1]) + texts["or"] + shown[-1] if len(shown) > 1 else "".join(shown)
     return texts["propose"].format(hours=_hours_text(hours, lang), tz=hours.tz.key, slots=listed)
+
+
+SLOT_PREFIX = "call:"
+
+
+def slot_choices(slots: list[datetime], hours: WorkingHours, language: str | None) -> Choices | None:
+    """Proposed slots as reply buttons (up to 3): tapping one books it (:func:`tapped_slot`)."""
+    if not slots:
+        return None
+    options = [
+        Choice(id=SLOT_PREFIX + slot.astimezone(UTC).isoformat(), title=format_local(slot, hours, language)[:20])
+        for slot in slots[:3]
+    ]
+    return Choices(style="buttons", options=options)
+
+
+def tapped_slot(option_id: str | None) -> datetime | None:
+    """The slot a tapped option (or a typed number) stands for, if it is one."""
+    if not option_id or not option_id.startswith(SLOT_PREFIX):
+        return None
+    try:
+        when = datetime.fromisoformat(option_id[len(SLOT_PREFIX) :])
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

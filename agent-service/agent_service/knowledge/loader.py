@@ -23,6 +23,8 @@ PDF_SUFFIXES = frozenset({".pdf"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 SUPPORTED = PDF_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES
+# Product pictures beside the documents: not read as text, sent as they are (``knowledge/media.py``).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
 MAX_FILE_BYTES = 50 * 1024 * 1024
 _HEADING = re.compile(r"^#{1,6}\s+\S")
 
@@ -72,7 +74,7 @@ def _files(root: Path) -> list[Path]:
         parts = path.relative_to(root).parts
         if any(part.startswith((".", "_")) for part in parts):
             continue
-        if path.is_file():
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
             out.append(path)
     return out
 

@@ -1,5 +1,13 @@
 """Consuming ``incoming_messages``: record the message, then let a turn answer it.
 
+Every kind is recorded with what it carries (a file's type, size, name and the gateway's key; the
+structured content of a tap, a place, contact cards, an order, a referral). Events are recorded
+``silent`` and land on the message they name (``domain/kinds.py``): a reaction, an edit (the text
+is corrected, so a turn that has not run yet answers the corrected text), a revoke (deleted, and
+no longer waiting for an answer); an event that arrives before its message is applied when the
+message is recorded. A number change moves the contact to its new number with its history; the
+first ad or post a contact came from is kept on it (analytics).
+
 The handler is one short transaction -- shared with the messages delivered at about the same
 time (group commit, one statement per step for all of them) -- claim the message id in the
 inbox (a redelivery changes nothing), upsert the contact, store the message as ``pending`` (or ``silent`` when a
@@ -17,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from agent_service.db import repository as repo
 from agent_service.domain.contact import ContactView
+from agent_service.domain.kinds import details_of, is_silent, media_of, text_of
 from agent_service.domain.moderation import ModerationPolicy
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
@@ -137,7 +146,17 @@ class IncomingHandler:
             log.info("incoming.duplicate", count=len(batch) - len(fresh))
         contacts = await repo.upsert_contacts(
             session,
-            [{"phone": m.phone, "name": m.contact_name, "provider": m.provider.value} for m in fresh],
+            [
+                {
+                    "phone": m.phone,
+                    "name": m.contact_name,
+                    "provider": m.provider.value,
+                    "chat_id": m.chat_id,
+                    "referral": m.referral.model_dump(exclude_none=True) if m.referral else None,
+                    "ad_source_id": m.referral.source_id if m.referral else None,
+                }
+                for m in fresh
+            ],
             now=now,
             turn_due_at=now + timedelta(seconds=self.window_s),
         )
@@ -145,14 +164,18 @@ class IncomingHandler:
         recorded: dict[str, Recorded] = {}
         for message in fresh:
             contact = contacts[message.phone]
-            status = self.moderation.inbound_status(ContactView.from_row(contact))
+            status = "silent" if is_silent(message) else self.moderation.inbound_status(ContactView.from_row(contact))
             rows.append(
                 {
                     "contact_id": contact["id"],
                     "direction": "in",
                     "kind": message.kind.value,
                     "status": status,
-                    "text": message.text if message.text is not None else message.caption,
+                    "text": text_of(message),
+                    "caption": message.caption,
+                    "media": media_of(message),
+                    "details": details_of(message),
+                    "target_message_id": message.target_message_id,
                     "message_id": message.message_id,
                     "provider_message_id": message.provider_message_id,
                     "previous_message_id": message.previous_message_id,
@@ -166,6 +189,27 @@ class IncomingHandler:
             recorded[message.message_id] = (int(contact["id"]), status)
         if rows:
             await repo.insert_messages(session, rows)
-            await self.follow_ups.on_inbound(session, list(contacts.values()), now)
+            # Events (reactions, edits, revokes) land on their messages, whichever arrived first.
+            targets = {m.target_message_id for m in fresh if m.target_message_id}
+            await repo.apply_events(session, [*targets, *(m.message_id for m in fresh)], now)
+            for message in fresh:
+                if message.system is not None and message.system.new_phone is not None:
+                    await self._number_changed(
+                        session, int(contacts[message.phone]["id"]), message.system.new_phone, now
+                    )
+            # A reaction or a notice is no reply: pending follow-ups go on.
+            replied = {m.phone for m in fresh if not is_silent(m)}
+            await self.follow_ups.on_inbound(session, [c for p, c in contacts.items() if p in replied], now)
         log.debug("incoming.recorded", messages=len(rows))
         return [recorded.get(m.message_id, (None, None)) for m in batch]
+
+    async def _number_changed(self, session: Session, contact_id: int, new_phone: str, now: datetime) -> None:
+        """The customer changed number: the contact carries on under the new one, history and all."""
+        if await repo.change_phone(session, contact_id, new_phone, now):
+            log.info("incoming.number_changed", contact_id=contact_id, new_phone=new_phone)
+            return
+        log.warning("incoming.number_change_conflict", contact_id=contact_id, new_phone=new_phone)
+        reason = f"changed number to {new_phone}, which already has a conversation here: merge by hand"
+        await repo.update_contact(
+            session, contact_id, {"needs_human": True, "needs_human_reason": reason[:500], "updated_at": now}
+        )

@@ -2,6 +2,10 @@
 
 A status only moves a message forward (queued < sent < delivered < read; ``failed`` unless it
 was already delivered), so redeliveries and out-of-order statuses change nothing.
+
+A message refused because Meta's 24-hour customer-service window is closed (the gateway's
+``outside_24h_window``, or Meta's own 131047) flags the contact for a manager with the reason:
+only an approved template can reach the prospect until they write again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from parley_shared.db import SessionFactory
 from parley_shared.shutdown import Drains
 
 log = structlog.get_logger(__name__)
+WINDOW_CLOSED = frozenset({"outside_24h_window", "131047"})
 
 
 class StatusHandler:
@@ -52,4 +57,7 @@ class StatusHandler:
                     error=error,
                     occurred_at=status.occurred_at,
                 )
+                if changed[index] and status.error_code in WINDOW_CLOSED:
+                    reason = "not delivered: Meta's 24-hour window is closed (" + (status.error_reason or "")
+                    await repo.flag_contact_of(session, status.outgoing_message_id, (reason[:497] + ")")[:500])
         return [changed[i] for i in range(len(batch))]

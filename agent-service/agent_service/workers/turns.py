@@ -27,7 +27,9 @@ lost lease produces the same ids, so it can never send a second reply.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +42,7 @@ import structlog
 from agent_service import metrics
 from agent_service.calls.service import CallBooker
 from agent_service.db import repository as repo
+from agent_service.domain.call_slots import slot_choices
 from agent_service.domain.contact import ContactView
 from agent_service.domain.moderation import ModerationPolicy
 from agent_service.domain.ordering import Readiness, Waiting, missing_links, readiness
@@ -47,12 +50,22 @@ from agent_service.domain.turn_outcome import TurnOutcome, turn_outcome
 from agent_service.domain.vocabulary import NON_CLIENT
 from agent_service.engines.base import HistoryItem
 from agent_service.followups.service import FollowUps
+from agent_service.knowledge.media import FileToSend
 from agent_service.live import LiveFeed
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
-from parley_shared.contracts import MAX_TEXT, OutgoingKind, OutgoingMessage, new_id, stable_id
+from parley_shared.contracts import (
+    MAX_CAPTION,
+    MAX_TEXT,
+    Choices,
+    OutgoingKind,
+    OutgoingMedia,
+    OutgoingMessage,
+    new_id,
+    stable_id,
+)
 from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Outbox
 from parley_shared.shutdown import Drains
@@ -371,7 +384,7 @@ class TurnRunner:
         if self.moderation.ai_thinks(contact):  # to answer, or to draft for the manager who holds it
             turn = TurnInput(
                 contact=contact,
-                messages=[InboundText(p["text"], p["kind"], bool(p["transcribed"])) for p in pending],
+                messages=[InboundText(p["text"], p["kind"], bool(p["transcribed"]), p["details"]) for p in pending],
                 history=[HistoryItem(h["direction"], h["kind"], h["text"] or "") for h in past if h["text"]],
                 first_texts=first_texts,
                 now=self.clock.now(),
@@ -399,11 +412,7 @@ class TurnRunner:
             for index in order:
                 reports[index] = await self._write(session, results[index], now)
         written = [reports[index] for index in range(len(results))]
-        replied = [
-            r.contact_id
-            for r, w in zip(results, written, strict=True)
-            if isinstance(w, TurnReport) and w.reply_message_id
-        ]
+        replied = [report.contact_id for report in written if report.reply_message_id]
         if replied:
             async with self._db_slots:
                 await self.outbox.publish_after_commit(causes=[repo.contact_cause(cid) for cid in replied])
@@ -475,11 +484,14 @@ class TurnRunner:
             )
 
     async def _persist_reply(self, session: Session, current: Any, token: str, turn: _Written, plan: TurnPlan) -> Any:
-        """The reply goes out: book a requested call, store the reply, update the contact, plan or
-        stop follow-ups, stage the message in the outbox. Returns the contact as it is now."""
+        """The reply goes out: book a requested call (slots proposed instead are offered as buttons
+        too, a tap books one), store the reply, update the contact, plan or stop follow-ups, stage
+        the message -- and the file asked for, right after it -- in the outbox. Returns the contact
+        as it is now."""
         contact_id, now, last = int(current["id"]), turn.now, turn.pending[-1]
         text = plan.reply or ""
         decision = plan.decision
+        choices: Choices | None = None
         if decision is not None and decision.action == "schedule_call":
             booking = await self.booker.book(
                 session,
@@ -492,6 +504,7 @@ class TurnRunner:
             )
             if booking.reply_hint:
                 text = f"{text}\n{booking.reply_hint}"
+            choices = slot_choices(booking.proposed_slots, self.booker.rules.hours, plan.language)
         text = text[:MAX_TEXT]
         await self._store_reply(session, current, turn, plan, text, "queued")
         updated = await repo.finish_turn(
@@ -501,15 +514,12 @@ class TurnRunner:
             await self.follow_ups.stop(session, contact_id, "handoff", now)
         else:
             await self.follow_ups.on_agent_message(session, updated, now)
-        message = OutgoingMessage(
-            message_id=reply_id(turn.turn_id),
-            correlation_id=last["correlation_id"] or turn.turn_id,
-            phone=current["phone"],
-            text=text,
-            kind=OutgoingKind.REPLY,
-            in_reply_to=[p["message_id"] for p in turn.pending][-200:],
+        in_reply_to = [p["message_id"] for p in turn.pending][-200:]
+        await self._stage(
+            session, current, last, turn.turn_id, reply_id(turn.turn_id), text, choices=choices, in_reply_to=in_reply_to
         )
-        await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(contact_id))
+        if plan.attachment is not None:
+            await self._send_file(session, current, turn.turn_id, last, plan.attachment, now)
         return updated
 
     async def _store_reply(
@@ -535,6 +545,55 @@ class TurnRunner:
                 "created_at": turn.now,
             },
         )
+
+    async def _send_file(
+        self, session: Session, contact: Any, turn_id: str, last: Any, file: FileToSend, now: datetime
+    ) -> None:
+        """Stage (and record) the file a turn sends after its reply: the price list, a product picture."""
+        media = OutgoingMedia(
+            kind=file.kind,  # type: ignore[arg-type]
+            file_name=file.file_name,
+            mime_type=file.mime_type,
+            data_b64=base64.b64encode(file.data).decode(),
+            sha256=hashlib.sha256(file.data).hexdigest(),
+        )
+        message_id = stable_id("file", turn_id)
+        caption = file.title[:MAX_CAPTION] or file.file_name
+        await repo.insert_message(
+            session,
+            {
+                "contact_id": contact["id"],
+                "direction": "out",
+                "kind": "reply",
+                "status": "queued",
+                "text": caption,
+                "message_id": message_id,
+                "correlation_id": last["correlation_id"],
+                "turn_id": turn_id,
+                "media": {
+                    "kind": file.kind,
+                    "file_name": file.file_name,
+                    "mime_type": file.mime_type,
+                    "size": len(file.data),
+                },
+                "created_at": now,
+            },
+        )
+        await self._stage(session, contact, last, turn_id, message_id, caption, media=media)
+
+    async def _stage(
+        self, session: Session, contact: Any, last: Any, turn_id: str, message_id: str, text: str, **content: Any
+    ) -> None:
+        """Stage one message of the turn for ``outgoing_messages`` (published after the commit, in order)."""
+        message = OutgoingMessage(
+            message_id=message_id,
+            correlation_id=last["correlation_id"] or turn_id,
+            phone=contact["phone"],
+            text=text,
+            kind=OutgoingKind.REPLY,
+            **content,
+        )
+        await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(int(contact["id"])))
 
 
 def _reply_error(plan: TurnPlan) -> str | None:

@@ -27,7 +27,7 @@ from rich.text import Text
 from parley_demo import render
 from parley_demo.client import ParleyClient, ParleyError
 from parley_demo.terminal import emit
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, from_typed
 
 HELP = """[bold]Type a message[/bold] to write to the business as the prospect. Commands:
   /as <phone> \\[name]   switch to another prospect (e.g. /as +77010000002 Dana)
@@ -153,7 +153,7 @@ class ChatApp:
             self.print("usage: /as <phone> \\[name]")
             return
         try:
-            phone = to_e164(parts[0])
+            phone = from_typed(parts[0])
         except PhoneError as exc:
             self.print(Text.assemble(("not a phone number: ", "red"), render.visible(exc)))
             return
@@ -198,4 +198,4 @@ class ChatApp:
 
     def show(self, message: dict[str, Any]) -> None:
         """A delivered message (``GET /sandbox/outbox``), on its own line."""
-        self.print(render.reply_line(message.get("kind"), message.get("text")))
+        self.print(render.reply_line(message.get("kind"), message.get("text"), message.get("media")))

@@ -50,10 +50,14 @@ def cell(value: object) -> Text:
 
 
 # ---------------------------------------------------------------------------- the conversation
-def reply_line(kind: object, text: object) -> Text:
-    """A message the business sent, as the prospect sees it arrive: ``Parley: ...``."""
+def reply_line(kind: object, text: object, media: Mapping[str, Any] | None = None) -> Text:
+    """A message the business sent, as the prospect sees it arrive: ``Parley: ...``; a file it
+    carries as ``[image: chair.jpg]`` before its caption."""
     label = KIND_LABEL.get(str(kind), "Parley")
-    return Text.assemble((f"{label}:", "bold green"), " ", visible(text or ""))
+    parts: list[str | tuple[str, str]] = [(f"{label}:", "bold green"), " "]
+    if media:
+        parts += [(f"[{visible(media.get('kind', 'file'))}: {visible(media.get('file_name', ''))}]", "cyan"), " "]
+    return Text.assemble(*parts, visible(text or ""))
 
 
 def prospect_line(text: object, kind: object = "text") -> Text:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.context import GATEWAY
 from parley_shared.http import API_CLIENT, HTTPError, json_response, read_model
 from parley_shared.openapi import describe
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, typed_address
 
 
 class EraseIn(BaseModel):
@@ -38,11 +38,11 @@ class ErasedOut(BaseModel):
 )
 async def erase(request: web.Request) -> web.Response:
     body = await read_model(request, EraseIn)
+    gateway = request.app[GATEWAY]
     try:
-        phone = to_e164(body.phone)
+        phone = typed_address(body.phone, gateway.settings.phone_default_region)
     except PhoneError as exc:
         raise HTTPError(400, f"invalid phone: {exc}") from None
-    gateway = request.app[GATEWAY]
     removed = await gateway.privacy.erase(phone, requested_by=request.get(API_CLIENT, "open"))
     return json_response(ErasedOut(phone_hash=gateway.settings.erasure_hash(phone), removed=removed))
 

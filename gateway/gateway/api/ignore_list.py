@@ -16,13 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.context import GATEWAY
 from parley_shared.http import HTTPError, json_response, read_model
 from parley_shared.openapi import describe
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, typed_address
 
 
 class AddNumber(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(min_length=1, max_length=64, description="Any format; stored as E.164")
+    phone: str = Field(
+        min_length=1, max_length=64, description="Any format (national in PHONE_DEFAULT_REGION); stored as E.164"
+    )
     note: str | None = Field(default=None, max_length=200)
 
 
@@ -46,9 +48,9 @@ class AddedOut(BaseModel):
     added: bool
 
 
-def _e164(value: str) -> str:
+def _e164(request: web.Request, value: str) -> str:
     try:
-        return to_e164(value)
+        return typed_address(value, request.app[GATEWAY].settings.phone_default_region)
     except PhoneError as exc:
         raise HTTPError(400, f"not a phone number: {exc}") from None
 
@@ -71,7 +73,7 @@ async def list_numbers(request: web.Request) -> web.Response:
 )
 async def add_number(request: web.Request) -> web.Response:
     body = await read_model(request, AddNumber)
-    phone = _e164(body.phone)
+    phone = _e164(request, body.phone)
     added = await request.app[GATEWAY].ignore_list.add(phone, body.note)
     return json_response(AddedOut(phone=phone, added=added), status=201 if added else 200)
 
@@ -84,7 +86,7 @@ async def add_number(request: web.Request) -> web.Response:
 )
 async def remove_number(request: web.Request) -> web.Response:
     ignore_list = request.app[GATEWAY].ignore_list
-    phone = _e164(request.match_info["phone"])
+    phone = _e164(request, request.match_info["phone"])
     if phone in ignore_list.configured:
         raise HTTPError(409, "this number comes from IGNORED_NUMBERS; remove it there")
     if not await ignore_list.remove(phone):

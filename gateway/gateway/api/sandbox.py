@@ -26,7 +26,7 @@ from parley_shared.contracts import MAX_INLINE_MEDIA_B64, MAX_TEXT, MediaRef, Me
 from parley_shared.db import SQL_INT_MAX
 from parley_shared.http import HTTPError, json_response, read_model, read_query
 from parley_shared.openapi import describe
-from parley_shared.phone import PhoneError, to_e164
+from parley_shared.phone import PhoneError, typed_address
 
 MAX_WAIT_S = 30
 
@@ -82,9 +82,9 @@ def _sandbox(request: web.Request) -> SandboxProvider:
     return provider
 
 
-def _phone(value: str, field: str) -> str:
+def _phone(request: web.Request, value: str, field: str) -> str:
     try:
-        return to_e164(value)
+        return typed_address(value, request.app[GATEWAY].settings.phone_default_region)
     except PhoneError as exc:
         raise HTTPError(400, f"{field} is not a phone number: {exc}") from None
 
@@ -98,7 +98,7 @@ def _phone(value: str, field: str) -> str:
 async def inbound(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     body = await read_model(request, SandboxInbound)
-    phone = _phone(body.from_, "from")
+    phone = _phone(request, body.from_, "from")
     media = None
     if body.voice_base64 is not None:
         try:
@@ -129,7 +129,7 @@ async def inbound(request: web.Request) -> web.Response:
 async def outbox(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)
     query = await read_query(request, OutboxQuery)
-    to = _phone(query.to, "to") if query.to else None
+    to = _phone(request, query.to, "to") if query.to else None
     deadline = time.monotonic() + query.wait
     while True:
         version = sandbox.version

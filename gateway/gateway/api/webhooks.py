@@ -17,9 +17,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway import metrics
 from gateway.context import GATEWAY
-from gateway.domain.admission import PayloadError
+from gateway.domain.admission import PayloadError, SkippedItem
 from gateway.domain.meta import (
     SIGNATURE_HEADER,
     SignatureCheck,
@@ -28,6 +27,7 @@ from gateway.domain.meta import (
     parse_webhook,
     split_stale,
 )
+from gateway.ingest import count_skipped
 from parley_shared.http import HTTPError, json_response, public
 from parley_shared.openapi import Response, describe
 
@@ -91,11 +91,11 @@ async def receive(request: web.Request) -> web.Response:
     except PayloadError as exc:
         raise HTTPError(400, str(exc)) from None
     if batch.malformed:
-        metrics.SKIPPED.labels("meta", "malformed").inc(batch.malformed)
         log.warning("webhook.malformed_items", count=batch.malformed)
+    count_skipped("meta", batch.skipped)
     messages, stale = split_stale(batch.messages, gateway.runtime.clock.now())
     if stale:
-        metrics.SKIPPED.labels("meta", "stale").inc(len(stale))
+        count_skipped("meta", [SkippedItem("stale", m.provider_message_id, m.sender) for m in stale])
         oldest = min(m.sent_at for m in stale)
         log.warning("webhook.stale_messages", count=len(stale), oldest_sent_at=oldest.isoformat())
     # A database that is away raises a transient error: the shared error middleware answers 503.

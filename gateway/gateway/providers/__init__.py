@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+from gateway.media_store import MediaStore
 from gateway.providers.base import WhatsAppProvider
 from gateway.providers.meta import MetaProvider
 from gateway.providers.sandbox import SandboxProvider
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings, ProviderName
+from gateway.uploads import UploadedMedia
 from parley_shared.clock import Clock
 from parley_shared.db import SessionFactory
 
 
-def build_provider(settings: GatewaySettings, sessions: SessionFactory, clock: Clock) -> WhatsAppProvider:
+def build_provider(
+    settings: GatewaySettings, sessions: SessionFactory, clock: Clock, store: MediaStore
+) -> WhatsAppProvider:
     if settings.provider is ProviderName.WAPPI:
         return WappiProvider(settings, clock)
     if settings.provider is ProviderName.META:
-        return MetaProvider(settings, clock)
+        uploads = UploadedMedia(
+            sessions,
+            clock,
+            provider=ProviderName.META.value,
+            account=settings.meta_phone_number_id,
+            reuse_days=settings.meta_media_reuse_days,
+        )
+        return MetaProvider(settings, clock, uploads)
     return SandboxProvider(
         sessions,
         clock,
         settings.max_media_bytes,
+        store=store,
         failure_rate=settings.sandbox_send_429_rate,
         retry_after_s=settings.sandbox_retry_after_s,
     )

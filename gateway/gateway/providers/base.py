@@ -57,9 +57,14 @@ class ProviderUnavailable(Exception):
 
 
 class MediaError(Exception):
-    def __init__(self, reason: str, *, transient: bool) -> None:
+    """A media file that could not be fetched: ``transient`` says whether another attempt (with a
+    freshly resolved link) can help; ``code`` is the kind of failure, for the records and the
+    metrics: ``not_found``, ``timeout``, ``too_large``, ``wrong_type``, ``refused``, ``failed``."""
+
+    def __init__(self, reason: str, *, transient: bool, code: str = "failed") -> None:
         super().__init__(reason)
         self.transient = transient
+        self.code = code
 
 
 class BodyTooLarge(Exception):
@@ -140,8 +145,9 @@ class WhatsAppProvider(abc.ABC):
         so that the server does not wait for them before stopping."""
 
     @abc.abstractmethod
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        """Deliver one outgoing message; raise :class:`SendError`."""
+    async def send(self, message: OutgoingMessage, to: str | None = None) -> SendResult:
+        """Deliver one outgoing message to the chat ``to`` (the provider's own chat id the contact
+        wrote from; the message's address when the gateway knows none); raise :class:`SendError`."""
 
     @abc.abstractmethod
     async def download_media(self, media: MediaRef) -> Media:
@@ -160,7 +166,7 @@ def inline_media(media: MediaRef, max_bytes: int) -> Media | None:
     except (binascii.Error, ValueError):
         raise MediaError("inline media is not valid base64", transient=False) from None
     if len(data) > max_bytes:
-        raise MediaError("media too large", transient=False)
+        raise MediaError("media too large", transient=False, code="too_large")
     return Media(data, media.mime_type or "audio/ogg")
 
 
@@ -268,7 +274,7 @@ class HttpProvider(WhatsAppProvider):
             refusal = self.media_hosts.refusal(target)
             if refusal is not None:
                 log.warning("provider.media_refused", host=target.host, reason=refusal)
-                raise MediaError(f"media url refused: {refusal}", transient=False)
+                raise MediaError(f"media url refused: {refusal}", transient=False, code="refused")
             try:
                 async with self.media_session.get(target, headers=headers, allow_redirects=False) as response:
                     if response.status in REDIRECT_STATUSES and "Location" in response.headers:
@@ -281,15 +287,17 @@ class HttpProvider(WhatsAppProvider):
             except aiohttp.ClientConnectorError as exc:
                 if isinstance(exc.os_error, AddressRefused):
                     log.warning("provider.media_refused", host=target.host, reason="no public address")
-                    raise MediaError(f"media url refused: {exc.os_error}", transient=False) from exc
+                    raise MediaError(f"media url refused: {exc.os_error}", transient=False, code="refused") from exc
                 raise MediaError(f"media download failed: {type(exc).__name__}", transient=True) from exc
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except TimeoutError as exc:
+                raise MediaError("media download timed out", transient=True, code="timeout") from exc
+            except aiohttp.ClientError as exc:
                 raise MediaError(f"media download failed: {type(exc).__name__}", transient=True) from exc
         raise MediaError(f"media host redirected more than {MAX_REDIRECTS} times", transient=False)
 
     async def _read_media(self, response: aiohttp.ClientResponse) -> Media:
         if response.status in (403, 404, 410):
-            raise MediaError(f"media link answered {response.status} (expired?)", transient=True)
+            raise MediaError(f"media link answered {response.status} (expired?)", transient=True, code="not_found")
         if response.status >= 500 or response.status == 429:
             raise MediaError(f"media host answered {response.status}", transient=True)
         if response.status >= 400 or response.status in REDIRECT_STATUSES:
@@ -297,7 +305,7 @@ class HttpProvider(WhatsAppProvider):
         try:
             data = await read_limited(response, self.max_media_bytes)
         except BodyTooLarge:
-            raise MediaError("media too large", transient=False) from None
+            raise MediaError("media too large", transient=False, code="too_large") from None
         mime = response.headers.get("Content-Type", "application/octet-stream")
         return Media(data, mime)
 

@@ -1,6 +1,10 @@
 """The sandbox provider: no WhatsApp at all. Inbound messages are POSTed to ``/sandbox/inbound``;
 "sending" stores the message in ``sandbox_outbox``, read back over ``GET /sandbox/outbox``.
 
+Like Wappi it has no buttons: choices are stored as numbered lines of the text (and, for the
+reader, as they were offered). A file sent is kept in the media store like a prospect's
+(``GET /media/{key}``), and the outbox shows its kind, name, type and size.
+
 It powers the demo's terminal chat, the chat simulator and black-box tests, and it goes through
 the same ingest path, queues, sender, pacing and logs as the real providers.
 """
@@ -8,6 +12,8 @@ the same ingest path, queues, sender, pacing and logs as the real providers.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from datetime import datetime
 
@@ -15,11 +21,23 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from gateway.db import tables
-from gateway.domain.failures import classify_http
+from gateway.domain.choices import numbered
+from gateway.domain.failures import Failure, FailureKind, classify_http
+from gateway.media_store import MediaStore, record_file
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.clock import Clock
-from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
+from parley_shared.contracts import Choices, MediaRef, OutgoingMessage, Provider, stable_id
 from parley_shared.db import SessionFactory, insert_ignore
+
+
+class SentFile(BaseModel):
+    """A file the sandbox "sent": fetch it at ``GET /media/{key}``."""
+
+    kind: str
+    file_name: str
+    mime_type: str
+    size: int
+    key: str
 
 
 class Delivered(BaseModel):
@@ -36,6 +54,8 @@ class Delivered(BaseModel):
     kind: str
     in_reply_to: list[str]
     sent_at: datetime
+    media: SentFile | None = None
+    choices: Choices | None = None
 
 
 class SandboxProvider(WhatsAppProvider):
@@ -47,10 +67,12 @@ class SandboxProvider(WhatsAppProvider):
         clock: Clock,
         max_media_bytes: int,
         *,
+        store: MediaStore,
         failure_rate: float = 0.0,
         retry_after_s: float = 0.0,
     ) -> None:
         self.sessions = sessions
+        self.store = store
         self.clock = clock
         self.max_media_bytes = max_media_bytes
         self._delivered = asyncio.Condition()
@@ -74,20 +96,42 @@ class SandboxProvider(WhatsAppProvider):
             retry_after = self.retry_after_s or None
             raise SendError(classify_http(429, None, "sandbox: injected 429 (SANDBOX_SEND_429_RATE)", retry_after))
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
+    async def send(self, message: OutgoingMessage, to: str | None = None) -> SendResult:
         """Store the message once per message id (a repeat finds the stored one)."""
         self._inject_429()
         t = tables.sandbox_outbox
+        sent = await self._keep_file(message) if message.media is not None else None
+        text = numbered(message.text, message.choices) if message.choices is not None else message.text
         async with self.sessions() as session, session.begin():
+            now = self.clock.now()
             values = {
                 "message_id": message.message_id,
                 "correlation_id": message.correlation_id,
                 "phone": message.phone,
-                "text": message.text,
+                "text": text,
                 "kind": message.kind.value,
                 "in_reply_to": json.dumps(list(message.in_reply_to)),
-                "created_at": self.clock.now(),
+                "created_at": now,
+                "media": sent.model_dump_json() if sent is not None else None,
+                "choices": message.choices.model_dump_json() if message.choices is not None else None,
             }
+            if sent is not None:
+                ref = MediaRef(
+                    mime_type=sent.mime_type,
+                    size=sent.size,
+                    file_name=sent.file_name,
+                    sha256=message.media.sha256 if message.media else None,
+                )
+                await record_file(
+                    session,
+                    key=sent.key,
+                    phone=message.phone,
+                    direction="outbound",
+                    message_id=message.message_id,
+                    kind=sent.kind,
+                    ref=ref,
+                    now=now,
+                )
             cursor = (await insert_ignore(session, t, values, ["message_id"], returning=["id"])).scalar()
             if cursor is None:  # sent before: the stored one
                 cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
@@ -95,6 +139,17 @@ class SandboxProvider(WhatsAppProvider):
             self.version += 1
             self._delivered.notify_all()
         return SendResult(f"sandbox-{cursor}")
+
+    async def _keep_file(self, message: OutgoingMessage) -> SentFile:
+        media = message.media
+        assert media is not None
+        try:
+            data = base64.b64decode(media.data_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise SendError(Failure(FailureKind.PERMANENT, "bad_media", "the file is not valid base64")) from None
+        key = stable_id("sandbox-file", message.message_id)
+        await self.store.write(key, data)
+        return SentFile(kind=media.kind, file_name=media.file_name, mime_type=media.mime_type, size=len(data), key=key)
 
     async def download_media(self, media: MediaRef) -> Media:
         inline = inline_media(media, self.max_media_bytes)
@@ -120,6 +175,8 @@ class SandboxProvider(WhatsAppProvider):
                 kind=r.kind,
                 in_reply_to=json.loads(r.in_reply_to),
                 sent_at=r.created_at,
+                media=SentFile.model_validate_json(r.media) if r.media else None,
+                choices=Choices.model_validate_json(r.choices) if r.choices else None,
             )
             for r in rows
         ]

@@ -1,5 +1,9 @@
 """Wappi (wappi.pro): polled for inbound messages, sends through its sync API.
 
+Replies go to the chat the prospect wrote from. Wappi has no buttons: choices are sent as
+numbered lines (a number typed back answers like a tap). Files go through its image and document
+sends with the file as base64.
+
 Every call carries ``profile_id`` and the raw token as ``Authorization`` (no "Bearer"). Calls to
 one profile are serialised: concurrent calls have been reported to mix up responses.
 """
@@ -13,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from gateway.domain.admission import PayloadError
+from gateway.domain.choices import numbered
 from gateway.domain.wappi import WappiMessage, read_page
 from gateway.providers.base import (
     HttpProvider,
@@ -27,6 +32,27 @@ from gateway.settings import GatewaySettings
 from parley_shared.clock import Clock
 from parley_shared.contracts import MediaRef, OutgoingMessage, Provider
 from parley_shared.phone import digits_only
+
+
+def recipient(to: str) -> str:
+    """Wappi's ``recipient``: the digits of a number's chat (``79115576362``); a chat without a
+    number (``…@lid``) by its whole chat id (*unconfirmed*: Wappi documents only numbers)."""
+    if to.endswith(("@c.us", "@s.whatsapp.net")) or "@" not in to:
+        return digits_only(to.split("@", 1)[0])
+    return to
+
+
+def request_body(message: OutgoingMessage, to: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(path under ``/api/sync/message/``, JSON body) of one send."""
+    target = recipient(to or message.phone)
+    media = message.media
+    if media is not None and media.kind == "image":
+        return "img/send", {"recipient": target, "caption": message.text, "b64_file": media.data_b64}
+    if media is not None:
+        body = {"recipient": target, "caption": message.text, "file_name": media.file_name, "b64_file": media.data_b64}
+        return "document/send", body
+    text = numbered(message.text, message.choices) if message.choices is not None else message.text
+    return "send", {"recipient": target, "body": text}
 
 
 def _detail(body: Any) -> str:
@@ -76,13 +102,16 @@ class WappiProvider(HttpProvider):
         return read_page(answer.body)
 
     # ---------------------------------------------------------------- sending
-    async def send(self, message: OutgoingMessage) -> SendResult:
+    async def send(self, message: OutgoingMessage, to: str | None = None) -> SendResult:
+        """Text (choices as numbered lines: Wappi has no buttons), or an image or a document with its
+        caption (``img/send``, ``document/send``, the file as base64)."""
+        path, payload = request_body(message, to)
         async with self._lock:
             answer = await self.send_request(
                 "POST",
-                f"{self.base_url}/api/sync/message/send",
+                f"{self.base_url}/api/sync/message/{path}",
                 params=self._params(),
-                json={"recipient": digits_only(message.phone), "body": message.text},
+                json=payload,
                 headers=self.headers,
             )
         body = answer.body
@@ -107,11 +136,13 @@ class WappiProvider(HttpProvider):
                     max_bytes=self.media_answer_bytes,  # ``file_b64``
                 )
         except ProviderUnavailable as exc:
-            raise MediaError(str(exc), transient=True) from exc
+            timed_out = isinstance(exc.__cause__, TimeoutError)
+            raise MediaError(str(exc), transient=True, code="timeout" if timed_out else "failed") from exc
         body = answer.body if isinstance(answer.body, dict) else {}
         if answer.status >= 400 or body.get("status") == "error":
             failure = self.failure_from(answer, None, _detail(body))
-            raise MediaError(f"wappi media: {failure.reason}", transient=failure.retryable)
+            found = "not_found" if answer.status == 404 else "failed"
+            raise MediaError(f"wappi media: {failure.reason}", transient=failure.retryable, code=found)
         mime = body.get("mime_type") if isinstance(body.get("mime_type"), str) else None
         mime = mime or media.mime_type or "application/octet-stream"
         if isinstance(body.get("file_b64"), str):

@@ -25,9 +25,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway import metrics
 from gateway.db import tables
-from gateway.domain.admission import InboundEvent, PayloadError
+from gateway.domain.admission import InboundEvent, PayloadError, SkippedItem
 from gateway.domain.wappi import Cursor, PollBatch, to_event
-from gateway.ingest import Ingestor
+from gateway.ingest import Ingestor, count_skipped
 from gateway.providers.wappi import WappiProvider
 from gateway.settings import GatewaySettings
 from parley_shared.db import Session, dialect_name
@@ -90,6 +90,9 @@ class WappiPoller:
         while True:
             page, count = await self.provider.fetch_page(limit=limit, offset=offset)
             pages += 1
+            if count > len(page):  # items without an id or a time: nothing to take, but never unseen
+                metrics.SKIPPED.labels(PROVIDER, "malformed").inc(count - len(page))
+                log.warning("poller.malformed_items", count=count - len(page), offset=offset)
             batch.add_page(page)
             if batch.reached_cursor or count < limit:
                 break
@@ -98,17 +101,18 @@ class WappiPoller:
                 break
             offset += count
         events: list[InboundEvent] = []
-        skipped = 0
+        not_forwarded: list[SkippedItem] = []
         for message in batch.in_order():
             try:
                 event = to_event(message)
-            except PayloadError:
-                event = None
-            if event is None:
-                skipped += 1
-                metrics.SKIPPED.labels(PROVIDER, "not_a_message").inc()
+            except (PayloadError, ValueError) as exc:
+                event = SkippedItem("malformed", message.id, None, str(exc)[:200])
+            if isinstance(event, SkippedItem):
+                not_forwarded.append(event)
             else:
                 events.append(event)
+        count_skipped(PROVIDER, not_forwarded)
+        skipped = len(not_forwarded)
         next_cursor = batch.next_cursor()
         published = duplicates = ignored = 0
         if batch.new:

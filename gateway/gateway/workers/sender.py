@@ -10,6 +10,12 @@ Once and only once (``outbound.py``): a row per message id; a message already ``
 acknowledged without sending; ``sending`` is committed before the provider call, so a message
 interrupted mid-call is reported as failed with ``unknown_outcome`` instead of being sent again.
 
+Addressing: a message goes to the provider's own chat id the contact last wrote from
+(``chains.recipient``), never to a number rebuilt from the address. Outside Meta's 24-hour
+customer-service window (``domain/window.py``) a free-form message is not attempted: it is
+reported failed with ``outside_24h_window`` and the reason, and the agent flags the contact;
+templates still go.
+
 Failures (``domain/failures.py``): 429, 5xx, provider rate limits and connections that never got
 through are retried with exponential backoff honouring ``Retry-After`` (which also pauses the
 whole account); permanent failures and exhausted retries are reported on ``delivery_status``
@@ -28,9 +34,10 @@ from typing import Any, NoReturn
 
 import structlog
 
-from gateway import metrics
+from gateway import chains, metrics
 from gateway.domain.failures import Failure, FailureKind
 from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
+from gateway.domain.window import OUTSIDE_WINDOW, outside_window
 from gateway.outbound import DONE, OutboundLog, OutStatus
 from gateway.providers.base import SendError, SendResult, WhatsAppProvider
 from gateway.settings import GatewaySettings
@@ -218,13 +225,31 @@ class Sender:
         try:
             if not await self._still_to_send(message):
                 return
+            contact = await self._contact(message.phone)
+            await self._refuse_outside_window(message, contact)
+            to = chains.recipient(message.phone, contact)
             async with self.pacer.turn(ticket):
-                result = await self._send_with_retries(message)
+                result = await self._send_with_retries(message, to)
             # The provider call is over: the account serves the next message while this one is recorded.
             if result is not None:
                 await self._sent(message, result)
         finally:
             self.pacer.cancel(ticket)
+
+    async def _contact(self, address: str) -> chains.Known | None:
+        async with self.runtime.sessions() as session:
+            return (await chains.known(session, [address])).get(address)
+
+    async def _refuse_outside_window(self, message: OutgoingMessage, contact: chains.Known | None) -> None:
+        """Outside Meta's 24-hour customer-service window only a template may go: a free-form message
+        is not attempted, and is reported failed with the reason (the agent flags the contact)."""
+        if message.template is not None:
+            return
+        last = contact.last_inbound_at if contact is not None else None
+        if outside_window(self.name, last, self.runtime.clock.now()):
+            since = f"the prospect last wrote at {last.isoformat()}" if last else "the prospect never wrote here"
+            reason = f"Meta's 24-hour customer-service window is closed ({since}); only a template can be sent"
+            await self._give_up(message, OutStatus.FAILED, Failure(FailureKind.PERMANENT, OUTSIDE_WINDOW, reason))
 
     async def _still_to_send(self, message: OutgoingMessage) -> bool:
         row = await self.outbound.claim(message)
@@ -240,7 +265,7 @@ class Sender:
             )
         return True
 
-    async def _send_with_retries(self, message: OutgoingMessage) -> SendResult | None:
+    async def _send_with_retries(self, message: OutgoingMessage, to: str) -> SendResult | None:
         """Send (retrying transient failures); the provider's answer, or None if there was nothing to send."""
         failures = 0
         first_attempt = True
@@ -255,7 +280,7 @@ class Sender:
                 continue
             started = time.perf_counter()
             try:
-                result = await self.provider.send(message)
+                result = await self.provider.send(message, to)
             except SendError as exc:
                 failure = exc.failure
             else:
@@ -296,9 +321,15 @@ class Sender:
         await _until_stored(
             lambda: self.outbound.finish(message, OutStatus.SENT, provider_message_id=result.provider_message_id)
         )
+        # The options of the latest message sent (or none): a number typed back picks one.
+        await _until_stored(lambda: self._remember_choices(message))
         metrics.SENT.labels(self.name, message.kind.value).inc()
         log.info("sender.sent", message_id=message.message_id, phone=message.phone, kind=message.kind.value)
         await self._publish(message.message_id)
+
+    async def _remember_choices(self, message: OutgoingMessage) -> None:
+        async with self.runtime.sessions() as session, session.begin():
+            await chains.remember_choices(session, message.phone, message.choices, self.runtime.clock.now())
 
     async def _give_up(self, message: OutgoingMessage, status: OutStatus, failure: Failure) -> NoReturn:
         """Report the failure on ``delivery_status`` and dead-letter the message with the reason."""

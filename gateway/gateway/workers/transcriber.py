@@ -1,7 +1,8 @@
-"""Voice notes: ``voice_transcription`` -> download -> Gemini -> ``incoming_messages``.
+"""Voice notes: ``voice_transcription`` -> download and keep -> Gemini -> ``incoming_messages``.
 
-* The audio is downloaded with retries and backoff; every attempt resolves the provider's link
-  anew, so an expired link is simply fetched again.
+* The audio is downloaded with retries and backoff (every attempt resolves the provider's link
+  anew, so an expired link is simply fetched again) and kept in the media store for managers to
+  listen to (``gateway/media.py``).
 * Gemini is called through the real google-genai SDK (``parley_shared.gemini.make_client``)
   with the audio as an inline part, retried on 408/429/5xx and timeouts.
 * The result goes to ``incoming_messages`` with the id every inbound message of that provider id
@@ -28,7 +29,9 @@ from gateway import metrics
 from gateway.db import tables
 from gateway.domain.admission import inbound_message_id, transcribed
 from gateway.ingest import INBOUND
-from gateway.providers.base import Media, MediaError, WhatsAppProvider
+from gateway.media import Kept, MediaKeeper
+from gateway.media_store import record_file
+from gateway.providers.base import Media
 from gateway.settings import GatewaySettings
 from parley_shared.contracts import VoiceTranscriptionRequest
 from parley_shared.gemini import gemini_configured, make_client
@@ -56,12 +59,12 @@ class Transcriber:
         self,
         *,
         runtime: Runtime,
-        provider: WhatsAppProvider,
+        keeper: MediaKeeper,
         settings: GatewaySettings,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.runtime = runtime
-        self.provider = provider
+        self.keeper = keeper
         self.settings = settings
         self.sleep = sleep
         self._client: genai.Client | None = None
@@ -74,12 +77,26 @@ class Transcriber:
     async def handle(self, request: VoiceTranscriptionRequest) -> None:
         if await self._already_done(request.message_id):
             return
-        text, error = await self._transcribe(request)
-        message = transcribed(request, text=text, error=error, received_at=self.runtime.clock.now())
+        message_id = inbound_message_id(request.provider, request.provider_message_id)
+        kept = await self.keeper.keep(message_id, request.kind, request.media)
+        text, error = await self._transcribe(kept)
+        now = self.runtime.clock.now()
+        message = transcribed(request, text=text, error=error, received_at=now, media=kept.ref)
         async with self.runtime.sessions() as session, session.begin():
             if not await self.runtime.inbox.claim(session, VOICE.name, request.message_id):
                 return
             await self.runtime.outbox.add(session, INCOMING, message, cause_id=request.message_id)
+            if kept.ref.stored is not None:
+                await record_file(
+                    session,
+                    key=kept.ref.stored,
+                    phone=request.phone,
+                    direction=INBOUND,
+                    message_id=message_id,
+                    kind=request.kind.value,
+                    ref=kept.ref,
+                    now=now,
+                )
             t = tables.message_logs
             await session.execute(
                 update(t)
@@ -104,33 +121,20 @@ class Transcriber:
                 await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == message_id))
             ) is not None
 
-    async def _transcribe(self, request: VoiceTranscriptionRequest) -> tuple[str | None, str | None]:
+    async def _transcribe(self, kept: Kept) -> tuple[str | None, str | None]:
         """(transcript, None) or (None, why not)."""
+        if kept.media is None:
+            return None, f"audio download failed: {kept.ref.error}"[:500]
         if not gemini_configured(self.settings):
             return None, "transcription is not configured (no GEMINI_API_KEY)"
         try:
-            media = await self._download(request)
-        except MediaError as exc:
-            log.warning("transcriber.download_failed", reason=str(exc))
-            return None, f"audio download failed: {exc}"[:500]
-        try:
-            return await self._gemini(media), None
+            return await self._gemini(kept.media), None
         except TranscriptionFailed as exc:
             log.warning("transcriber.failed", reason=str(exc))
             return None, f"transcription failed: {exc}"[:500]
 
     def _backoff(self, attempts: int) -> Backoff:
         return Backoff(first_s=self.settings.media_backoff_s, max_s=30.0, attempts=attempts)
-
-    async def _download(self, request: VoiceTranscriptionRequest) -> Media:
-        """Each attempt resolves the provider's link anew (an expired link is fetched again)."""
-        media: Media = await self._backoff(self.settings.media_download_attempts).call(
-            lambda: self.provider.download_media(request.media),
-            name="transcriber.download",
-            retry_if=lambda exc: isinstance(exc, MediaError) and exc.transient,
-            sleep=self.sleep,
-        )
-        return media
 
     def _gemini_client(self) -> genai.Client:
         if self._client is None:
