@@ -13,6 +13,8 @@ Every test gets one tier marker, from where it lives and what it uses:
 from __future__ import annotations
 
 import asyncio
+import inspect
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -25,6 +27,8 @@ END_TO_END_DIRS = frozenset({"e2e", "reliability"})
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.fixturenames.append("_tasks_shown_before_timeout")
         parts = set(item.path.parts)
         if parts & END_TO_END_DIRS:
             item.add_marker(pytest.mark.e2e)
@@ -32,6 +36,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+async def _tasks_shown_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Shortly before the run's timeout ends a hung asynchronous test, print where each of its
+    tasks waits (the timeout's own dump shows threads only, and the loop thread is idle)."""
+    timeout = float(request.config.getini("timeout") or 0)
+
+    async def watch() -> None:
+        await asyncio.sleep(max(timeout - 10, timeout / 2))
+        print(f"== {request.node.nodeid}: tasks still waiting", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(limit=12, file=sys.stderr)
+
+    watcher = asyncio.create_task(watch()) if timeout > 0 else None
+    yield
+    if watcher is not None:
+        watcher.cancel()
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,9 @@ async def test_200_contacts_3_messages_each_interleaved(amqp_url: str, database_
                         f"{word} message",
                         key=f"{phone}-{wave}",
                         sent_at=base + timedelta(seconds=wave, microseconds=i),
+                        # linked like the gateway links them: a replica that records a later message
+                        # first waits for the earlier one
+                        previous_message_id=sent[phone][-1] if sent[phone] else None,
                     )
                     sent[phone].append(message.message_id)
                     batch.append((one if i % 2 else two).send(message))
