@@ -125,6 +125,8 @@ class RetryPolicy:
 
 # Waiting for the broker at start-up (bounded by the start-up timeout).
 CONNECT = Backoff(first_s=0.25, max_s=5.0)
+# Cancelling a consumer and closing the connection at shutdown wait at most this long for the broker.
+BROKER_STOP_TIMEOUT_S = 5.0
 
 
 class Broker:
@@ -177,8 +179,8 @@ class Broker:
         """Cancel every consumer, then wait for in-flight handlers to finish."""
         for state in self._consumers.values():
             if state.amqp_queue is not None and state.consumer_tag:
-                with contextlib.suppress(Exception):
-                    await state.amqp_queue.cancel(state.consumer_tag)
+                with contextlib.suppress(Exception):  # a broker that does not answer must not hold up a stop
+                    await state.amqp_queue.cancel(state.consumer_tag, timeout=BROKER_STOP_TIMEOUT_S)
             state.consumer_tag = None
         pending = [t for s in self._consumers.values() for t in s.in_flight]
         if pending:
@@ -191,7 +193,7 @@ class Broker:
         await self.stop_consuming()
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), BROKER_STOP_TIMEOUT_S)
         self._connection = None
 
     async def open_channel(self) -> AbstractChannel:

@@ -13,7 +13,6 @@ injected ``sleep``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,6 +91,7 @@ class Periodic:
         finally:
             for task in (sleeper, waker):
                 task.cancel()
-            for task in (sleeper, waker):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # asyncio.wait, not ``await task`` under suppress(CancelledError): a stop (this task's
+            # own cancellation) that lands while the timer is being cancelled must not be swallowed
+            # as the timer's -- the job would run on and the service's stop would wait for ever.
+            await asyncio.wait({sleeper, waker})

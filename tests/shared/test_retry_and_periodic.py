@@ -184,3 +184,36 @@ async def test_a_wake_during_a_run_starts_the_next_run_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert runs == 2
+
+
+async def test_a_stop_that_lands_while_a_wait_is_being_cleaned_up_still_stops_it() -> None:
+    """The runtime stops a job by cancelling it once. A cancel that arrives in the moment a finished
+    wait tidies up its timer must end the job, not be taken for the timer's own cancellation (the
+    job would then run on, and the service's stop would wait for it forever)."""
+    tidying, go_on = asyncio.Event(), asyncio.Event()
+
+    async def timer(_seconds: float) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            tidying.set()  # the wait ended (woken); its timer is being cancelled
+            await go_on.wait()
+            raise
+
+    runs = 0
+
+    async def job() -> None:
+        nonlocal runs
+        runs += 1
+
+    periodic = Periodic("job", job, interval_s=60.0, sleep=timer)
+    task = asyncio.create_task(periodic.run())
+    while runs < 1:
+        await asyncio.sleep(0)
+    periodic.wake()
+    await asyncio.wait_for(tidying.wait(), 1.0)
+    task.cancel()  # the stop, in that moment
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1.0)
+    assert runs == 1
