@@ -120,6 +120,7 @@ class OfflineEngine:
 
     def __init__(self, prompts: PromptBook) -> None:
         self.prompts = prompts
+        self._lines = _LineFacts()
 
     async def close(self) -> None:
         return None
@@ -329,8 +330,7 @@ class OfflineEngine:
         used = list(dict.fromkeys(u.passage.chunk_id for u in chosen))
         return [_answer_part(u.text) for u in chosen], used, "facts_intro"
 
-    @staticmethod
-    def _units(passages: list[Passage], language: str, synonyms: Synonyms) -> list[_Unit]:
+    def _units(self, passages: list[Passage], language: str, synonyms: Synonyms) -> list[_Unit]:
         """The passages' quotable lines in the prospect's language (Kazakh: Kazakh or Russian ones).
 
         A line's terms include its heading's (an FAQ answer is found by its question); a product's
@@ -348,11 +348,12 @@ class OfflineEngine:
                 if _heading(line):
                     heading, product = line, None
                     continue  # a heading or an FAQ's question, not an answer
-                own = product_of(line)
+                line_terms, line_language, own = self._lines.of(line, synonyms)
                 product = own or (product if not _MONEY.search(line) else None)
-                heading_terms = tokens(heading, synonyms) if heading.endswith("?") else []  # an FAQ's question
-                target = units if detect_language(line, default="en") in want else fallback
-                terms = frozenset([*tokens(line, synonyms), *heading_terms])
+                # an FAQ's question
+                heading_terms = self._lines.of(heading, synonyms)[0] if heading.endswith("?") else ()
+                target = units if line_language in want else fallback
+                terms = frozenset([*line_terms, *heading_terms])
                 target.append(_Unit(line, terms, passage, (p_index, l_index), False, heading, product))
                 following = lines[l_index + 1] if l_index + 1 < len(lines) else None
                 if following is None or _heading(following):
@@ -360,7 +361,7 @@ class OfflineEngine:
                 priced, price_follows = _MONEY.search(line), _MONEY.search(following)
                 if (priced and not price_follows) or (not priced and price_follows and _PRICE_LABEL.match(following)):
                     pair = f"{line} {following}"
-                    terms = frozenset([*tokens(pair, synonyms), *heading_terms])
+                    terms = frozenset([*self._lines.of(pair, synonyms)[0], *heading_terms])
                     target.append(_Unit(pair, terms, passage, (p_index, l_index), True, heading, product))
                 if not priced:
                     product = None  # only a price line's product carries over to the line below it
@@ -421,6 +422,30 @@ class OfflineEngine:
             if unit.product is None or all(unit.product != c.product for c in chosen):
                 chosen.append(unit)
         return sorted(chosen[:MAX_FACT_LINES], key=lambda u: u.order)
+
+
+class _LineFacts:
+    """What the engine reads off a knowledge line -- its terms, its language, the product it is
+    about -- depends on the line and the business's synonyms only: worked out once per line, not
+    on every turn (the same passages come back turn after turn)."""
+
+    LIMIT = 20_000  # lines remembered; the knowledge base's lines, with room for reloads
+
+    def __init__(self) -> None:
+        self._synonyms: Synonyms | None = None
+        self._seen: dict[str, tuple[tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]] = {}
+
+    def of(self, line: str, synonyms: Synonyms) -> tuple[tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]:
+        if synonyms is not self._synonyms:
+            self._seen.clear()
+            self._synonyms = synonyms
+        facts = self._seen.get(line)
+        if facts is None:
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            facts = (tuple(tokens(line, synonyms)), detect_language(line, default="en"), product_of(line))
+            self._seen[line] = facts
+        return facts
 
 
 def _overview_units(units: list[_Unit]) -> list[_Unit]:
