@@ -27,7 +27,7 @@ linked one after the other.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -152,12 +152,21 @@ async def known(session: Session, addresses: Sequence[str]) -> dict[str, Known]:
     return {r.phone: Known(r.phone, r.provider, r.chat_id, r.last_inbound_at, _choices(r.choices)) for r in rows}
 
 
-async def remember_choices(session: Session, address: str, choices: Choices | None, now: datetime) -> None:
-    """The options of the latest message sent to ``address`` (None: that message offered none)."""
-    value = choices.model_dump_json() if choices is not None else None
+async def remember_choices(session: Session, latest: Mapping[str, Choices | None], now: datetime) -> None:
+    """The options of the latest message sent to each address (None: that message offered none);
+    one statement of each kind for all of them, in address order (the lock order of every batch)."""
+    if not latest:
+        return
     t = contact_chains
-    await insert_ignore(session, t, {"phone": address, "last_message_id": None, "updated_at": now}, ["phone"])
-    await session.execute(update(t).where(t.c.phone == address).values(choices=value, updated_at=now))
+    addresses = sorted(latest)
+    await insert_ignore(
+        session, t, [{"phone": a, "last_message_id": None, "updated_at": now} for a in addresses], ["phone"]
+    )
+    values = {a: c.model_dump_json() if c is not None else None for a, c in latest.items()}
+    await session.execute(_SET_CHOICES, [{"b_phone": a, "choices": values[a], "updated_at": now} for a in addresses])
+
+
+_SET_CHOICES = update(contact_chains).where(contact_chains.c.phone == bindparam("b_phone"))
 
 
 async def rekey(session: Session, old: str, new: str, now: datetime) -> bool:

@@ -23,12 +23,12 @@ import structlog
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 
-from gateway import metrics
+from gateway import chains, metrics
 from gateway.db import tables
 from gateway.domain.admission import StatusEvent
 from parley_shared.batching import GroupCommit
 from parley_shared.broker import is_transient
-from parley_shared.contracts import DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
+from parley_shared.contracts import Choices, DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
 from parley_shared.db import Session, insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
@@ -99,18 +99,41 @@ _SELECT_OUTBOUND_MANY = select(tables.message_logs).where(
 _UPDATE_OUTBOUND = update(tables.message_logs).where(_THIS_OUTBOUND)
 _START_SENDING = (
     update(tables.message_logs)
-    .where(_THIS_OUTBOUND, tables.message_logs.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]))
+    .where(
+        tables.message_logs.c.direction == OUTBOUND,
+        tables.message_logs.c.message_id.in_(bindparam("b_message_ids", expanding=True)),
+        tables.message_logs.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]),
+    )
     .values(status=OutStatus.SENDING.value)
+    .returning(tables.message_logs.c.message_id)
 )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A send's terminal outcome, as the finishing batch writes it."""
+
+    params: dict[str, Any]
+    payload: DeliveryStatus
+    phone: str
+    choices: Choices | None
+    status: OutStatus
 
 
 class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
-        self.group_commit: GroupCommit[tuple[dict[str, Any], DeliveryStatus], None] = GroupCommit(
+        self.group_commit: GroupCommit[_Outcome, None] = GroupCommit(
             self._finish_batch,
             name="outbound_outcomes",
+            drains=runtime.drains,
+            max_batches=2,
+            retry_alone=lambda exc: not is_transient(exc),
+        )
+        self.starts: GroupCommit[str, bool] = GroupCommit(
+            self._start_batch,
+            name="outbound_starts",
             drains=runtime.drains,
             max_batches=2,
             retry_alone=lambda exc: not is_transient(exc),
@@ -175,11 +198,20 @@ class OutboundLog:
         return out
 
     async def start_sending(self, message_id: str) -> bool:
-        """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed: True if this caller owns the send."""
+        """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed before it returns: True
+        if this caller owns the send. The sends starting at about the same time share the
+        transaction (group commit); of two copies of one message in a batch, the first owns it."""
+        return await self.starts.submit(message_id)
+
+    async def _start_batch(self, message_ids: list[str]) -> list[bool]:
         async with self.runtime.sessions() as session, session.begin():
-            params = {"b_message_id": message_id, "updated_at": self.runtime.clock.now()}
-            result = await session.execute(_START_SENDING, params)
-            return bool(result.rowcount)
+            params = {"b_message_ids": sorted(set(message_ids)), "updated_at": self.runtime.clock.now()}
+            started = set((await session.execute(_START_SENDING, params)).scalars())
+        owned: list[bool] = []
+        for message_id in message_ids:
+            owned.append(message_id in started)
+            started.discard(message_id)
+        return owned
 
     async def set_status(self, message_id: str, status: OutStatus, *, error: str | None = None) -> None:
         """Record progress in its own committed transaction (``sending`` must be durable before the call)."""
@@ -221,17 +253,23 @@ class OutboundLog:
             "error": error,
             "updated_at": now,
         }
-        await self.group_commit.submit((params, payload))
+        await self.group_commit.submit(_Outcome(params, payload, message.phone, message.choices, status))
         metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
         return payload.message_id
 
-    async def _finish_batch(self, batch: list[tuple[dict[str, Any], DeliveryStatus]]) -> list[None]:
-        # In message-id order: a concurrent batch (or a provider's status webhook) then locks the
-        # same rows in the same order instead of deadlocking.
-        ordered = sorted(batch, key=lambda item: str(item[0]["b_message_id"]))
+    async def _finish_batch(self, batch: list[_Outcome]) -> list[None]:
+        """The outcomes, their delivery statuses and, for each contact sent to, the options of the
+        latest message sent (a number typed back picks one): one transaction, one statement of each
+        kind. Rows in message-id order: a concurrent batch (or a provider's status webhook) then
+        locks the same rows in the same order instead of deadlocking."""
+        ordered = sorted(batch, key=lambda item: str(item.params["b_message_id"]))
+        latest = {item.phone: item.choices for item in batch if item.status is OutStatus.SENT}  # in sending order
         async with self.runtime.sessions() as session, session.begin():
-            await session.execute(_UPDATE_OUTBOUND, [params for params, _ in ordered])
-            await self.runtime.outbox.add_many(session, [(STATUS, p, p.outgoing_message_id) for _, p in ordered])
+            await session.execute(_UPDATE_OUTBOUND, [item.params for item in ordered])
+            await self.runtime.outbox.add_many(
+                session, [(STATUS, item.payload, item.payload.outgoing_message_id) for item in ordered]
+            )
+            await chains.remember_choices(session, latest, self.runtime.clock.now())
         return [None] * len(batch)
 
     async def apply_provider_statuses(self, session: Session, events: Sequence[StatusEvent]) -> list[str]:

@@ -439,3 +439,20 @@ async def test_the_sandbox_keeps_files_and_numbers_its_options(amqp_url: str, tm
         assert response.status == 202
         [tap] = await take(amqp_url, INCOMING.name, 1)
     assert tap["interactive"]["id"] == "call:1" and tap["text"] == "Mon 10:00" and tap["kind"] == "interactive"
+
+
+async def test_sends_starting_together_share_a_transaction_and_one_copy_owns_each(
+    amqp_url: str, database_url: str
+) -> None:
+    """``queued`` -> ``sending`` for the sends that start at about the same time is one transaction;
+    two copies of one message (published twice) never both own the send."""
+    async with running(gateway_settings(amqp_url, database_url)) as client:
+        outbound = client.app[GATEWAY].outbound
+        messages = [
+            OutgoingMessage(message_id=f"s{n}", correlation_id="c", phone=PHONE, text=f"reply {n}") for n in range(4)
+        ]
+        await asyncio.gather(*(outbound.claim(m) for m in messages))
+        owned = await asyncio.gather(*(outbound.start_sending(m.message_id) for m in [*messages, messages[0]]))
+        assert owned == [True, True, True, True, False]
+        assert outbound.starts.batches < outbound.starts.items
+        assert await outbound.start_sending("s1") is False  # already sending

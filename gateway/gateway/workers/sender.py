@@ -318,18 +318,13 @@ class Sender:
     async def _sent(self, message: OutgoingMessage, result: SendResult) -> None:
         # The message is out: recording it must not fail into a resend. Retry the write while
         # the database is away (a redelivery would only find "sending" and report unknown).
+        # (with the outcome, the options it offered -- or none -- for a number typed back to pick one)
         await _until_stored(
             lambda: self.outbound.finish(message, OutStatus.SENT, provider_message_id=result.provider_message_id)
         )
-        # The options of the latest message sent (or none): a number typed back picks one.
-        await _until_stored(lambda: self._remember_choices(message))
         metrics.SENT.labels(self.name, message.kind.value).inc()
         log.info("sender.sent", message_id=message.message_id, phone=message.phone, kind=message.kind.value)
         await self._publish(message.message_id)
-
-    async def _remember_choices(self, message: OutgoingMessage) -> None:
-        async with self.runtime.sessions() as session, session.begin():
-            await chains.remember_choices(session, message.phone, message.choices, self.runtime.clock.now())
 
     async def _give_up(self, message: OutgoingMessage, status: OutStatus, failure: Failure) -> NoReturn:
         """Report the failure on ``delivery_status`` and dead-letter the message with the reason."""
