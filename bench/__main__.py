@@ -155,6 +155,11 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f" all {b['pipeline']['cpu_ms_per_message']['parley']} ms"
                 f" (reference {b['pipeline']['cpu_ms_per_message']['reference']} ms)",
             ),
+            (
+                "Pipeline: DB transactions per message",
+                f"gateway {p['db_transactions_per_message']['gateway']}",
+                f"agent {p['db_transactions_per_message']['agent']} (pg_stat_database, committed and rolled back)",
+            ),
             ("Pipeline: other load on the machine", f"{p['other_load_cores']} cores", "busy outside the run"),
         ]
     if "slow_model" in b and "error" not in b["slow_model"]:

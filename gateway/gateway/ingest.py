@@ -58,8 +58,7 @@ from gateway.domain.admission import (
 from gateway.domain.choices import as_tap, typed_number
 from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
-from parley_shared.batching import GroupCommit
-from parley_shared.broker import is_transient
+from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import Contract, InboundMedia, Provider
 from parley_shared.db import Session, insert_ignore
 from parley_shared.phone import mask_phone
@@ -121,12 +120,8 @@ class Ingestor:
         self.runtime = runtime
         self.ignore_list = ignore_list
         self.outbound = outbound
-        self.group_commit: GroupCommit[InboundEvent, Ingested] = GroupCommit(
-            self._ingest_and_publish,
-            name="inbound_ingest",
-            drains=runtime.drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.group_commit: GroupCommit[InboundEvent, Ingested] = transactions(
+            self._ingest_and_publish, name="inbound_ingest", drains=runtime.drains
         )
 
     async def submit(self, event: InboundEvent) -> Ingested:

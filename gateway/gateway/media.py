@@ -21,13 +21,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy import select, update
 
 from gateway import metrics
+from gateway.db import tables
 from gateway.domain.media_policy import base_type, refusal
-from gateway.media_store import MediaStore
+from gateway.ingest import INBOUND
+from gateway.media_store import MediaStore, record_file
 from gateway.providers.base import Media, MediaError, WhatsAppProvider
-from parley_shared.contracts import MediaRef, MessageKind
+from parley_shared.contracts import IncomingMessage, MediaRef, MessageKind
 from parley_shared.retry import Backoff
+from parley_shared.service import Runtime
+from parley_shared.topology import INCOMING
 
 log = structlog.get_logger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
@@ -98,3 +103,51 @@ class MediaKeeper:
             }
         )
         return Kept(ref, Media(fetched.data, mime))
+
+
+async def already_forwarded(runtime: Runtime, request_id: str) -> bool:
+    """Whether a media or voice request was handled before (its inbox row exists): a redelivered
+    copy need not download the file again."""
+    inbox = runtime.inbox.table
+    async with runtime.sessions() as session:
+        found = await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == request_id))
+    return found is not None
+
+
+async def forward(
+    runtime: Runtime,
+    *,
+    queue: str,
+    request_id: str,
+    message: IncomingMessage,
+    kept: Kept,
+    status: str,
+    error: str | None,
+) -> bool:
+    """The end of the media worker's and the transcriber's work, in one transaction: the request
+    claimed in the inbox, ``message`` staged for ``incoming_messages``, the kept file recorded and
+    the inbound log row given its ``status``. False (nothing written) if it was handled before.
+    The caller publishes after the commit."""
+    now = runtime.clock.now()
+    async with runtime.sessions() as session, session.begin():
+        if not await runtime.inbox.claim(session, queue, request_id):
+            return False
+        await runtime.outbox.add(session, INCOMING, message, cause_id=request_id)
+        if kept.ref.stored is not None:
+            await record_file(
+                session,
+                key=kept.ref.stored,
+                phone=message.phone,
+                direction=INBOUND,
+                message_id=message.message_id,
+                kind=message.kind.value,
+                ref=kept.ref,
+                now=now,
+            )
+        t = tables.message_logs
+        await session.execute(
+            update(t)
+            .where(t.c.direction == INBOUND, t.c.message_id == message.message_id)
+            .values(status=status, error=error, updated_at=now)
+        )
+    return True

@@ -26,8 +26,7 @@ from sqlalchemy.engine import Row
 from gateway import chains, metrics
 from gateway.db import tables
 from gateway.domain.admission import StatusEvent
-from parley_shared.batching import GroupCommit
-from parley_shared.broker import is_transient
+from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import Choices, DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
 from parley_shared.db import Session, insert_ignore
 from parley_shared.phone import mask_phone
@@ -124,26 +123,14 @@ class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
-        self.group_commit: GroupCommit[_Outcome, None] = GroupCommit(
-            self._finish_batch,
-            name="outbound_outcomes",
-            drains=runtime.drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.group_commit: GroupCommit[_Outcome, None] = transactions(
+            self._finish_batch, name="outbound_outcomes", drains=runtime.drains
         )
-        self.starts: GroupCommit[str, bool] = GroupCommit(
-            self._start_batch,
-            name="outbound_starts",
-            drains=runtime.drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.starts: GroupCommit[str, bool] = transactions(
+            self._start_batch, name="outbound_starts", drains=runtime.drains
         )
-        self.claims: GroupCommit[OutgoingMessage, OutboundRow] = GroupCommit(
-            self._claim_batch,
-            name="outbound_claims",
-            drains=runtime.drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.claims: GroupCommit[OutgoingMessage, OutboundRow] = transactions(
+            self._claim_batch, name="outbound_claims", drains=runtime.drains
         )
 
     async def claim(self, message: OutgoingMessage) -> OutboundRow:

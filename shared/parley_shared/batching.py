@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 import structlog
 from prometheus_client import Counter
 
+from parley_shared.broker import is_transient
 from parley_shared.shutdown import Drains
 
 log = structlog.get_logger("parley.batching")
@@ -52,6 +53,18 @@ R = TypeVar("R")
 class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
+
+
+def transactions(
+    run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, name: str, drains: Drains
+) -> GroupCommit[T, R]:
+    """The group commit of a service's database writes: two batches at most in flight, and a batch
+    that failed for a reason of its own re-run item by item -- not one that met the database or
+    the broker away (:func:`~parley_shared.broker.is_transient`), which every item would meet
+    alone too: those callers get the error and retry as they would have."""
+    return GroupCommit(
+        run_batch, name=name, drains=drains, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+    )
 
 
 class GroupCommit(Generic[T, R]):

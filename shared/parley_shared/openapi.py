@@ -228,6 +228,8 @@ def _operation(
         responses["400"] = {"description": "Invalid parameters or body", "content": error}
     if secured:
         responses["401"] = {"description": "Missing or invalid bearer token", "content": error}
+    if op.body is not None and "413" not in responses:  # the body limit holds on every route, before auth
+        responses["413"] = {"description": "Request body over MAX_BODY_BYTES", "content": error}
     out["responses"] = dict(sorted(responses.items()))
     out["security"] = [{SECURITY_SCHEME: []}] if secured else []
     return out

@@ -230,6 +230,7 @@ def test_builder_documents_query_body_responses_and_security() -> None:
     ]
     assert rename["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ThingIn"}
     assert rename["responses"]["404"] == {"description": "No such thing"}
+    assert "413" in rename["responses"] and "413" not in listing["responses"]  # a body can be too large
     assert doc["components"]["schemas"]["ThingIn"]["properties"]["name"]["minLength"] == 1
 
     export = doc["paths"]["/things/export.csv"]["get"]

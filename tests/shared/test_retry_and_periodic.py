@@ -200,16 +200,16 @@ async def test_a_stop_that_lands_while_a_wait_is_being_cleaned_up_still_stops_it
             await go_on.wait()
             raise
 
-    runs = 0
+    runs, ran = 0, asyncio.Event()
 
     async def job() -> None:
         nonlocal runs
         runs += 1
+        ran.set()
 
     periodic = Periodic("job", job, interval_s=60.0, sleep=timer)
     task = asyncio.create_task(periodic.run())
-    while runs < 1:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(ran.wait(), 1.0)
     periodic.wake()
     await asyncio.wait_for(tidying.wait(), 1.0)
     task.cancel()  # the stop, in that moment

@@ -35,8 +35,7 @@ from agent_service.domain.kinds import details_of, is_silent, media_of, text_of
 from agent_service.domain.moderation import ModerationPolicy
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
-from parley_shared.batching import GroupCommit
-from parley_shared.broker import is_transient
+from parley_shared.batching import GroupCommit, transactions
 from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage
 from parley_shared.db import Session, SessionFactory
@@ -106,12 +105,8 @@ class IncomingHandler:
         self.schedule = schedule
         self.window_s = window_s
         self._locks = KeyedLocks()
-        self.group_commit: GroupCommit[IncomingMessage, Recorded] = GroupCommit(
-            self._record_batch,
-            name="incoming_record",
-            drains=drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.group_commit: GroupCommit[IncomingMessage, Recorded] = transactions(
+            self._record_batch, name="incoming_record", drains=drains
         )
 
     async def __call__(self, message: IncomingMessage) -> None:

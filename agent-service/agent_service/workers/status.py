@@ -13,8 +13,7 @@ from __future__ import annotations
 import structlog
 
 from agent_service.db import repository as repo
-from parley_shared.batching import GroupCommit
-from parley_shared.broker import is_transient
+from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import DeliveryStatus
 from parley_shared.db import SessionFactory
 from parley_shared.shutdown import Drains
@@ -27,12 +26,8 @@ class StatusHandler:
     def __init__(self, sessions: SessionFactory, drains: Drains) -> None:
         self.sessions = sessions
         # Statuses delivered at about the same time share a transaction (each message's in delivery order).
-        self.group_commit: GroupCommit[DeliveryStatus, bool] = GroupCommit(
-            self._apply,
-            name="delivery_statuses",
-            drains=drains,
-            max_batches=2,
-            retry_alone=lambda exc: not is_transient(exc),
+        self.group_commit: GroupCommit[DeliveryStatus, bool] = transactions(
+            self._apply, name="delivery_statuses", drains=drains
         )
 
     async def __call__(self, status: DeliveryStatus) -> None:

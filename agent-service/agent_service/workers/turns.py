@@ -53,8 +53,7 @@ from agent_service.followups.service import FollowUps
 from agent_service.knowledge.media import FileToSend
 from agent_service.live import LiveFeed
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
-from parley_shared.batching import GroupCommit
-from parley_shared.broker import is_transient
+from parley_shared.batching import GroupCommit, transactions
 from parley_shared.clock import Clock
 from parley_shared.contracts import (
     MAX_CAPTION,
@@ -171,11 +170,11 @@ class TurnRunner:
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         # Claims and results of turns that happen at about the same time share a transaction.
-        self.claims: GroupCommit[int, _Claim | None] = GroupCommit(
-            self._claim_batch, name="turn_claims", drains=drains, retry_alone=lambda exc: not is_transient(exc)
+        self.claims: GroupCommit[int, _Claim | None] = transactions(
+            self._claim_batch, name="turn_claims", drains=drains
         )
-        self.commits: GroupCommit[_Result, TurnReport] = GroupCommit(
-            self._commit_batch, name="turn_commits", drains=drains, retry_alone=lambda exc: not is_transient(exc)
+        self.commits: GroupCommit[_Result, TurnReport] = transactions(
+            self._commit_batch, name="turn_commits", drains=drains
         )
         self.turns = 0
         self.failures = 0

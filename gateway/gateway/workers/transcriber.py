@@ -23,14 +23,10 @@ import structlog
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from sqlalchemy import select, update
 
 from gateway import metrics
-from gateway.db import tables
 from gateway.domain.admission import inbound_message_id, transcribed
-from gateway.ingest import INBOUND
-from gateway.media import Kept, MediaKeeper
-from gateway.media_store import record_file
+from gateway.media import Kept, MediaKeeper, already_forwarded, forward
 from gateway.providers.base import Media
 from gateway.settings import GatewaySettings
 from parley_shared.contracts import VoiceTranscriptionRequest
@@ -75,51 +71,25 @@ class Transcriber:
             self._client = None
 
     async def handle(self, request: VoiceTranscriptionRequest) -> None:
-        if await self._already_done(request.message_id):
+        if await already_forwarded(self.runtime, request.message_id):
             return
         message_id = inbound_message_id(request.provider, request.provider_message_id)
         kept = await self.keeper.keep(message_id, request.kind, request.media)
         text, error = await self._transcribe(kept)
-        now = self.runtime.clock.now()
-        message = transcribed(request, text=text, error=error, received_at=now, media=kept.ref)
-        async with self.runtime.sessions() as session, session.begin():
-            if not await self.runtime.inbox.claim(session, VOICE.name, request.message_id):
-                return
-            await self.runtime.outbox.add(session, INCOMING, message, cause_id=request.message_id)
-            if kept.ref.stored is not None:
-                await record_file(
-                    session,
-                    key=kept.ref.stored,
-                    phone=request.phone,
-                    direction=INBOUND,
-                    message_id=message_id,
-                    kind=request.kind.value,
-                    ref=kept.ref,
-                    now=now,
-                )
-            t = tables.message_logs
-            await session.execute(
-                update(t)
-                .where(
-                    t.c.direction == INBOUND,
-                    t.c.message_id == inbound_message_id(request.provider, request.provider_message_id),
-                )
-                .values(
-                    status="transcribed" if message.transcribed else "untranscribed",
-                    error=message.transcription_error,
-                    updated_at=self.runtime.clock.now(),
-                )
-            )
-        metrics.TRANSCRIPTIONS.labels("transcribed" if message.transcribed else "untranscribed").inc()
-        metrics.PUBLISHED.labels(request.provider.value, INCOMING.name).inc()
-        await self.runtime.outbox.publish_after_commit(ids=[message.message_id])
-
-    async def _already_done(self, message_id: str) -> bool:
-        inbox = self.runtime.inbox.table
-        async with self.runtime.sessions() as session:
-            return (
-                await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == message_id))
-            ) is not None
+        message = transcribed(request, text=text, error=error, received_at=self.runtime.clock.now(), media=kept.ref)
+        forwarded = await forward(
+            self.runtime,
+            queue=VOICE.name,
+            request_id=request.message_id,
+            message=message,
+            kept=kept,
+            status="transcribed" if message.transcribed else "untranscribed",
+            error=message.transcription_error,
+        )
+        if forwarded:
+            metrics.TRANSCRIPTIONS.labels("transcribed" if message.transcribed else "untranscribed").inc()
+            metrics.PUBLISHED.labels(request.provider.value, INCOMING.name).inc()
+            await self.runtime.outbox.publish_after_commit(ids=[message.message_id])
 
     async def _transcribe(self, kept: Kept) -> tuple[str | None, str | None]:
         """(transcript, None) or (None, why not)."""
