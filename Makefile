@@ -27,9 +27,10 @@ test: install services  ## the whole suite against the real PostgreSQL and Rabbi
 test-unit: install  ## the unit tier only: no PostgreSQL, no RabbitMQ, under a minute
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-lint: install  ## ruff lint and format check
+lint: install  ## ruff lint and format check, mypy (strict for parley_shared and the domain packages; see pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check shared gateway agent-service tests
+	$(BIN)/mypy shared/parley_shared gateway/gateway agent-service/agent_service deploy/dev/parley_dev deploy/demo/parley_demo
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -102,7 +102,7 @@ def parse_business(
         raise ValueError(f"not valid TOML: {exc}") from None
     except ValidationError as exc:
         raise ValueError(validation_summary(exc, limit=5)) from None
-    about = {lang: About(a.description, a.offering, a.audience) for lang, a in data.about.items()}
+    about: dict[str, About] = {lang: About(a.description, a.offering, a.audience) for lang, a in data.about.items()}
     english = about.get("en") or next(iter(about.values()))
     return BusinessProfile(
         name=data.name,
@@ -116,7 +116,7 @@ def parse_business(
         topic_words={topic: tuple(w.lower() for w in words) for topic, words in data.vocabulary.topics.items()},
         synonyms=synonym_table(data.vocabulary.synonyms),
         spin={lang: {stage: tuple(getattr(s, stage)) for stage in SPIN_STAGES} for lang, s in data.spin.items()},
-        spin_after={lang: dict(s.after) for lang, s in data.spin.items()},
+        spin_after={lang: {topic: line for topic, line in s.after.items()} for lang, s in data.spin.items()},
         phrases={lang: dict(table) for lang, table in data.phrases.items()},
     )
 

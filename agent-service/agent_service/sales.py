@@ -204,11 +204,13 @@ class SalesAgent:
             reason = "unverified_claims" if ungrounded else "model_failed" if result.fallback else "agent"
             metrics.HANDOFFS.labels(reason).inc()
             values["needs_human"] = True
-            values["needs_human_reason"] = (
+            # The model may hand over without a reason: the contact then has none recorded.
+            handoff_reason = (
                 decision.handoff_reason
                 if decision.action == "handoff"
                 else f"the model could not answer ({result.error or 'unknown error'})"
-            )[:500]
+            )
+            values["needs_human_reason"] = handoff_reason[:500] if handoff_reason is not None else None
         refs = _references(decision, passages, ungrounded, quote, self.knowledge)
         attachment = await self._attachment(text, turn.history)
         return TurnPlan(
@@ -313,7 +315,7 @@ class SalesAgent:
                 proposed_call_time=slot,
                 language=language,
             )
-            values = {"language": language, "spin_stage": "need_payoff", "outcome": "agreed"}
+            values: dict[str, Any] = {"language": language, "spin_stage": "need_payoff", "outcome": "agreed"}
             return TurnPlan(reply, decision, language, values, model="slot_tap")
         order = next((m for m in turn.messages if m.kind == "order"), None)
         if order is not None:

@@ -35,8 +35,8 @@ class IgnoreList:
         self.configured = frozenset(configured)
 
     async def phones(self, session: Session) -> frozenset[str]:
-        rows = await session.scalars(select(tables.ignored_numbers.c.phone))
-        return self.configured | frozenset(rows)
+        stored: frozenset[str] = frozenset(await session.scalars(select(tables.ignored_numbers.c.phone)))
+        return self.configured | stored
 
     async def sync_configured(self) -> None:
         """Write the configured numbers (source ``config``); drop config rows no longer configured."""

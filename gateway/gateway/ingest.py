@@ -60,7 +60,7 @@ from gateway.ignore_list import IgnoreList
 from gateway.outbound import OutboundLog
 from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import Contract, InboundMedia, Provider
-from parley_shared.db import Session, insert_ignore
+from parley_shared.db import Session, TupleRows, insert_ignore
 from parley_shared.phone import mask_phone
 from parley_shared.service import Runtime
 from parley_shared.topology import MEDIA, VOICE, WorkQueue
@@ -191,7 +191,7 @@ class Ingestor:
                 status = STATUS_IGNORED
             else:
                 status = {VOICE.name: STATUS_TRANSCRIBING, MEDIA.name: STATUS_FETCHING}.get(queue.name, STATUS_QUEUED)
-            row = {
+            row: dict[str, object] = {
                 "direction": INBOUND,
                 "provider": event.provider.value,
                 "provider_message_id": event.provider_message_id,
@@ -281,7 +281,7 @@ class Ingestor:
         found: dict[str, str] = {}
         for provider in sorted({p for p, _ in wanted}):
             ids = sorted(target for p, target in wanted if p == provider)
-            rows = await session.execute(
+            rows: TupleRows = await session.execute(
                 select(t.c.provider_message_id, t.c.message_id).where(
                     t.c.provider == provider, t.c.provider_message_id.in_(ids)
                 )

@@ -161,7 +161,7 @@ class OutboundLog:
         rows.sort(key=lambda row: str(row["message_id"]))  # one lock order for concurrent batches
         async with self.runtime.sessions() as session, session.begin():
             result = await insert_ignore(session, t, rows, ["direction", "message_id"], returning=["message_id"])
-            created = set(result.scalars())
+            created: set[str] = set(result.scalars())
             seen = sorted({m.message_id for m in batch} - created)
             existing = {}
             if seen:

@@ -111,7 +111,7 @@ class GatewayPrivacy:
         sandbox_rows = await session.scalar(select(func.count()).where(sandbox.c.phone == phone))
         await session.execute(delete(sandbox).where(sandbox.c.phone == phone))
         chain = await session.execute(delete(chains).where(chains.c.phone == phone))
-        keys = list(await session.scalars(select(files.c.key).where(files.c.phone == phone)))
+        keys: list[str] = list(await session.scalars(select(files.c.key).where(files.c.phone == phone)))
         await session.execute(delete(files).where(files.c.phone == phone))
         removed = {
             "message_logs": int(cleared.rowcount or 0),

@@ -420,10 +420,11 @@ class Broker:
         try:
             for q in WORK_QUEUES:
                 for name in (q.name, q.dead_letter_queue):
-                    declared = await channel.declare_queue(name, passive=True)
+                    declared = (await channel.declare_queue(name, passive=True)).declaration_result
+                    # A declare-ok always carries both counts (pamqp types them optional, for building frames).
                     result[name] = {
-                        "messages": declared.declaration_result.message_count,
-                        "consumers": declared.declaration_result.consumer_count,
+                        "messages": declared.message_count or 0,
+                        "consumers": declared.consumer_count or 0,
                     }
         finally:
             with contextlib.suppress(Exception):

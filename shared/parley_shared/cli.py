@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -19,19 +19,22 @@ from parley_shared.logging import configure_logging
 from parley_shared.phone import PhoneError, typed_address
 from parley_shared.settings import CommonSettings, ConfigurationError
 
+# The service's own settings class (GatewaySettings, AgentSettings).
+S = TypeVar("S", bound=CommonSettings)
+
 # What ``erase PHONE`` runs: the service's erasure on a migrated engine; its JSON-able report.
-Erase = Callable[[Any, AsyncEngine, str], Awaitable[dict[str, Any]]]
+Erase = Callable[[S, AsyncEngine, str], Awaitable[dict[str, Any]]]
 
 
 def run(
     *,
     service: str,
-    load_settings: Callable[[], CommonSettings],
-    database_url: Callable[[CommonSettings], str],
-    http_port: Callable[[CommonSettings], int],
-    create_app: Callable[[CommonSettings], web.Application],
+    load_settings: Callable[[], S],
+    database_url: Callable[[S], str],
+    http_port: Callable[[S], int],
+    create_app: Callable[[S], web.Application],
     migrations: Path,
-    erase: Erase | None = None,
+    erase: Erase[S] | None = None,
     argv: list[str] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {service}")
@@ -91,7 +94,7 @@ def run(
     return 0
 
 
-def _erase(service: str, settings: CommonSettings, url: str, migrations: Path, erase: Erase, raw: str) -> int:
+def _erase(service: str, settings: S, url: str, migrations: Path, erase: Erase[S], raw: str) -> int:
     try:
         phone = typed_address(raw, settings.phone_default_region)
     except PhoneError as exc:

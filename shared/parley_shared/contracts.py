@@ -547,8 +547,8 @@ def decode(model: type[C], body: bytes | str) -> C:
     version = data.get("v")
     supported = _supported_versions(model)
     if type(version) is not int or version not in supported:
-        shown = version if isinstance(version, int) else type(version).__name__
-        raise ContractError(f"{name}: unsupported version {shown!r}; this build reads {', '.join(map(str, supported))}")
+        got = version if isinstance(version, int) else type(version).__name__
+        raise ContractError(f"{name}: unsupported version {got!r}; this build reads {', '.join(map(str, supported))}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import time
 import zlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Result, make_url
+from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -150,6 +150,12 @@ def _check_on_checkout(engine: AsyncEngine) -> None:
 # tenth of a short transaction's CPU.
 Session = AsyncConnection
 
+# A result (or its ``.all()``) read as plain tuples, for the type checker only: SQLAlchemy 2.1 types
+# the rows of a statement over untyped table columns as ``Row[*tuple[Any, ...]]``, which mypy
+# unpacks into ``object`` (``Result.tuples()``, the typed view, is deprecated in 2.1). Annotated
+# as this, ``for a, b in rows`` gives ``Any``, as indexing a row does.
+TupleRows = Iterable[tuple[Any, ...]]
+
 
 class SessionFactory:
     """``async with sessions() as session, session.begin(): ...`` -- a pooled connection."""
@@ -176,7 +182,7 @@ def insert_ignore(
     index_elements: Sequence[str],
     *,
     returning: Sequence[str] = (),
-) -> Awaitable[Result[Any]]:
+) -> Awaitable[CursorResult[*tuple[Any, ...]]]:
     """Run ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for PostgreSQL or SQLite.
 
     The statement is built once per (dialect, table, key) and the row(s) travel as parameters:

@@ -104,8 +104,9 @@ def describe(queue: WorkQueue, message: AbstractIncomingMessage, *, with_body: b
     headers = dict(message.headers or {})
     at = headers.get("x-parley-dead-lettered-at")
     when = datetime.fromtimestamp(at, UTC).isoformat() if isinstance(at, int) else None
-    if when is None and isinstance(headers.get("x-first-death-time"), datetime):
-        when = headers["x-first-death-time"].isoformat()
+    first_death = headers.get("x-first-death-time")
+    if when is None and isinstance(first_death, datetime):
+        when = first_death.isoformat()
     return DeadLetter(
         queue=queue.name,
         message_id=message.message_id,

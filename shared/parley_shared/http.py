@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
 from parley_shared.broker import is_transient
@@ -181,7 +182,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def bearer_auth_middleware(
     tokens: Mapping[str, str],
-) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Bearer auth against named tokens (none configured: open, as in development)."""
     expected = [(name, f"Bearer {token}".encode()) for name, token in tokens.items()]
 
@@ -219,7 +220,7 @@ def bearer_auth_middleware(
     return middleware
 
 
-def body_limit_middleware(max_body_bytes: int) -> Callable[[web.Request, HandlerT], Awaitable[web.StreamResponse]]:
+def body_limit_middleware(max_body_bytes: int) -> Middleware:
     """413 for a declared body over the limit on EVERY route, before auth and the handler.
 
     aiohttp's ``client_max_size`` only acts when a handler reads the body; a route that never

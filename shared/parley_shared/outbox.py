@@ -300,6 +300,7 @@ class Outbox:
 
     async def oldest_pending_at(self) -> datetime | None:
         async with self.sessions() as session:
-            return await session.scalar(
+            oldest: datetime | None = await session.scalar(
                 select(func.min(self.table.c.created_at)).where(self.table.c.published_at.is_(None))
             )
+            return oldest

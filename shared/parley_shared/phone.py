@@ -83,7 +83,8 @@ def from_provider(raw: str) -> str:
         number = phonenumbers.parse(e164, None)
     except NumberParseException as exc:
         raise PhoneError(f"not an international number ({exc.error_type})") from None
-    if phonenumbers.region_code_for_country_code(number.country_code) == phonenumbers.UNKNOWN_REGION:
+    code = number.country_code
+    if code is None or phonenumbers.region_code_for_country_code(code) == phonenumbers.UNKNOWN_REGION:
         raise PhoneError("unknown country calling code")
     return e164
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import Column, ColumnElement, Table, delete, select
@@ -32,8 +33,8 @@ class Rule:
 
     name: str
     table: Table
-    key: Column  # type: ignore[type-arg]  # what a batch is deleted by (the primary key)
-    column: Column  # type: ignore[type-arg]
+    key: Column[Any]  # what a batch is deleted by (the primary key)
+    column: Column[datetime]
     keep: timedelta | None  # None: kept for ever
     where: ColumnElement[bool] | None = None
 
@@ -65,7 +66,7 @@ class Retention:
             total = 0
             while True:
                 async with self.sessions() as session, session.begin():
-                    keys = list((await session.execute(chosen)).scalars())
+                    keys: list[Any] = list((await session.execute(chosen)).scalars())
                     if keys:
                         await session.execute(delete(rule.table).where(rule.key.in_(keys)))
                 total += len(keys)

@@ -58,7 +58,7 @@ class Backoff:
 
     def delay(self, failures: int, retry_after_s: float | None = None) -> float:
         """The wait after ``failures`` failed attempts in a row."""
-        exponential = self.first_s * 2 ** min(max(failures - 1, 0), 30)
+        exponential: float = self.first_s * 2 ** min(max(failures - 1, 0), 30)
         return min(max(exponential, retry_after_s or 0.0), self.max_s)
 
     def retrying(

@@ -16,16 +16,17 @@ Definitions (also in ``docs/api.md``):
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, func, literal_column, select
+from sqlalchemy import BigInteger, ColumnClause, ColumnElement, Integer, case, cast, func, literal_column, select
 
 from agent_service.context import AGENT
 from agent_service.db import tables
 from agent_service.domain import analytics as calc
-from parley_shared.db import Session, dialect_name
+from parley_shared.db import Session, TupleRows, dialect_name
 from parley_shared.http import HTTPError, json_response, read_query
 from parley_shared.openapi import describe
 
@@ -148,10 +149,10 @@ class AnalyticsOut(BaseModel):
     tokens: Tokens
 
 
-def epoch_bucket(column: Any, dialect: str, size: int) -> ColumnElement[int]:
+def epoch_bucket(column: Any, dialect: str, size: int) -> ColumnElement[int | float | Decimal]:
     """``floor(epoch seconds / size)`` of a UTC timestamp column (``size`` inlined: PostgreSQL must
     see the same expression in SELECT and GROUP BY)."""
-    divisor = literal_column(str(int(size)))
+    divisor: ColumnClause[int] = literal_column(str(int(size)))
     if dialect == "postgresql":
         return cast(func.floor(func.extract("epoch", column) / divisor), BigInteger)
     return cast(func.strftime("%s", column), Integer) / divisor  # SQLite: integer division
@@ -161,7 +162,7 @@ async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
     c, m, f, s = tables.contacts.c, tables.messages.c, tables.follow_ups.c, tables.scheduled_calls.c
     start, end = period.start, period.end
 
-    cohort = await session.execute(
+    cohort: TupleRows = await session.execute(
         select(c.client_status, c.spin_stage, c.outcome, c.needs_human, c.owner, func.count())
         .where(c.first_seen_at >= start, c.first_seen_at < end)
         .group_by(c.client_status, c.spin_stage, c.outcome, c.needs_human, c.owner)
@@ -170,7 +171,7 @@ async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
 
     size = calc.bucket_seconds(period)
     bucket = epoch_bucket(m.created_at, dialect_name(session), size)
-    volume = await session.execute(
+    volume: TupleRows = await session.execute(
         select(bucket, m.direction, m.kind, func.count())
         .where(m.created_at >= start, m.created_at < end)
         .group_by(bucket, m.direction, m.kind)
@@ -197,22 +198,22 @@ async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
         )
         .scalar_subquery()
     )
-    pairs = await session.execute(select(first_in.c.first_in, first_answer))
+    pairs: TupleRows = await session.execute(select(first_in.c.first_in, first_answer))
     result["first_response"] = calc.first_response([tuple(row) for row in pairs])
 
-    touches = await session.execute(
+    touches: TupleRows = await session.execute(
         select(f.touch, func.count(), func.sum(case((f.replied, 1), else_=0)))
         .where(f.status == "sent", f.sent_at >= start, f.sent_at < end)
         .group_by(f.touch)
     )
     result["follow_ups"] = calc.follow_up_touches([(t, n, int(r or 0)) for t, n, r in touches])
 
-    calls = await session.execute(
+    calls: TupleRows = await session.execute(
         select(s.status, func.count()).where(s.created_at >= start, s.created_at < end).group_by(s.status)
     )
     result["calls"] = calc.call_counts([tuple(row) for row in calls])
 
-    usage = await session.execute(
+    usage: TupleRows = await session.execute(
         select(m.model, func.sum(m.tokens_in), func.sum(m.tokens_out), func.count())
         .where(
             m.created_at >= start,

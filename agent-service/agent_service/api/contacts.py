@@ -13,14 +13,14 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, RowMapping, and_, or_, select
 
 from agent_service.actions import contacts as contacts_actions
 from agent_service.actions.audit import Actor
@@ -166,7 +166,7 @@ async def fetch_page(
     limit: int,
     *,
     extra: Sequence[ColumnElement[bool]] = (),
-) -> tuple[Sequence[Mapping[str, Any]], tuple[datetime, int] | None]:
+) -> tuple[Sequence[RowMapping], tuple[datetime, int] | None]:
     """Up to ``limit`` contacts after ``after`` in (updated_at, id) descending order, and the next position.
 
     ``extra``: more conditions (the console's "held by me" and "held by others")."""

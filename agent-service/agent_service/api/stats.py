@@ -60,7 +60,9 @@ def _nested(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
 
 async def _database_counts(session: Session) -> dict[str, Any]:
     c, m, f, s = tables.contacts.c, tables.messages.c, tables.follow_ups.c, tables.scheduled_calls.c
-    statuses = dict((await session.execute(select(c.client_status, func.count()).group_by(c.client_status))).all())
+    statuses: dict[str, int] = dict(
+        (await session.execute(select(c.client_status, func.count()).group_by(c.client_status))).all()
+    )
     flagged = await session.scalar(select(func.count()).where(c.needs_human == True))  # noqa: E712
     human = await session.scalar(select(func.count()).where(c.owner == "human"))
     waiting = await session.scalar(select(func.count()).where(c.turn_due_at.is_not(None)))

@@ -93,9 +93,8 @@ class CallBooker:
             },
             ["source_turn_id"],
         )
-        call_id = int(
-            await session.scalar(select(scheduled_calls.c.id).where(scheduled_calls.c.source_turn_id == turn_id))
-        )
+        booked = await session.execute(select(scheduled_calls.c.id).where(scheduled_calls.c.source_turn_id == turn_id))
+        call_id = int(booked.scalar_one())
         await session.execute(
             update(scheduled_calls)
             .where(

@@ -21,7 +21,7 @@ from agent_service.api.contacts import ContactFilters, CursorError, decode_curso
 from agent_service.console.web import console_of, manager_of, render
 from agent_service.db.tables import contacts, manager_reads, messages
 from agent_service.domain.vocabulary import ProspectOutcome
-from parley_shared.db import Session
+from parley_shared.db import Session, TupleRows
 
 PAGE = 50
 PREVIEW = 140
@@ -109,7 +109,8 @@ async def unread_counts(session: Session, manager_id: int, contact_ids: Sequence
         )
         .group_by(m.contact_id)
     )
-    return {int(cid): int(n) for cid, n in (await session.execute(stmt)).all()}
+    counts: TupleRows = (await session.execute(stmt)).all()
+    return {int(cid): int(n) for cid, n in counts}
 
 
 async def needs_human_count(session: Session) -> int:

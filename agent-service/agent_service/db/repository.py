@@ -19,7 +19,7 @@ from sqlalchemy.engine import RowMapping
 
 from agent_service.db.tables import contacts, follow_ups, messages, outbox, scheduled_calls
 from agent_service.domain.kinds import EVENT_KINDS
-from parley_shared.db import Session, UtcDateTime, dialect_name
+from parley_shared.db import Session, TupleRows, UtcDateTime, dialect_name
 
 c = contacts.c
 m = messages.c
@@ -311,7 +311,8 @@ async def inbound_texts_of(session: Session, contact_ids: Sequence[int], limit: 
     out: dict[int, list[str]] = {cid: [] for cid in contact_ids}
     if contact_ids:
         params = {"b_ids": sorted(contact_ids), "b_limit": limit}
-        for contact_id, text in await session.execute(_INBOUND_TEXTS_OF_MANY, params):
+        texts: TupleRows = await session.execute(_INBOUND_TEXTS_OF_MANY, params)
+        for contact_id, text in texts:
             if text:
                 out[int(contact_id)].append(text)
     return out

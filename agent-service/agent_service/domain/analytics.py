@@ -195,12 +195,13 @@ def contact_summary(rows: Iterable[tuple[str, str, str, bool, str, int]]) -> dic
 
 def follow_up_touches(rows: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
     """Sends and replies per touch from ``(touch, sent, replied)`` rows."""
+    ordered = sorted(rows)
     per_touch = [
         {"touch": touch, "sent": sent, "replied": replied, "reply_rate": rate(replied, sent)}
-        for touch, sent, replied in sorted(rows)
+        for touch, sent, replied in ordered
     ]
-    sent = sum(t["sent"] for t in per_touch)
-    replied = sum(t["replied"] for t in per_touch)
+    sent = sum(sent for _, sent, _ in ordered)
+    replied = sum(replied for _, _, replied in ordered)
     return {"sent": sent, "replied": replied, "reply_rate": rate(replied, sent), "per_touch": per_touch}
 
 

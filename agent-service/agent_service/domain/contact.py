@@ -39,7 +39,8 @@ class ContactView:
     last_outbound_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ContactView:
-        """The view of a ``contacts`` row (columns the domain does not read are left out)."""
+    def from_row(cls, row: Mapping[Any, Any]) -> ContactView:
+        """The view of a ``contacts`` row (columns the domain does not read are left out); ``row`` is
+        read by column name (SQLAlchemy's ``RowMapping`` types its keys as columns too)."""
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row and row[f.name] is not None}
         return cls(**values)

@@ -28,7 +28,7 @@ class DecisionError(ValueError):
 
 
 def next_stage(stage: str) -> SpinStage:
-    index = SPIN_STAGES.index(stage) if stage in SPIN_STAGES else 0  # type: ignore[arg-type]
+    index = SPIN_STAGES.index(stage) if stage in SPIN_STAGES else 0
     return SPIN_STAGES[min(index + 1, len(SPIN_STAGES) - 1)]
 
 

@@ -38,7 +38,7 @@ def _signals(*pairs: tuple[int, str]) -> tuple[tuple[int, re.Pattern[str]], ...]
 # Per category, (weight, pattern): 3 for a sender saying outright what they are ("wrong number"),
 # 2 for a phrase that settles it on its own ("you won a prize", "looking for a job"), 1 for a hint
 # ("http://", "ты"). English, Russian and Kazakh; words of a kind, not fixed sentences.
-_SIGNALS: dict[str, tuple[tuple[int, re.Pattern[str]], ...]] = {
+_SIGNALS: dict[ClientCategory, tuple[tuple[int, re.Pattern[str]], ...]] = {
     "spam": _signals(
         # prizes, lotteries, gambling
         (

@@ -259,11 +259,13 @@ def order_in(text: str, price_list: PriceList, *, earlier: str = "") -> tuple[li
             noun = loose.group(2)
             if noun and _NOT_PRODUCTS.match(noun):
                 continue
-            item = _referred(noun, bool(_REFERENCE.search(loose.group(0))), earlier, price_list) if earlier else None
-            if item is None and noun and found:
+            referred = (
+                _referred(noun, bool(_REFERENCE.search(loose.group(0))), earlier, price_list) if earlier else None
+            )
+            if referred is None and noun and found:
                 return [], None  # "4 jugs and 8 K-1C": part of the order is unknown, a total would be wrong
-            if item is not None and all(item != known for _, known, _ in found):
-                found.append((loose.start(), item, int(loose.group(1))))
+            if referred is not None and all(referred != known for _, known, _ in found):
+                found.append((loose.start(), referred, int(loose.group(1))))
     if any(q for _, _, q in found):
         return [OrderLine(item, q or 1) for _, item, q in sorted(found, key=lambda f: f[0])], None
     amount = _ORDER_AMOUNT.search(text)

@@ -172,7 +172,7 @@ class OfflineEngine:
                 handoff_reason="the prospect confirmed an order",
             )
 
-        parts: list[str] = list(greeting)
+        parts = list(greeting)
         used: list[str] = []
         if asks and not (Intent.MAYBE in intents and not intents & FACT_INTENTS and "?" not in text):
             answer = self.answer(ctx, intents)
@@ -299,8 +299,8 @@ class OfflineEngine:
             if Intent.DELIVERY not in intents or not general:
                 return None  # names a place, brand or product the documents never mention
             # the rule written for the case ("other cities") before a sentence that merely mentions it ("across")
-            chosen = sorted(general, key=lambda u: (not _OTHER_PLACES.search(u.text), u.pair, u.order))[:2]
-            return [u.text for u in chosen], list(dict.fromkeys(u.passage.chunk_id for u in chosen)), "facts_intro"
+            picked = sorted(general, key=lambda u: (not _OTHER_PLACES.search(u.text), u.pair, u.order))[:2]
+            return [u.text for u in picked], list(dict.fromkeys(u.passage.chunk_id for u in picked)), "facts_intro"
         if terms - known and not (terms & known) - _described(profile) and not intents & _TOPICS:
             return None  # "water heaters" at a water-filter shop: only the shop's own word is known
         # The message's words, each weighted by how rare it is among the lines ("installment" says

@@ -16,12 +16,12 @@ cancelled atomically with the message that causes it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import RowMapping, and_, bindparam, func, select, update
 
 from agent_service.db.tables import contacts, follow_ups, scheduled_calls
 from agent_service.domain.contact import ContactView
@@ -84,7 +84,7 @@ class FollowUps:
         self.policy = policy
 
     # ---------------------------------------------------------------- hooks (caller's transaction)
-    async def on_inbound(self, session: Session, contacts: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    async def on_inbound(self, session: Session, contacts: Sequence[RowMapping], now: datetime) -> None:
         """These prospects wrote: cancel the pending touches of their current sequences (and note
         the replies). One statement each for all of them (the incoming consumer records a batch)."""
         ids = [int(contact["id"]) for contact in contacts]
@@ -95,7 +95,7 @@ class FollowUps:
             if decision.final:
                 await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
-    async def on_agent_message(self, session: Session, contact: Mapping[str, Any], now: datetime) -> None:
+    async def on_agent_message(self, session: Session, contact: RowMapping, now: datetime) -> None:
         """The AI just replied (the reply is staged in this transaction): start a new sequence if eligible.
 
         ``contact`` carries the turn's outcome, owner and client status; ineligible contacts
@@ -178,7 +178,7 @@ class FollowUps:
         if replied:
             await session.execute(_MARK_REPLIED, {"b_ids": replied, "updated_at": now})
 
-    async def _stop_for_good(self, session: Session, contact: Mapping[str, Any], reason: str, now: datetime) -> None:
+    async def _stop_for_good(self, session: Session, contact: RowMapping, reason: str, now: datetime) -> None:
         await self.stop(session, int(contact["id"]), reason, now, permanent=True)
         if not contact.get("follow_ups_stopped"):
             log.info("follow_up.stopped", contact_id=contact["id"], reason=str(reason))

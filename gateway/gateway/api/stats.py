@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from gateway.context import GATEWAY
 from gateway.db import tables
+from parley_shared.db import TupleRows
 from parley_shared.http import json_response
 from parley_shared.openapi import describe
 
@@ -38,7 +39,7 @@ async def stats(request: web.Request) -> web.Response:
         t.c.direction, t.c.provider, t.c.status
     )
     async with gateway.runtime.sessions() as session:
-        rows = (await session.execute(query)).all()
+        rows: TupleRows = (await session.execute(query)).all()
     messages: dict[str, Any] = {}
     for direction, provider, status, count in rows:
         side = messages.setdefault(direction, {"total": 0, "by_status": {}, "by_provider": {}})

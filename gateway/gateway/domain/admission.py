@@ -289,12 +289,12 @@ def to_contract(
         unsupported=event.unsupported,
     )
     if event.kind in FILE_KINDS and event.media is not None:
-        request = InboundMedia(
+        media = InboundMedia(
             message_id=media_request_id(event.provider, event.provider_message_id),
             correlation_id=message_id,
             message=message,
         )
-        return MEDIA, request
+        return MEDIA, media
     return INCOMING, message
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -229,6 +229,10 @@ class _Content:
     unsupported: str | None = None
 
 
+# Reads the content of one type of message.
+_Reader = Callable[[Mapping[str, Any]], _Content]
+
+
 def _message(item: Any, names: dict[str, str]) -> InboundEvent:
     if not isinstance(item, Mapping):
         raise PayloadError("message must be an object")
@@ -297,7 +301,7 @@ def _audio(item: Mapping[str, Any]) -> _Content:
     return _Content(kind, media=_media(section))
 
 
-def _file(message_type: str) -> Any:
+def _file(message_type: str) -> _Reader:
     def read(item: Mapping[str, Any]) -> _Content:
         section = _section(item, message_type)
         return _Content(_MEDIA_TYPES[message_type], caption=_str(section, "caption"), media=_media(section))
@@ -365,7 +369,7 @@ def _interactive(item: Mapping[str, Any]) -> _Content:
         if isinstance(reply, Mapping):
             title = _str(reply, "title", required=True, limit=300)
             description = _str(reply, "description", limit=300)
-            tap = InteractiveReply(type=kind, id=_str(reply, "id", limit=256), title=title, description=description)  # type: ignore[arg-type]
+            tap = InteractiveReply(type=kind, id=_str(reply, "id", limit=256), title=title, description=description)
             return _Content(
                 MessageKind.INTERACTIVE, text=f"{title}\n{description}" if description else title, interactive=tap
             )
@@ -503,7 +507,7 @@ def _referral(section: Any) -> Referral | None:
     return Referral(**fields) if any(fields.values()) else None
 
 
-_READERS: dict[str, Any] = {
+_READERS: dict[str, _Reader] = {
     "text": _text,
     "audio": _audio,
     **{name: _file(name) for name in _MEDIA_TYPES},

@@ -138,7 +138,8 @@ def to_event(message: WappiMessage) -> InboundEvent | SkippedItem:
     """The provider-neutral event, or a :class:`SkippedItem` for what is no prospect's message
     (WhatsApp's own notices; a message without a sender)."""
     raw = message.raw
-    wappi_type = raw.get("type") if isinstance(raw.get("type"), str) else "chat"
+    raw_type = raw.get("type")
+    wappi_type = raw_type if isinstance(raw_type, str) else "chat"
     sender = raw.get("chatId") if isinstance(raw.get("chatId"), str) else raw.get("from")
     if not isinstance(sender, str) or not sender:
         return SkippedItem("malformed", message.id, None, "message without a sender")
@@ -181,7 +182,7 @@ def to_event(message: WappiMessage) -> InboundEvent | SkippedItem:
         return InboundEvent(**base, kind=kind, text=text, location=place)
     if kind is MessageKind.INTERACTIVE:
         title = _text(raw, "body", 300) or _text(raw, "selectedDisplayText", 300)
-        tap = InteractiveReply(type=_TAP_TYPES[wappi_type], id=_first(raw, _TAP_IDS), title=title)  # type: ignore[arg-type]
+        tap = InteractiveReply(type=_TAP_TYPES[wappi_type], id=_first(raw, _TAP_IDS), title=title)
         return InboundEvent(**base, kind=kind, text=title, interactive=tap)
     return InboundEvent(**base, kind=kind, text=_text(raw, "body"))
 

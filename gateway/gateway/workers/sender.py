@@ -203,7 +203,8 @@ class Sender:
             ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
             delivery = _Delivery(asyncio.get_running_loop().create_task(self._deliver(message, ticket)))
             self._in_flight[message.message_id] = delivery
-            delivery.task.add_done_callback(lambda _t, key=message.message_id: self._in_flight.pop(key, None))
+            key = message.message_id
+            delivery.task.add_done_callback(lambda _t: self._in_flight.pop(key, None))
         else:
             # Another copy (published twice, or redelivered after a lost channel) is being sent here.
             log.info("sender.duplicate_in_flight", message_id=message.message_id)

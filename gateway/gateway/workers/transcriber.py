@@ -113,7 +113,7 @@ class Transcriber:
 
     async def _gemini(self, media: Media) -> str:
         mime = media.mime_type.split(";", 1)[0].strip() or "audio/ogg"
-        contents = [types.Part.from_bytes(data=media.data, mime_type=mime), PROMPT]
+        contents: list[types.PartUnion] = [types.Part.from_bytes(data=media.data, mime_type=mime), PROMPT]
 
         async def call() -> Any:
             return await self._gemini_client().aio.models.generate_content(
