@@ -107,8 +107,8 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
     engine = engine or build_engine(settings, prompts)
     agent = build_agent(settings, business, knowledge=knowledge, engine=engine, prompts=prompts)
     follow_ups, booker = FollowUps(settings.follow_up_policy()), CallBooker(settings.call_rules())
-    scheduler = build_scheduler(runtime, settings, business, knowledge=knowledge)
     live = LiveFeed(runtime.broker, runtime.clock, runtime.drains)  # the managers' screens, across replicas
+    scheduler = build_scheduler(runtime, settings, business, knowledge=knowledge, live=live)
     # What managers do (take over, write, hand back, override...), for the JSON API and the console.
     desk = Desk(runtime.sessions, runtime.outbox, runtime.clock, follow_ups, booker, live)
     turns = TurnRunner(
@@ -224,7 +224,12 @@ def build_writer(
 
 
 def build_scheduler(
-    runtime: Runtime, settings: AgentSettings, business: BusinessProfile, *, knowledge: Knowledge | None = None
+    runtime: Runtime,
+    settings: AgentSettings,
+    business: BusinessProfile,
+    *,
+    knowledge: Knowledge | None = None,
+    live: LiveFeed | None = None,
 ) -> FollowUpScheduler:
     template = (
         TemplateRef(name=settings.follow_up_template_name, language=settings.follow_up_template_language)
@@ -242,6 +247,7 @@ def build_scheduler(
         lease=claim_lease(settings),
         history_messages=settings.history_messages,
         concurrency=WRITERS,
+        live=live,
     )
 
 

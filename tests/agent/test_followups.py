@@ -336,3 +336,20 @@ async def test_the_periodic_job_sends_what_is_due(database_url: str, amqp_url: s
         assert decode(OutgoingMessage, message.body).follow_up_touch == 1
     finally:
         await rig.close()
+
+
+async def test_a_touch_sent_tells_the_managers_screens(rig: Rig) -> None:
+    """The console shows follow-up touches in the thread live: each touch sent is a live event."""
+    told: list[tuple[int | None, str]] = []
+
+    class Screens:
+        def changed(self, contact_id: int | None, kind: str, **_: object) -> None:
+            told.append((contact_id, kind))
+
+    rig.scheduler.live = Screens()  # type: ignore[assignment]
+    contact = await rig.add_contact(PHONE)
+    await rig.agent_replies(contact, at=datetime(2026, 1, 6, 5, 0, tzinfo=UTC))  # Tuesday 10:00 local
+    assert (await rig.scheduler.run_due(datetime(2026, 1, 6, 7, 0, tzinfo=UTC))).sent == 0
+    assert told == []
+    assert (await rig.scheduler.run_due(datetime(2026, 1, 7, 6, 0, tzinfo=UTC))).sent == 1  # Wednesday 11:00
+    assert told == [(contact, "follow_up")]

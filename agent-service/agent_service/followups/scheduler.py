@@ -50,6 +50,7 @@ from agent_service.domain.followup_policy import (
 )
 from agent_service.followups.service import upcoming_calls
 from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchContext
+from agent_service.live import LiveFeed
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
 from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore
@@ -70,6 +71,7 @@ class RunReport:
     cancelled: int = 0
     lost: int = 0  # claimed, then cancelled or taken over before it could be sent
     message_ids: list[str] = field(default_factory=list)
+    contact_ids: list[int] = field(default_factory=list)  # of the touches sent
 
     def add(self, other: RunReport) -> None:
         self.claimed += other.claimed
@@ -78,6 +80,7 @@ class RunReport:
         self.cancelled += other.cancelled
         self.lost += other.lost
         self.message_ids += other.message_ids
+        self.contact_ids += other.contact_ids
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,10 @@ class FollowUpScheduler:
         lease: timedelta = timedelta(minutes=5),
         history_messages: int = 12,
         concurrency: int = 8,
+        live: LiveFeed | None = None,
     ) -> None:
         self.sessions = sessions
+        self.live = live
         self.outbox = outbox
         self.policy = policy
         self.writer = writer
@@ -144,6 +149,9 @@ class FollowUpScheduler:
         report = await self._finish(claimed, token, now)
         report.claimed = len(rows)
         await self.outbox.publish_after_commit(ids=report.message_ids)
+        if self.live is not None:  # the managers' screens show the touch in the thread
+            for contact_id in report.contact_ids:
+                self.live.changed(contact_id, "follow_up")
         return report
 
     async def _claim(self, now: datetime, token: str) -> list[Row[Any]]:
@@ -324,6 +332,7 @@ class FollowUpScheduler:
             await self._rebase(session, row, now)
         report.sent += 1
         report.message_ids.append(message_id)
+        report.contact_ids.append(row.contact_id)
 
     async def _skip(
         self, session: Session, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
