@@ -129,17 +129,19 @@ class OutboundLog:
         self.starts: GroupCommit[str, bool] = transactions(
             self._start_batch, name="outbound_starts", drains=runtime.drains
         )
-        self.claims: GroupCommit[OutgoingMessage, OutboundRow] = transactions(
+        self.claims: GroupCommit[OutgoingMessage, tuple[OutboundRow, chains.Known | None]] = transactions(
             self._claim_batch, name="outbound_claims", drains=runtime.drains
         )
 
-    async def claim(self, message: OutgoingMessage) -> OutboundRow:
-        """The row for ``message`` (created as ``queued`` the first time); the messages delivered at
+    async def claim(self, message: OutgoingMessage) -> tuple[OutboundRow, chains.Known | None]:
+        """The row for ``message`` (created as ``queued`` the first time) and what the gateway knows
+        of its recipient (the chat to answer, the last inbound time); the messages delivered at
         about the same time share a transaction (group commit)."""
         return await self.claims.submit(message)
 
-    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[OutboundRow]:
-        """One statement creates the rows of every first delivery, one reads those seen before."""
+    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[tuple[OutboundRow, chains.Known | None]]:
+        """One statement creates the rows of every first delivery, one reads those seen before, one
+        what is known of the recipients."""
         t = tables.message_logs
         now = self.runtime.clock.now()
         rows = [
@@ -167,21 +169,13 @@ class OutboundLog:
             if seen:
                 found = await session.execute(_SELECT_OUTBOUND_MANY, {"b_message_ids": seen})
                 existing = {row.message_id: _row(row) for row in found}
-        out: list[OutboundRow] = []
+            recipients = await chains.known(session, [m.phone for m in batch])
+        out: list[tuple[OutboundRow, chains.Known | None]] = []
         for message in batch:
-            if message.message_id in existing:
-                out.append(existing[message.message_id])
-            else:  # the first delivery of this message: the row is what we wrote
-                out.append(
-                    OutboundRow(
-                        message.message_id,
-                        message.correlation_id,
-                        message.phone,
-                        self.provider.value,
-                        OutStatus.QUEUED,
-                        None,
-                    )
-                )
+            row = existing.get(message.message_id) or OutboundRow(  # a first delivery: the row is what we wrote
+                message.message_id, message.correlation_id, message.phone, self.provider.value, OutStatus.QUEUED, None
+            )
+            out.append((row, recipients.get(message.phone)))
         return out
 
     async def start_sending(self, message_id: str) -> bool:

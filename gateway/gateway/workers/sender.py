@@ -224,9 +224,9 @@ class Sender:
 
     async def _deliver(self, message: OutgoingMessage, ticket: Ticket) -> None:
         try:
-            if not await self._still_to_send(message):
+            to_send, contact = await self._still_to_send(message)
+            if not to_send:
                 return
-            contact = await self._contact(message.phone)
             await self._refuse_outside_window(message, contact)
             to = chains.recipient(message.phone, contact)
             async with self.pacer.turn(ticket):
@@ -236,10 +236,6 @@ class Sender:
                 await self._sent(message, result)
         finally:
             self.pacer.cancel(ticket)
-
-    async def _contact(self, address: str) -> chains.Known | None:
-        async with self.runtime.sessions() as session:
-            return (await chains.known(session, [address])).get(address)
 
     async def _refuse_outside_window(self, message: OutgoingMessage, contact: chains.Known | None) -> None:
         """Outside Meta's 24-hour customer-service window only a template may go: a free-form message
@@ -252,11 +248,12 @@ class Sender:
             reason = f"Meta's 24-hour customer-service window is closed ({since}); only a template can be sent"
             await self._give_up(message, OutStatus.FAILED, Failure(FailureKind.PERMANENT, OUTSIDE_WINDOW, reason))
 
-    async def _still_to_send(self, message: OutgoingMessage) -> bool:
-        row = await self.outbound.claim(message)
+    async def _still_to_send(self, message: OutgoingMessage) -> tuple[bool, chains.Known | None]:
+        """Whether this delivery is to be sent, and what is known of its recipient."""
+        row, contact = await self.outbound.claim(message)
         if row.status in DONE:
             log.info("sender.already_done", message_id=message.message_id, status=row.status.value)
-            return False
+            return False, contact
         if row.status is OutStatus.SENDING:
             # A previous delivery of this message died during the provider call: it may have gone out.
             await self._give_up(
@@ -264,7 +261,7 @@ class Sender:
                 OutStatus.UNKNOWN,
                 Failure(FailureKind.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
             )
-        return True
+        return True, contact
 
     async def _send_with_retries(self, message: OutgoingMessage, to: str) -> SendResult | None:
         """Send (retrying transient failures); the provider's answer, or None if there was nothing to send."""
@@ -276,7 +273,7 @@ class Sender:
             first_attempt = False
             if not await self.outbound.start_sending(message.message_id):
                 # Someone else moved it on since we looked (another replica): never send it twice.
-                if not await self._still_to_send(message):
+                if not (await self._still_to_send(message))[0]:
                     return None
                 continue
             started = time.perf_counter()
