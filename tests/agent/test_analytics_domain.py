@@ -6,9 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_service.api.analytics import epoch_bucket
 from agent_service.domain import analytics as calc
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -186,3 +188,16 @@ def test_follow_up_and_call_figures() -> None:
         "confirmed": 2,
         "by_status": {"cancelled": 1, "confirmed": 1, "done": 1, "pending": 2},
     }
+
+
+def test_sqlite_buckets_are_whole_numbers() -> None:
+    """Two instants of one minute fall into one minute bucket on SQLite (integer division, not a
+    fraction per second)."""
+    engine = sqlalchemy.create_engine("sqlite://")
+    instants = [datetime(2026, 1, 5, 10, 0, 10), datetime(2026, 1, 5, 10, 0, 50)]
+    with engine.connect() as connection:
+        buckets = [
+            connection.execute(sqlalchemy.select(epoch_bucket(sqlalchemy.literal(at), "sqlite", 60))).scalar_one()
+            for at in instants
+        ]
+    assert buckets[0] == buckets[1] == int(datetime(2026, 1, 5, 10, 0, tzinfo=UTC).timestamp()) // 60

@@ -16,7 +16,6 @@ Definitions (also in ``docs/api.md``):
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -149,13 +148,14 @@ class AnalyticsOut(BaseModel):
     tokens: Tokens
 
 
-def epoch_bucket(column: Any, dialect: str, size: int) -> ColumnElement[int | float | Decimal]:
+def epoch_bucket(column: Any, dialect: str, size: int) -> ColumnElement[int]:
     """``floor(epoch seconds / size)`` of a UTC timestamp column (``size`` inlined: PostgreSQL must
     see the same expression in SELECT and GROUP BY)."""
-    divisor: ColumnClause[int] = literal_column(str(int(size)))
     if dialect == "postgresql":
-        return cast(func.floor(func.extract("epoch", column) / divisor), BigInteger)
-    return cast(func.strftime("%s", column), Integer) / divisor  # SQLite: integer division
+        return cast(func.floor(func.extract("epoch", column) / literal_column(str(int(size)))), BigInteger)
+    # SQLite: integer division (``//``; SQLAlchemy renders ``/`` as true division, ``/ (n + 0.0)``)
+    divisor: ColumnClause[int] = literal_column(str(int(size)), Integer)
+    return cast(func.strftime("%s", column), Integer) // divisor
 
 
 async def compute(session: Session, period: calc.Period) -> dict[str, Any]:
