@@ -137,7 +137,7 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         moderation=settings.moderation_policy(),
         live=live,
     )
-    statuses = StatusHandler(runtime.sessions, runtime.drains)
+    statuses = StatusHandler(runtime.sessions, runtime.drains, live)
     reporting = Reporting(settings)  # analytics and the CSV export, on a pool of their own
     privacy = AgentPrivacy(runtime.sessions, runtime.clock, settings, runtime.outbox)
     retention = Retention(runtime.sessions, runtime.clock, retention_rules(settings))

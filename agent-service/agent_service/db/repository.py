@@ -412,6 +412,7 @@ _APPLY_DELIVERY_STATUS = (
     .values(
         status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at", type_=UtcDateTime()))
     )
+    .returning(m.contact_id)
 )
 
 
@@ -423,8 +424,9 @@ async def flag_contact_of(session: Session, message_id: str, reason: str) -> Non
 
 async def apply_delivery_status(
     session: Session, *, message_id: str, status: str, error: str | None, occurred_at: datetime
-) -> bool:
-    """Move an outbound message forward (queued < sent < delivered < read; failed unless delivered)."""
+) -> int | None:
+    """Move an outbound message forward (queued < sent < delivered < read; failed unless delivered);
+    the contact's id if it moved, else None."""
     if status == "failed":
         earlier = ["queued", "sent"]
     else:
@@ -437,5 +439,5 @@ async def apply_delivery_status(
     }
     if error:
         params["error"] = error[:500]  # a column name: SET error too
-    result = await session.execute(_APPLY_DELIVERY_STATUS, params)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    contact_id = (await session.execute(_APPLY_DELIVERY_STATUS, params)).scalar()
+    return int(contact_id) if contact_id is not None else None

@@ -6,13 +6,19 @@ was already delivered), so redeliveries and out-of-order statuses change nothing
 A message refused because Meta's 24-hour customer-service window is closed (the gateway's
 ``outside_24h_window``, or Meta's own 131047) flags the contact for a manager with the reason:
 only an approved template can reach the prospect until they write again.
+
+After the commit each status that moved a message is a live event for the managers' screens
+(``status``; ``handoff`` when it flagged the contact).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 
 from agent_service.db import repository as repo
+from agent_service.live import LiveFeed
 from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import DeliveryStatus
 from parley_shared.db import SessionFactory
@@ -22,20 +28,32 @@ log = structlog.get_logger(__name__)
 WINDOW_CLOSED = frozenset({"outside_24h_window", "131047"})
 
 
+@dataclass(frozen=True)
+class _Applied:
+    contact_id: int | None  # None: nothing moved
+    flagged: bool = False
+
+
 class StatusHandler:
-    def __init__(self, sessions: SessionFactory, drains: Drains) -> None:
+    def __init__(self, sessions: SessionFactory, drains: Drains, live: LiveFeed | None = None) -> None:
         self.sessions = sessions
+        self.live = live
         # Statuses delivered at about the same time share a transaction (each message's in delivery order).
-        self.group_commit: GroupCommit[DeliveryStatus, bool] = transactions(
+        self.group_commit: GroupCommit[DeliveryStatus, _Applied] = transactions(
             self._apply, name="delivery_statuses", drains=drains
         )
 
     async def __call__(self, status: DeliveryStatus) -> None:
-        changed = await self.group_commit.submit(status)
-        log.debug("delivery.status", status=status.status.value, changed=changed)
+        applied = await self.group_commit.submit(status)
+        log.debug("delivery.status", status=status.status.value, changed=applied.contact_id is not None)
+        if self.live is not None and applied.contact_id is not None:
+            if applied.flagged:
+                self.live.changed(applied.contact_id, "handoff", needs_human=True)
+            else:
+                self.live.changed(applied.contact_id, "status")
 
-    async def _apply(self, batch: list[DeliveryStatus]) -> list[bool]:
-        changed: dict[int, bool] = {}
+    async def _apply(self, batch: list[DeliveryStatus]) -> list[_Applied]:
+        changed: dict[int, _Applied] = {}
         # In message order (stable: one message's statuses keep their delivery order), so that two
         # batches running at once lock the same rows in the same order and cannot deadlock.
         ordered = sorted(range(len(batch)), key=lambda i: batch[i].outgoing_message_id)
@@ -45,14 +63,16 @@ class StatusHandler:
                 error = None
                 if status.error_code or status.error_reason:
                     error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
-                changed[index] = await repo.apply_delivery_status(
+                contact_id = await repo.apply_delivery_status(
                     session,
                     message_id=status.outgoing_message_id,
                     status=status.status.value,
                     error=error,
                     occurred_at=status.occurred_at,
                 )
-                if changed[index] and status.error_code in WINDOW_CLOSED:
+                flagged = contact_id is not None and status.error_code in WINDOW_CLOSED
+                if flagged:
                     reason = "not delivered: Meta's 24-hour window is closed (" + (status.error_reason or "")
                     await repo.flag_contact_of(session, status.outgoing_message_id, (reason[:497] + ")")[:500])
+                changed[index] = _Applied(contact_id, flagged)
         return [changed[i] for i in range(len(batch))]
