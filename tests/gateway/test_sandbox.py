@@ -453,6 +453,8 @@ async def test_sends_starting_together_share_a_transaction_and_one_copy_owns_eac
         ]
         await asyncio.gather(*(outbound.claim(m) for m in messages))
         owned = await asyncio.gather(*(outbound.start_sending(m.message_id) for m in [*messages, messages[0]]))
-        assert owned == [True, True, True, True, False]
+        # Each message is owned by exactly one of its copies (the first of a batch; which batch
+        # commits first is the database's choice).
+        assert owned[1:4] == [True, True, True] and sorted([owned[0], owned[4]]) == [False, True], owned
         assert outbound.starts.batches < outbound.starts.items
         assert await outbound.start_sending("s1") is False  # already sending
