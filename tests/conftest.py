@@ -42,7 +42,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def _tasks_shown_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Shortly before the run's timeout ends a hung asynchronous test, print where each of its
     tasks waits (the timeout's own dump shows threads only, and the loop thread is idle)."""
-    timeout = float(request.config.getini("timeout") or 0)
+    marker = request.node.get_closest_marker("timeout")  # a test's own timeout wins over the run's
+    timeout = float(marker.args[0] if marker and marker.args else request.config.getini("timeout") or 0)
 
     async def watch() -> None:
         await asyncio.sleep(max(timeout - 10, timeout / 2))

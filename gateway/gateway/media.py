@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from gateway import metrics
 from gateway.db import tables
@@ -108,10 +108,8 @@ class MediaKeeper:
 async def already_forwarded(runtime: Runtime, request_id: str) -> bool:
     """Whether a media or voice request was handled before (its inbox row exists): a redelivered
     copy need not download the file again."""
-    inbox = runtime.inbox.table
     async with runtime.sessions() as session:
-        found = await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == request_id))
-    return found is not None
+        return await runtime.inbox.seen(session, request_id)
 
 
 async def forward(
@@ -126,8 +124,8 @@ async def forward(
 ) -> bool:
     """The end of the media worker's and the transcriber's work, in one transaction: the request
     claimed in the inbox, ``message`` staged for ``incoming_messages``, the kept file recorded and
-    the inbound log row given its ``status``. False (nothing written) if it was handled before.
-    The caller publishes after the commit."""
+    the inbound log row given its ``status``; published after the commit. False (nothing written)
+    if it was handled before."""
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         if not await runtime.inbox.claim(session, queue, request_id):
@@ -150,4 +148,6 @@ async def forward(
             .where(t.c.direction == INBOUND, t.c.message_id == message.message_id)
             .values(status=status, error=error, updated_at=now)
         )
+    metrics.PUBLISHED.labels(message.provider.value, INCOMING.name).inc()
+    await runtime.outbox.publish_after_commit(ids=[message.message_id])
     return True

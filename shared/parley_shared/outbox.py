@@ -95,6 +95,11 @@ class Inbox:
         """True the first time ``message_id`` is claimed (in the caller's transaction), else False."""
         return message_id in await self.claim_many(session, queue, [message_id])
 
+    async def seen(self, session: Session, message_id: str) -> bool:
+        """Whether ``message_id`` was claimed before (a redelivered copy can skip costly work)."""
+        found = await session.scalar(select(self.table.c.message_id).where(self.table.c.message_id == message_id))
+        return found is not None
+
     async def claim_many(self, session: Session, queue: str, message_ids: Sequence[str]) -> set[str]:
         """:meth:`claim` for several ids in one statement: the ids claimed now (not seen before)."""
         if not message_ids:

@@ -416,10 +416,11 @@ _APPLY_DELIVERY_STATUS = (
 )
 
 
-async def flag_contact_of(session: Session, message_id: str, reason: str) -> None:
-    """Flag the contact an outgoing message was for: a manager must act (``needs_human``)."""
-    owner = select(m.contact_id).where(m.message_id == message_id).scalar_subquery()
-    await session.execute(update(contacts).where(c.id == owner).values(needs_human=True, needs_human_reason=reason))
+async def flag_contact(session: Session, contact_id: int, reason: str) -> None:
+    """A manager must act on this contact (``needs_human``, with the reason)."""
+    await session.execute(
+        update(contacts).where(c.id == contact_id).values(needs_human=True, needs_human_reason=reason)
+    )
 
 
 async def apply_delivery_status(

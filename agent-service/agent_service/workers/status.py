@@ -70,9 +70,10 @@ class StatusHandler:
                     error=error,
                     occurred_at=status.occurred_at,
                 )
-                flagged = contact_id is not None and status.error_code in WINDOW_CLOSED
-                if flagged:
+                flagged = False
+                if contact_id is not None and status.error_code in WINDOW_CLOSED:
                     reason = "not delivered: Meta's 24-hour window is closed (" + (status.error_reason or "")
-                    await repo.flag_contact_of(session, status.outgoing_message_id, (reason[:497] + ")")[:500])
+                    await repo.flag_contact(session, contact_id, (reason[:497] + ")")[:500])
+                    flagged = True
                 changed[index] = _Applied(contact_id, flagged)
         return [changed[i] for i in range(len(batch))]

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import structlog
 
-from gateway import metrics
 from gateway.media import MediaKeeper, already_forwarded, forward
 from parley_shared.contracts import InboundMedia
 from parley_shared.service import Runtime
-from parley_shared.topology import INCOMING, MEDIA
+from parley_shared.topology import MEDIA
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +34,7 @@ class MediaWorker:
         assert message.media is not None
         kept = await self.keeper.keep(message.message_id, message.kind, message.media)
         final = message.model_copy(update={"media": kept.ref})
-        forwarded = await forward(
+        await forward(
             self.runtime,
             queue=MEDIA.name,
             request_id=request.message_id,
@@ -44,6 +43,3 @@ class MediaWorker:
             status="queued",
             error=kept.ref.error,
         )
-        if forwarded:
-            metrics.PUBLISHED.labels(message.provider.value, INCOMING.name).inc()
-            await self.runtime.outbox.publish_after_commit(ids=[final.message_id])

@@ -33,7 +33,7 @@ from parley_shared.contracts import VoiceTranscriptionRequest
 from parley_shared.gemini import gemini_configured, make_client
 from parley_shared.retry import Backoff
 from parley_shared.service import Runtime
-from parley_shared.topology import INCOMING, VOICE
+from parley_shared.topology import VOICE
 
 log = structlog.get_logger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
@@ -88,8 +88,6 @@ class Transcriber:
         )
         if forwarded:
             metrics.TRANSCRIPTIONS.labels("transcribed" if message.transcribed else "untranscribed").inc()
-            metrics.PUBLISHED.labels(request.provider.value, INCOMING.name).inc()
-            await self.runtime.outbox.publish_after_commit(ids=[message.message_id])
 
     async def _transcribe(self, kept: Kept) -> tuple[str | None, str | None]:
         """(transcript, None) or (None, why not)."""
