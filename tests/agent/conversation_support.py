@@ -25,8 +25,16 @@ from agent_service.knowledge import KnowledgeBase
 from agent_service.settings import AgentSettings
 from parley_shared.broker import Broker
 from parley_shared.clock import Clock
-from parley_shared.contracts import IncomingMessage, MessageKind, OutgoingMessage, decode, stable_id
-from parley_shared.topology import INCOMING, OUTGOING
+from parley_shared.contracts import (
+    DeliveryStatus,
+    IncomingMessage,
+    MessageKind,
+    OutgoingMessage,
+    decode,
+    new_id,
+    stable_id,
+)
+from parley_shared.topology import INCOMING, OUTGOING, STATUS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "agent-test-token-0123456789"
@@ -162,6 +170,23 @@ class Agent:
 
     async def send(self, message: IncomingMessage) -> None:
         await self.publisher.publish(INCOMING, message)
+
+    async def report(self, reply: OutgoingMessage, state: str, **extra: Any) -> None:
+        """Publish what became of ``reply`` as the gateway does (``delivered``, ``failed`` with
+        ``error_code`` ...)."""
+        await self.publisher.publish(
+            STATUS,
+            DeliveryStatus(
+                message_id=new_id(),
+                correlation_id=reply.correlation_id,
+                outgoing_message_id=reply.message_id,
+                phone=reply.phone,
+                status=state,
+                provider="sandbox",
+                occurred_at=datetime.now(UTC),
+                **extra,
+            ),
+        )
 
     async def say(self, phone: str, text: str, *, timeout: float = 20.0, **kwargs: Any) -> OutgoingMessage:
         """Send one message and return the reply it gets."""

@@ -21,10 +21,9 @@ from agent_service.engines.base import TurnContext
 from agent_service.prompts import PromptBook
 from agent_service.workers.turns import reply_id
 from parley_shared.clock import OffsetClock
-from parley_shared.contracts import DeliveryStatus, OutgoingKind, new_id
+from parley_shared.contracts import OutgoingKind
 from parley_shared.db import create_engine, session_factory
 from parley_shared.service import RUNTIME
-from parley_shared.topology import STATUS
 from tests.agent.conversation_support import (
     AUTH,
     ROOT,
@@ -357,19 +356,7 @@ async def test_delivery_statuses_move_replies_forward_only(amqp_url: str, databa
         reply = await agent.say(phone, "hello")
 
         async def status(state: str, **extra: Any) -> None:
-            await agent.publisher.publish(
-                STATUS,
-                DeliveryStatus(
-                    message_id=new_id(),
-                    correlation_id=reply.correlation_id,
-                    outgoing_message_id=reply.message_id,
-                    phone=phone,
-                    status=state,
-                    provider="sandbox",
-                    occurred_at=datetime.now(UTC),
-                    **extra,
-                ),
-            )
+            await agent.report(reply, state, **extra)
 
         async def current() -> dict[str, Any]:
             for _ in range(100):

@@ -24,10 +24,10 @@ from agent_service.context import AGENT
 from agent_service.live import LiveFeed, Subscriber, event_id, parse_event_id
 from parley_shared.broker import Broker
 from parley_shared.clock import SystemClock
-from parley_shared.contracts import DeliveryStatus, LiveEvent, new_id
+from parley_shared.contracts import LiveEvent
 from parley_shared.service import RUNTIME
 from parley_shared.shutdown import Drains
-from parley_shared.topology import INCOMING, STATUS
+from parley_shared.topology import INCOMING
 from tests.agent.conversation_support import AUTH, inbound, settings_for
 from tests.console.support import ADMIN, MANAGER, SECRET, Browser, running_console
 
@@ -119,28 +119,13 @@ async def test_what_became_of_a_reply_reaches_the_stream(amqp_url: str, tmp_path
         await dana.sign_in(MANAGER[0], MANAGER[2])
         stream = await open_stream(dana)
 
-        async def status(reply: Any, state: str, **extra: Any) -> None:
-            await console.agent.publisher.publish(
-                STATUS,
-                DeliveryStatus(
-                    message_id=new_id(),
-                    correlation_id=reply.correlation_id,
-                    outgoing_message_id=reply.message_id,
-                    phone=PHONE,
-                    status=state,
-                    provider="sandbox",
-                    occurred_at=datetime.now(UTC),
-                    **extra,
-                ),
-            )
-
         try:
             first = await console.agent.say(PHONE, "Hello", name="Aru")
             contact_id = await console.contact_id(PHONE)
-            await status(first, "delivered")
+            await console.agent.report(first, "delivered")
             await stream.wait_for(lambda e: e["kind"] == "status" and e["contact_id"] == contact_id)
             second = await console.agent.say(PHONE, "And the price?")
-            await status(second, "failed", error_code="131047", error_reason="re-engagement window")
+            await console.agent.report(second, "failed", error_code="131047", error_reason="re-engagement window")
             flagged = await stream.wait_for(lambda e: e["kind"] == "handoff" and e["contact_id"] == contact_id)
             assert flagged["needs_human"] is True
         finally:
