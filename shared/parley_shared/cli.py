@@ -18,6 +18,7 @@ from parley_shared.db import create_engine, make_revision, migrate
 from parley_shared.logging import configure_logging
 from parley_shared.phone import PhoneError, typed_address
 from parley_shared.settings import CommonSettings, ConfigurationError
+from parley_shared.tasks import dump_on_signal
 
 # The service's own settings class (GatewaySettings, AgentSettings).
 S = TypeVar("S", bound=CommonSettings)
@@ -83,13 +84,15 @@ def run(
         print(f"{service}: database at head")
         return 0
     app = create_app(settings)
+    loop = new_event_loop()
+    dump_on_signal(loop)  # kill -USR1: where each task waits, in the log
     web.run_app(
         app,
         host=settings.http_host,
         port=http_port(settings),
         print=None,
         shutdown_timeout=settings.shutdown_timeout_s,
-        loop=new_event_loop(),
+        loop=loop,
     )
     return 0
 

@@ -1,4 +1,5 @@
-"""Both services as real processes: start (waiting for the engines), health, graceful stop, SIGKILL and restart."""
+"""Both services as real processes: start (waiting for the engines), health, a task dump on
+SIGUSR1, graceful stop, SIGKILL and restart."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ async def test_services_run_as_processes_stop_gracefully_and_survive_sigkill(amq
                     body = await r.json()
                     assert r.status == 200, body
                     assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["connected"]
+        # SIGUSR1: every task's frames in the log, and the service carries on.
+        tasks = await stack.agent.tasks()
+        assert any(any(frame.startswith("periodic.py") for frame in t["frames"]) for t in tasks), tasks
+        async with aiohttp.ClientSession() as session, session.get(f"{stack.agent.url}/health") as r:
+            assert r.status == 200
         assert await stack.agent.kill() == -9
         await stack.agent.start()  # restarts on the same, already migrated database
         assert await stack.gateway.stop() == 0  # SIGTERM: clean shutdown, exit status 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import re
@@ -96,6 +95,7 @@ class ChaosRun:
     agent_rows: dict[str, int]
     logs: str
     secrets: dict[str, str]
+    waiting: dict[str, list[dict[str, Any]]]  # message handlers still running when it should be quiet
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
@@ -247,10 +247,16 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
                     and all(q["ready"] == 0 and q["unacked"] == 0 for q in queues.values())
                 )
 
+            waiting: dict[str, list[dict[str, Any]]] = {}
             if not unanswered:
                 # the final state is asserted by the tests below; here we only give it time to settle
-                with contextlib.suppress(AssertionError):
+                try:
                     await wait_until(quiet, timeout=30, what="the stack to go quiet")
+                except AssertionError:  # what each service's message handlers wait for, for the report
+                    for service in (stack.gateway, stack.agent):
+                        waiting[service.name] = [
+                            t for t in await service.tasks() if any("broker.py" in f for f in t["frames"])
+                        ]
             await sandbox.read_once(wait=0)
             for task in (reader, injector, watchdog, *conversations):
                 task.cancel()
@@ -302,6 +308,7 @@ async def chaos_run(amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory) -
         agent_rows=rows,
         logs=stack.logs(),
         secrets=secrets_used,
+        waiting=waiting,
         faults=faults,
     )
 
@@ -380,7 +387,8 @@ async def test_every_fault_happened_and_nothing_is_stuck_or_dead_lettered(chaos_
     calls = chaos_run.figures["provider_sends_ok"] + faults["send_429"]
     assert faults["send_429"] == int(calls * 0.2) > 0
     stuck = {name: q for name, q in chaos_run.queues.items() if q["ready"] or q["unacked"]}
-    assert stuck == {}, f"messages left in queues (or dead-lettered): {stuck}"
+    waiting = "\n".join(f"{name}: {t['task']} {t['frames']}" for name, ts in chaos_run.waiting.items() for t in ts)
+    assert stuck == {}, f"messages left in queues (or dead-lettered): {stuck}; handlers waiting:\n{waiting}"
     assert chaos_run.unpublished == {"agent": 0, "gateway": 0}
     rows = chaos_run.agent_rows
     assert (rows["pending"], rows["turns_due"], rows["out_queued"]) == (0, 0, 0), rows

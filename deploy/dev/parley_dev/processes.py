@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -97,3 +98,19 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def tasks(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Where each of the running service's asyncio tasks waits (SIGUSR1: the service logs its
+        tasks as JSON lines; needs ``LOG_FORMAT=json``). Empty if the process is gone or silent."""
+        if self.process is None or self.process.returncode is not None:
+            return []
+        before = self.logs().count('"service.tasks"')
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while self.logs().count('"service.tasks"') == before:
+            if time.monotonic() > deadline:
+                return []
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)  # the task lines follow their header
+        dump = self.logs().split('"service.tasks"')[before + 1]
+        return [json.loads(line) for line in dump.splitlines() if line.startswith("{") and '"service.task"' in line]
