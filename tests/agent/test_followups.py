@@ -116,6 +116,42 @@ async def test_a_reply_cancels_the_pending_touches_and_the_next_agent_message_st
     assert second[0]["due_at"] >= rig.clock.now() + timedelta(hours=24)
 
 
+async def test_replies_written_together_plan_each_contact_as_alone(rig: Rig) -> None:
+    """The turn writer plans the follow-ups of a batch of replies at once: each contact gets what a
+    reply of its own would have given it."""
+    fresh, again, call, declined = [await rig.add_contact(f"+7701000002{n}") for n in range(4)]
+    await rig.agent_replies(again, declined)  # earlier sequences
+    await rig.prospect_writes(again)
+    await rig.prospect_writes(declined)
+    async with rig.sessions() as session, session.begin():
+        booking = await rig.booker.book(
+            session,
+            contact_id=call,
+            requested_at=START + timedelta(days=3, hours=2),
+            turn_id="turn-call",
+            language="en",
+            now=rig.clock.now(),
+        )
+    assert booking.booked
+    async with rig.sessions() as session, session.begin():  # what this contact's turn decided
+        await session.execute(
+            update(tables.contacts).where(tables.contacts.c.id == declined).values(outcome="declined")
+        )
+    rig.clock.advance(minutes=5)
+
+    await rig.agent_replies(fresh, again, call, declined)
+
+    pending = {
+        c: [t["sequence_no"] for t in await rig.touches(c) if t["status"] == "pending"]
+        for c in (fresh, again, call, declined)
+    }
+    assert pending == {fresh: [1] * 5, again: [2] * 5, call: [], declined: []}
+    assert (await rig.touches(fresh))[0]["due_at"] >= rig.clock.now() + timedelta(hours=24)
+    async with rig.sessions() as session:
+        stopped = {c: (await rig.contact(session, c))["follow_ups_stopped"] for c in (fresh, again, call, declined)}
+    assert stopped == {fresh: False, again: False, call: False, declined: True}
+
+
 @pytest.mark.parametrize(
     ("outcome", "continues"), [("uncertain", True), ("open", True), ("agreed", False), ("declined", False)]
 )

@@ -81,16 +81,18 @@ class Rig:
             )
             await self.follow_ups.on_inbound(session, [await self.contact(session, contact_id)], now)
 
-    async def agent_replies(self, contact_id: int, *, at: datetime | None = None, **columns: Any) -> None:
-        """The AI's reply: the turn updates the contact (outcome, owner, ...), then calls ``on_agent_message``."""
+    async def agent_replies(self, *contact_ids: int, at: datetime | None = None, **columns: Any) -> None:
+        """The AI's replies (several: a batch of turns in one transaction): the turn updates each
+        contact (outcome, owner, ...), then calls ``on_agent_messages`` once for all of them."""
         now = at or self.clock.now()
         async with self.sessions() as session, session.begin():
             await session.execute(
                 update(tables.contacts)
-                .where(tables.contacts.c.id == contact_id)
+                .where(tables.contacts.c.id.in_(contact_ids))
                 .values(last_outbound_at=now, updated_at=now, **columns)
             )
-            await self.follow_ups.on_agent_message(session, await self.contact(session, contact_id), now)
+            rows = [await self.contact(session, contact_id) for contact_id in contact_ids]
+            await self.follow_ups.on_agent_messages(session, rows, now)
 
     async def touches(self, contact_id: int | None = None) -> list[dict[str, Any]]:
         t = tables.follow_ups

@@ -9,8 +9,8 @@ cancelled atomically with the message that causes it:
 
 * :meth:`FollowUps.on_inbound` -- the prospect wrote: pending touches are cancelled and the last
   touch sent is marked ``replied``.
-* :meth:`FollowUps.on_agent_message` -- the AI replied: a new sequence is planned if the contact
-  is eligible; a definitive yes or no stops follow-ups for good.
+* :meth:`FollowUps.on_agent_messages` -- the AI replied: a new sequence is planned for each
+  contact that is eligible; a definitive yes or no stops follow-ups for good.
 * :meth:`FollowUps.stop` -- handoff, takeover, reclassification, a manager's request.
 """
 
@@ -65,17 +65,16 @@ _LAST_SENT = (
     )
     .order_by(_f.contact_id, _f.touch.desc())
 )
-# In one statement: has the contact a call ahead (then no touches before it), and its last sequence number.
-_SEQUENCE_STATE = select(
+# In one statement for many contacts: has each a call ahead (then no touches before it), and its
+# last sequence number.
+_SEQUENCE_STATES = select(
+    contacts.c.id,
     select(scheduled_calls.c.id)
-    .where(scheduled_calls.c.contact_id == bindparam("b_contact_id"), _call_ahead(bindparam("b_now")))
+    .where(scheduled_calls.c.contact_id == contacts.c.id, _call_ahead(bindparam("b_now")))
     .exists()
     .label("call_ahead"),
-    select(func.max(_f.sequence_no))
-    .where(_f.contact_id == bindparam("b_contact_id"))
-    .scalar_subquery()
-    .label("last_sequence"),
-)
+    select(func.max(_f.sequence_no)).where(_f.contact_id == contacts.c.id).scalar_subquery().label("last_sequence"),
+).where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
 _MARK_REPLIED = update(follow_ups).where(_f.id.in_(bindparam("b_ids", expanding=True))).values(replied=True)
 
 
@@ -95,29 +94,35 @@ class FollowUps:
             if decision.final:
                 await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
 
-    async def on_agent_message(self, session: Session, contact: RowMapping, now: datetime) -> None:
-        """The AI just replied (the reply is staged in this transaction): start a new sequence if eligible.
+    async def on_agent_messages(self, session: Session, contacts: Sequence[RowMapping], now: datetime) -> None:
+        """The AI just replied to these contacts (the replies are staged in this transaction): start
+        a new sequence for each that is eligible. One statement each for all of them (the turn
+        writer commits a batch of turns), one more per contact stopped for good.
 
-        ``contact`` carries the turn's outcome, owner and client status; ineligible contacts
+        Each contact row carries its turn's outcome, owner and client status; ineligible contacts
         (non-clients, held by a human, definitive yes/no, follow-ups disabled) get none.
         """
-        contact_id = int(contact["id"])
-        await self._cancel_pending(session, [contact_id], StopReason.SUPERSEDED, now)
-        state = (await session.execute(_SEQUENCE_STATE, {"b_contact_id": contact_id, "b_now": now})).one()
-        decision = eligibility(
-            ContactView.from_row(contact), enabled=self.policy.enabled, call_booked=bool(state.call_ahead)
-        )
-        if decision.final:
-            await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
+        ids = [int(contact["id"]) for contact in contacts]
+        if not ids:
             return
-        if not decision.ok:
-            log.debug("follow_up.not_planned", contact_id=contact_id, reason=decision.reason)
-            return
-        sequence_no = int(state.last_sequence or 0) + 1
-        touches = plan(self.policy, after=now, contact_id=contact_id, sequence_no=sequence_no)
-        await session.execute(
-            follow_ups.insert(),
-            [
+        await self._cancel_pending(session, ids, StopReason.SUPERSEDED, now)
+        states = {row.id: row for row in await session.execute(_SEQUENCE_STATES, {"b_ids": ids, "b_now": now})}
+        rows: list[dict[str, Any]] = []
+        for contact in contacts:
+            contact_id = int(contact["id"])
+            state = states[contact_id]
+            decision = eligibility(
+                ContactView.from_row(contact), enabled=self.policy.enabled, call_booked=bool(state.call_ahead)
+            )
+            if decision.final:
+                await self._stop_for_good(session, contact, decision.reason or StopReason.STOPPED, now)
+                continue
+            if not decision.ok:
+                log.debug("follow_up.not_planned", contact_id=contact_id, reason=decision.reason)
+                continue
+            sequence_no = int(state.last_sequence or 0) + 1
+            touches = plan(self.policy, after=now, contact_id=contact_id, sequence_no=sequence_no)
+            rows += [
                 {
                     "contact_id": contact_id,
                     "sequence_no": sequence_no,
@@ -129,11 +134,15 @@ class FollowUps:
                     "updated_at": now,
                 }
                 for t in touches
-            ],
-        )
-        log.info(
-            "follow_up.planned", contact_id=contact_id, sequence_no=sequence_no, first_due=touches[0].due_at.isoformat()
-        )
+            ]
+            log.info(
+                "follow_up.planned",
+                contact_id=contact_id,
+                sequence_no=sequence_no,
+                first_due=touches[0].due_at.isoformat(),
+            )
+        if rows:
+            await session.execute(follow_ups.insert(), rows)
 
     async def stop(
         self, session: Session, contact_id: int, reason: str, now: datetime, *, permanent: bool = False

@@ -407,9 +407,11 @@ class TurnRunner:
         now = self.clock.now()
         order = sorted(range(len(results)), key=lambda i: results[i].phone)
         reports: dict[int, TurnReport] = {}
+        answered: list[Any] = []  # the contacts the AI replied to (no handoff), as they are now
         async with self._session(begin=True) as session:
             for index in order:
-                reports[index] = await self._write(session, results[index], now)
+                reports[index] = await self._write(session, results[index], now, answered)
+            await self.follow_ups.on_agent_messages(session, answered, now)
         written = [reports[index] for index in range(len(results))]
         replied = [report.contact_id for report in written if report.reply_message_id]
         if replied:
@@ -417,10 +419,11 @@ class TurnRunner:
                 await self.outbox.publish_after_commit(causes=[repo.contact_cause(cid) for cid in replied])
         return written
 
-    async def _write(self, session: Session, result: _Result, now: datetime) -> TurnReport:
+    async def _write(self, session: Session, result: _Result, now: datetime, answered: list[Any]) -> TurnReport:
         """One turn's result in the batch's transaction: re-check the lease (locking the contact),
         decide the outcome from the contact as it is now (``domain/turn_outcome.py``), persist that
-        outcome, release the lease."""
+        outcome, release the lease. A contact the AI replied to without handing over goes into
+        ``answered``: the batch plans their follow-ups together."""
         contact_id, plan = result.contact_id, result.plan
         turn = _Written(result.turn_id, [p["id"] for p in result.pending], result.pending, now)
         current = await repo.recheck_lease(session, contact_id, result.token, now)
@@ -439,6 +442,8 @@ class TurnRunner:
         if outcome is TurnOutcome.REPLIED:
             assert plan is not None
             updated = await self._persist_reply(session, current, result.token, turn, plan)
+            if not plan.handoff:
+                answered.append(updated)
         elif outcome is TurnOutcome.SUPPRESSED:
             assert plan is not None and plan.reply is not None
             await self._store_reply(session, current, turn, plan, plan.reply, "suppressed")
@@ -484,9 +489,9 @@ class TurnRunner:
 
     async def _persist_reply(self, session: Session, current: Any, token: str, turn: _Written, plan: TurnPlan) -> Any:
         """The reply goes out: book a requested call (slots proposed instead are offered as buttons
-        too, a tap books one), store the reply, update the contact, plan or stop follow-ups, stage
-        the message -- and the file asked for, right after it -- in the outbox. Returns the contact
-        as it is now."""
+        too, a tap books one), store the reply, update the contact, stop follow-ups on a handoff
+        (the batch plans the others'), stage the message -- and the file asked for, right after
+        it -- in the outbox. Returns the contact as it is now."""
         contact_id, now, last = int(current["id"]), turn.now, turn.pending[-1]
         text = plan.reply or ""
         decision = plan.decision
@@ -511,8 +516,6 @@ class TurnRunner:
         )
         if plan.handoff:
             await self.follow_ups.stop(session, contact_id, "handoff", now)
-        else:
-            await self.follow_ups.on_agent_message(session, updated, now)
         in_reply_to = [p["message_id"] for p in turn.pending][-200:]
         await self._stage(
             session, current, last, turn.turn_id, reply_id(turn.turn_id), text, choices=choices, in_reply_to=in_reply_to
