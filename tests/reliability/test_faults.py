@@ -388,7 +388,10 @@ async def test_every_fault_happened_and_nothing_is_stuck_or_dead_lettered(chaos_
     assert faults["send_429"] == int(calls * 0.2) > 0
     stuck = {name: q for name, q in chaos_run.queues.items() if q["ready"] or q["unacked"]}
     waiting = "\n".join(f"{name}: {t['task']} {t['frames']}" for name, ts in chaos_run.waiting.items() for t in ts)
-    assert stuck == {}, f"messages left in queues (or dead-lettered): {stuck}; handlers waiting:\n{waiting}"
+    assert stuck == {}, (
+        f"messages left in queues (or dead-lettered): {stuck}; outboxes not yet published: "
+        f"{chaos_run.unpublished}; agent rows: {chaos_run.agent_rows}; handlers waiting:\n{waiting}"
+    )
     assert chaos_run.unpublished == {"agent": 0, "gateway": 0}
     rows = chaos_run.agent_rows
     assert (rows["pending"], rows["turns_due"], rows["out_queued"]) == (0, 0, 0), rows
