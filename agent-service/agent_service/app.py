@@ -125,6 +125,7 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         order_gap_wait_s=settings.order_gap_wait_s,
         drains=runtime.drains,
         live=live,
+        batch_size=settings.batch_max_size,
     )
     incoming = IncomingHandler(
         sessions=runtime.sessions,
@@ -136,8 +137,9 @@ def build(runtime: Runtime, settings: AgentSettings, *, engine: Engine | None = 
         window_s=settings.buffer_window_s,
         moderation=settings.moderation_policy(),
         live=live,
+        batch_size=settings.batch_max_size,
     )
-    statuses = StatusHandler(runtime.sessions, runtime.drains, live)
+    statuses = StatusHandler(runtime.sessions, runtime.drains, live, batch_size=settings.batch_max_size)
     reporting = Reporting(settings)  # analytics and the CSV export, on a pool of their own
     privacy = AgentPrivacy(runtime.sessions, runtime.clock, settings, runtime.outbox)
     retention = Retention(runtime.sessions, runtime.clock, retention_rules(settings))

@@ -121,7 +121,10 @@ class Ingestor:
         self.ignore_list = ignore_list
         self.outbound = outbound
         self.group_commit: GroupCommit[InboundEvent, Ingested] = transactions(
-            self._ingest_and_publish, name="inbound_ingest", drains=runtime.drains
+            self._ingest_and_publish,
+            name="inbound_ingest",
+            drains=runtime.drains,
+            max_size=runtime.settings.batch_max_size,
         )
 
     async def submit(self, event: InboundEvent) -> Ingested:

@@ -123,14 +123,15 @@ class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
+        batch = runtime.settings.batch_max_size
         self.group_commit: GroupCommit[_Outcome, None] = transactions(
-            self._finish_batch, name="outbound_outcomes", drains=runtime.drains
+            self._finish_batch, name="outbound_outcomes", drains=runtime.drains, max_size=batch
         )
         self.starts: GroupCommit[str, bool] = transactions(
-            self._start_batch, name="outbound_starts", drains=runtime.drains
+            self._start_batch, name="outbound_starts", drains=runtime.drains, max_size=batch
         )
         self.claims: GroupCommit[OutgoingMessage, tuple[OutboundRow, chains.Known | None]] = transactions(
-            self._claim_batch, name="outbound_claims", drains=runtime.drains
+            self._claim_batch, name="outbound_claims", drains=runtime.drains, max_size=batch
         )
 
     async def claim(self, message: OutgoingMessage) -> tuple[OutboundRow, chains.Known | None]:

@@ -48,6 +48,10 @@ RETRIED_ALONE = Counter(
 T = TypeVar("T")
 R = TypeVar("R")
 
+# The most items one database group commit takes (``BATCH_MAX_SIZE``): what arrived beyond it
+# waits for the next batch. Never a size to wait for: a batch is whatever is there.
+BATCH_MAX_SIZE = 200
+
 
 @dataclass(frozen=True)
 class _Pending(Generic[T, R]):
@@ -56,14 +60,24 @@ class _Pending(Generic[T, R]):
 
 
 def transactions(
-    run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], *, name: str, drains: Drains
+    run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
+    *,
+    name: str,
+    drains: Drains,
+    max_size: int = BATCH_MAX_SIZE,
 ) -> GroupCommit[T, R]:
-    """The group commit of a service's database writes: two batches at most in flight, and a batch
-    that failed for a reason of its own re-run item by item -- not one that met the database or
-    the broker away (:func:`~parley_shared.broker.is_transient`), which every item would meet
-    alone too: those callers get the error and retry as they would have."""
+    """The group commit of a service's database writes: two batches at most in flight, each of at
+    most ``max_size`` items (the service's ``BATCH_MAX_SIZE``), and a batch that failed for a
+    reason of its own re-run item by item -- not one that met the database or the broker away
+    (:func:`~parley_shared.broker.is_transient`), which every item would meet alone too: those
+    callers get the error and retry as they would have."""
     return GroupCommit(
-        run_batch, name=name, drains=drains, max_batches=2, retry_alone=lambda exc: not is_transient(exc)
+        run_batch,
+        name=name,
+        drains=drains,
+        max_batches=2,
+        max_size=max_size,
+        retry_alone=lambda exc: not is_transient(exc),
     )
 
 
@@ -90,6 +104,7 @@ class GroupCommit(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many batches ran (for tests and metrics)
         self.items = 0
+        self.largest = 0  # the most items a batch took
         drains.register(self)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
@@ -131,6 +146,7 @@ class GroupCommit(Generic[T, R]):
             self._running -= 1
             self.batches += 1
             self.items += len(batch)
+            self.largest = max(self.largest, len(batch))
             BATCHES.labels(self.name).inc()
             ITEMS.labels(self.name).inc(len(batch))
             cancelled = failure is None and len(results) != len(batch)  # run_batch itself was cancelled

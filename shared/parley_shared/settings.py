@@ -11,6 +11,7 @@ import enum
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley_shared.batching import BATCH_MAX_SIZE
 from parley_shared.phone import DEFAULT_REGION, region_code
 from parley_shared.privacy import phone_hash
 from parley_shared.tokens import DEFAULT_NAME, parse_named_tokens, weakness
@@ -46,6 +47,7 @@ class CommonSettings(BaseSettings):
     api_tokens: SecretStr | None = Field(None, validation_alias=env("API_TOKENS"))
     amqp_url: SecretStr = Field(SecretStr("amqp://guest:guest@127.0.0.1:5672/"), validation_alias=env("AMQP_URL"))
     amqp_prefetch: int = Field(64, ge=1, le=5000, validation_alias=env("AMQP_PREFETCH"))
+    batch_max_size: int = Field(BATCH_MAX_SIZE, ge=1, le=5000, validation_alias=env("BATCH_MAX_SIZE"))
     startup_timeout_s: float = Field(60.0, gt=0, validation_alias=env("STARTUP_TIMEOUT_S"))
     shutdown_timeout_s: float = Field(20.0, gt=0, validation_alias=env("SHUTDOWN_TIMEOUT_S"))
     requeue_delay_s: float = Field(1.0, ge=0, validation_alias=env("REQUEUE_DELAY_S"))

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlalchemy import String, func, select, update
 
+from agent_service.context import AGENT
 from agent_service.db import tables
 from agent_service.engines.base import TurnContext
 from agent_service.prompts import PromptBook
@@ -466,3 +467,12 @@ async def test_messages_delivered_together_share_a_transaction_and_a_bad_one_fai
         assert texts == sorted([f"hello {i}" for i in range(40)] + ["a second message of one contact"])
         assert {s for _, s in recorded} == {"pending"}  # the redelivered good[3] was not recorded twice
         assert len(scheduled) == 41 and len(set(scheduled)) == 40
+
+
+async def test_a_batch_takes_at_most_batch_max_size_messages(amqp_url: str, database_url: str) -> None:
+    async with running_agent(amqp_url, database_url, engine=echo_engine(), batch_max_size=3) as agent:
+        handler = agent.app[AGENT].incoming
+        await asyncio.gather(*(handler(inbound(f"+7701666{i:04d}", f"hi {i}")) for i in range(30)))
+        group = handler.group_commit
+        assert group.items == 30 and group.largest == 3  # full batches formed, none beyond the setting
+        assert group.batches >= 10

@@ -35,7 +35,7 @@ from agent_service.domain.kinds import details_of, is_silent, media_of, text_of
 from agent_service.domain.moderation import ModerationPolicy
 from agent_service.followups.service import FollowUps
 from agent_service.live import LiveFeed
-from parley_shared.batching import GroupCommit, transactions
+from parley_shared.batching import BATCH_MAX_SIZE, GroupCommit, transactions
 from parley_shared.clock import Clock
 from parley_shared.contracts import IncomingMessage
 from parley_shared.db import Session, SessionFactory
@@ -95,6 +95,7 @@ class IncomingHandler:
         window_s: float,
         moderation: ModerationPolicy,
         live: LiveFeed | None = None,
+        batch_size: int = BATCH_MAX_SIZE,
     ) -> None:
         self.sessions = sessions
         self.moderation = moderation
@@ -106,7 +107,7 @@ class IncomingHandler:
         self.window_s = window_s
         self._locks = KeyedLocks()
         self.group_commit: GroupCommit[IncomingMessage, Recorded] = transactions(
-            self._record_batch, name="incoming_record", drains=drains
+            self._record_batch, name="incoming_record", drains=drains, max_size=batch_size
         )
 
     async def __call__(self, message: IncomingMessage) -> None:

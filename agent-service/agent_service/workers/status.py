@@ -19,7 +19,7 @@ import structlog
 
 from agent_service.db import repository as repo
 from agent_service.live import LiveFeed
-from parley_shared.batching import GroupCommit, transactions
+from parley_shared.batching import BATCH_MAX_SIZE, GroupCommit, transactions
 from parley_shared.contracts import DeliveryStatus
 from parley_shared.db import SessionFactory
 from parley_shared.shutdown import Drains
@@ -35,12 +35,19 @@ class _Applied:
 
 
 class StatusHandler:
-    def __init__(self, sessions: SessionFactory, drains: Drains, live: LiveFeed | None = None) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        drains: Drains,
+        live: LiveFeed | None = None,
+        *,
+        batch_size: int = BATCH_MAX_SIZE,
+    ) -> None:
         self.sessions = sessions
         self.live = live
         # Statuses delivered at about the same time share a transaction (each message's in delivery order).
         self.group_commit: GroupCommit[DeliveryStatus, _Applied] = transactions(
-            self._apply, name="delivery_statuses", drains=drains
+            self._apply, name="delivery_statuses", drains=drains, max_size=batch_size
         )
 
     async def __call__(self, status: DeliveryStatus) -> None:

@@ -53,7 +53,7 @@ from agent_service.followups.service import FollowUps
 from agent_service.knowledge.media import FileToSend
 from agent_service.live import LiveFeed
 from agent_service.sales import InboundText, SalesAgent, TurnInput, TurnPlan
-from parley_shared.batching import GroupCommit, transactions
+from parley_shared.batching import BATCH_MAX_SIZE, GroupCommit, transactions
 from parley_shared.clock import Clock
 from parley_shared.contracts import (
     MAX_CAPTION,
@@ -150,6 +150,7 @@ class TurnRunner:
         order_gap_wait_s: float,
         drains: Drains,
         live: LiveFeed | None = None,
+        batch_size: int = BATCH_MAX_SIZE,
     ) -> None:
         self.sessions = sessions
         self.moderation = moderation
@@ -171,10 +172,10 @@ class TurnRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         # Claims and results of turns that happen at about the same time share a transaction.
         self.claims: GroupCommit[int, _Claim | None] = transactions(
-            self._claim_batch, name="turn_claims", drains=drains
+            self._claim_batch, name="turn_claims", drains=drains, max_size=batch_size
         )
         self.commits: GroupCommit[_Result, TurnReport] = transactions(
-            self._commit_batch, name="turn_commits", drains=drains
+            self._commit_batch, name="turn_commits", drains=drains, max_size=batch_size
         )
         self.turns = 0
         self.failures = 0
