@@ -22,7 +22,6 @@ drain; publish what is left in the outbox once more; close the broker; dispose o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +172,8 @@ class Runtime:
         await self.broker.stop_consuming(self.settings.shutdown_timeout_s)
         for task in self._tasks.values():
             task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:  # asyncio.wait: a cancel of this stop itself is not swallowed as a worker's
+            await asyncio.wait(self._tasks.values())
         self._tasks.clear()
         for callback in reversed(self._on_stop):
             await _logged(callback, "on_stop")

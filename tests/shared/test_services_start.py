@@ -81,3 +81,28 @@ def test_cli_exits_2_with_a_clear_message_on_bad_configuration(
     monkeypatch.delenv("API_TOKEN", raising=False)
     assert main(["migrate"]) == 2
     assert "API_TOKEN" in capsys.readouterr().err
+
+
+async def test_a_cancelled_stop_is_not_swallowed_while_a_worker_winds_down(amqp_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = GatewaySettings(
+        amqp_url=amqp_url, database_url=f"sqlite+aiosqlite:///{tmp_path}/g.db", api_token="t" * 20
+    )
+    runtime = create_gateway(settings)[RUNTIME]
+    winding_down = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            winding_down.set()
+            await asyncio.sleep(0.3)
+            raise
+
+    runtime.add_worker("slow-to-stop", slow_to_stop)
+    await runtime.start()
+    stop = asyncio.create_task(runtime.stop())
+    await winding_down.wait()
+    stop.cancel()  # e.g. the process's own shutdown timeout
+    with pytest.raises(asyncio.CancelledError):
+        await stop
+    await runtime.stop()  # what the cancelled stop left open

@@ -255,9 +255,8 @@ class TurnRunner:
             await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # a turn's own failure was logged by _run
+        if tasks:  # (a turn's own failure was logged by _run) -- asyncio.wait, so that a cancel of
+            await asyncio.wait(tasks)  # this stop itself is not swallowed as a turn's
 
     async def idle(self, timeout_s: float = 30.0) -> None:
         """Wait until no timer or turn is pending here (tests)."""
