@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import select, update
 from agent_service.db import tables
 from agent_service.domain.followup_policy import DEFAULT_STRATEGIES, StopReason
 from agent_service.domain.working_hours import WorkingHours
+from agent_service.followups.text import FollowUpText, TouchContext
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, decode, stable_id
 from parley_shared.topology import CAMPAIGN, OUTGOING
 from tests.support import infra
@@ -261,6 +263,71 @@ async def test_nothing_goes_out_after_hours_and_a_late_touch_keeps_the_spacing_t
     assert rows[0]["sent_at"] == morning
     assert rows[1]["due_at"] >= morning + timedelta(hours=48), "touch 2 keeps its 48 h after the late touch 1"
     assert wall_open(rows[1]["due_at"])
+
+
+async def test_late_touches_sent_together_each_keep_their_own_spacing(rig: Rig) -> None:
+    """One batch sends several late touches (different contacts, different touches): each moves
+    only its own later touches, and only later."""
+    first, second, third = [await rig.add_contact(f"+7701000003{n}") for n in range(3)]
+    await rig.agent_replies(first, second, at=datetime(2026, 1, 6, 12, 55, tzinfo=UTC))  # Tuesday 17:55
+    await rig.agent_replies(third, at=datetime(2026, 1, 7, 5, 0, tzinfo=UTC))  # Wednesday 10:00: due on time
+    untouched = await rig.touches(third)
+    morning = datetime(2026, 1, 8, 5, 0, tzinfo=UTC)  # Thursday 10:00: touch 1 of all three is due
+    assert untouched[0]["due_at"] == morning
+    report = await rig.scheduler.run_due(morning)
+    assert report.sent == 3
+    for contact in (first, second):  # a day late: their later touches move
+        rows = await rig.touches(contact)
+        assert rows[0]["sent_at"] == morning
+        assert rows[1]["due_at"] >= morning + timedelta(hours=48), "touch 2 keeps its 48 h after the late touch 1"
+        assert all(a["due_at"] < b["due_at"] for a, b in itertools.pairwise(rows[1:]))
+        assert all(wall_open(r["due_at"]) for r in rows[1:])
+    after = await rig.touches(third)  # on time: its later touches stay where they were
+    assert after[0]["sent_at"] == morning
+    assert [r["due_at"] for r in after[1:]] == [r["due_at"] for r in untouched[1:]]
+
+
+class _RecordingWriter:
+    """A follow-up writer that keeps what it was given (the conversation of each contact)."""
+
+    uses_history = True
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[tuple[str, str]]] = {}
+
+    async def write(self, ctx: TouchContext) -> FollowUpText:
+        self.seen[ctx.contact_id] = ctx.history
+        return FollowUpText(text=f"Touch {ctx.touch}", engine="template")
+
+
+async def test_each_touch_is_written_from_its_own_contacts_latest_messages(rig: Rig) -> None:
+    short, long = await rig.add_contact("+77010000041"), await rig.add_contact("+77010000042")
+    lines = {short: 3, long: rig.scheduler.history_messages + 5}
+    async with rig.sessions() as session, session.begin():
+        for contact, count in lines.items():
+            await session.execute(
+                tables.messages.insert(),
+                [
+                    {
+                        "contact_id": contact,
+                        "direction": "in" if n % 2 == 0 else "out",
+                        "kind": "text",
+                        "status": "handled",
+                        "text": f"{contact}:{n}",
+                        "message_id": f"m-{contact}-{n}",
+                        "correlation_id": f"m-{contact}-{n}",
+                        "created_at": START - timedelta(hours=1) + timedelta(seconds=n),
+                    }
+                    for n in range(count)
+                ],
+            )
+    await rig.agent_replies(short, long)
+    writer = _RecordingWriter()
+    rig.scheduler.writer = writer  # type: ignore[assignment]
+    assert (await rig.scheduler.run_due(START + timedelta(days=1, hours=2))).sent == 2
+    assert writer.seen[short] == [("in", f"{short}:0"), ("out", f"{short}:1"), ("in", f"{short}:2")]
+    newest = range(lines[long] - rig.scheduler.history_messages, lines[long])
+    assert [text for _, text in writer.seen[long]] == [f"{long}:{n}" for n in newest], "the latest, oldest first"
 
 
 async def test_meta_touch_outside_24h_window_is_skipped_without_a_template(

@@ -14,7 +14,8 @@ hours only:
    *our* token -- mark it ``sent``, record the message and stage an ``OutgoingMessage``
    (``kind=follow_up``, ``message_id=stable_id("followup", row id)``) in the outbox. A reply
    that cancelled the row meanwhile, or another replica that took over an expired lease, makes
-   the conditional update match nothing: the touch is not sent.
+   the conditional update match nothing: the touch is not sent. The touches sent are marked,
+   recorded, staged and re-planned with one statement per step for the whole batch.
 4. **Publish** after the commit (the outbox relay retries what fails). Campaign traffic goes to
    ``outgoing_campaign``, which the gateway serves after replies.
 
@@ -34,7 +35,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import and_, case, literal, null, or_, select, update
+from sqlalchemy import bindparam, case, func, null, or_, select, update
 from sqlalchemy.engine import Row
 
 from agent_service.db.tables import contacts, follow_ups, messages
@@ -61,6 +62,25 @@ log = structlog.get_logger(__name__)
 
 TOUCHES = Counter("parley_follow_up_touches_total", "Follow-up touches by result", ["result"])
 SKIP_NO_TEMPLATE = "meta_24h_window_without_template"
+
+_f = follow_ups.c
+# A later touch of a sequence moves to its new time, never earlier (built once; run for many rows).
+_MOVE_LATER = (
+    update(follow_ups)
+    .where(
+        _f.contact_id == bindparam("b_contact_id"),
+        _f.sequence_no == bindparam("b_sequence_no"),
+        _f.touch == bindparam("b_touch"),
+        _f.status == "pending",
+        _f.due_at < bindparam("b_due_at", type_=UtcDateTime),
+    )
+    .values(due_at=bindparam("b_due_at", type_=UtcDateTime), updated_at=bindparam("b_now", type_=UtcDateTime))
+)
+
+
+def _ours(row_id: int, token: str) -> tuple[Any, ...]:
+    """The row, if it is still ``pending`` under our claim (another replica may have taken it over)."""
+    return (_f.id == row_id, _f.status == "pending", _f.claim_token == token)
 
 
 @dataclass
@@ -181,7 +201,7 @@ class FollowUpScheduler:
         async with self.sessions() as session:
             found = (await session.execute(select(contacts).where(contacts.c.id.in_(ids)))).mappings().all()
             people = {c["id"]: dict(c) for c in found}
-            histories = {cid: await self._history(session, cid) for cid in ids} if self.writer.uses_history else {}
+            histories = await self._histories(session, ids) if self.writer.uses_history else {}
 
         async def write(row: Row[Any]) -> _Claimed:
             contact = people.get(row.contact_id, {})
@@ -200,19 +220,27 @@ class FollowUpScheduler:
 
         return list(await asyncio.gather(*(write(r) for r in rows)))
 
-    async def _history(self, session: Session, contact_id: int) -> list[tuple[str, str]]:
-        if self.history_messages <= 0:
-            return []
-        m = messages
-        recent = (
-            await session.execute(
-                select(m.c.direction, m.c.text)
-                .where(m.c.contact_id == contact_id, m.c.text.is_not(None))
-                .order_by(m.c.created_at.desc(), m.c.id.desc())
-                .limit(self.history_messages)
-            )
-        ).all()
-        return [(r.direction, r.text) for r in reversed(recent)]
+    async def _histories(self, session: Session, contact_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """The last ``history_messages`` messages with text of each contact, oldest first, in one
+        statement for the whole batch."""
+        if self.history_messages <= 0 or not contact_ids:
+            return {}
+        m = messages.c
+        newest_first = func.row_number().over(partition_by=m.contact_id, order_by=(m.created_at.desc(), m.id.desc()))
+        ranked = (
+            select(m.contact_id, m.direction, m.text, newest_first.label("rank"))
+            .where(m.contact_id.in_(list(contact_ids)), m.text.is_not(None))
+            .subquery()
+        )
+        rows = await session.execute(
+            select(ranked.c.contact_id, ranked.c.direction, ranked.c.text)
+            .where(ranked.c.rank <= self.history_messages)
+            .order_by(ranked.c.contact_id, ranked.c.rank.desc())
+        )
+        histories: dict[int, list[tuple[str, str]]] = {}
+        for row in rows:
+            histories.setdefault(row.contact_id, []).append((row.direction, row.text))
+        return histories
 
     async def _finish(self, claimed: Sequence[_Claimed], token: str, now: datetime) -> RunReport:
         report = RunReport()
@@ -224,7 +252,7 @@ class FollowUpScheduler:
                 query = query.with_for_update()  # wait for a turn in flight on the same contact
             current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
             calls = await upcoming_calls(session, ids, now)
-            recorded: list[dict[str, Any]] = []
+            sendable: list[tuple[_Claimed, OutgoingMessage]] = []
             for item in claimed:
                 contact = current.get(item.row.contact_id)
                 decision = (
@@ -236,20 +264,16 @@ class FollowUpScheduler:
                     if contact
                     else Eligibility(False, StopReason.NON_CLIENT)  # gone (erased) since it was claimed
                 )
-                await self._finish_one(session, item, contact, decision, token, now, report, recorded)
-            if recorded:  # the conversation shows the touches; the contacts show when we last wrote
-                await insert_ignore(session, messages, recorded, ["message_id"])
-                await session.execute(
-                    update(contacts)
-                    .where(contacts.c.id.in_({r["contact_id"] for r in recorded}))
-                    .values(last_outbound_at=now, updated_at=now)
-                )
+                outgoing = await self._settle(session, item, contact, decision, token, now, report)
+                if outgoing is not None:
+                    sendable.append((item, outgoing))
+            await self._send(session, sendable, token, now, report)
         for name, count in (("sent", report.sent), ("skipped", report.skipped), ("cancelled", report.cancelled)):
             if count:
                 TOUCHES.labels(name).inc(count)
         return report
 
-    async def _finish_one(
+    async def _settle(
         self,
         session: Session,
         item: _Claimed,
@@ -258,14 +282,16 @@ class FollowUpScheduler:
         token: str,
         now: datetime,
         report: RunReport,
-        recorded: list[dict[str, Any]],
-    ) -> None:
+    ) -> OutgoingMessage | None:
+        """What becomes of one claimed touch: handed back, cancelled or skipped here (rare, a
+        statement each), or returned as the message to send (the batch sends them together)."""
         row = item.row
-        ours = (follow_ups.c.id == row.id, follow_ups.c.status == "pending", follow_ups.c.claim_token == token)
         if contact is not None and decision.ok and item.text is None:  # eligible again meanwhile: next round
-            await session.execute(update(follow_ups).where(*ours).values(claim_token=None, claimed_until=None))
+            await session.execute(
+                update(follow_ups).where(*_ours(row.id, token)).values(claim_token=None, claimed_until=None)
+            )
             report.lost += 1
-            return
+            return None
         if contact is None or not decision.ok or item.text is None:
             reason = str(decision.reason or StopReason.STOPPED)
             result = await session.execute(
@@ -281,16 +307,16 @@ class FollowUpScheduler:
                     .values(follow_ups_stopped=True, follow_ups_stop_reason=reason, updated_at=now)
                 )
                 contact["follow_ups_stopped"] = True
-            return
+            return None
         template = None
         if needs_template(ContactView.from_row(contact), now):
             if self.template is None:
-                await self._skip(session, ours, SKIP_NO_TEMPLATE, now, report)
-                return
+                await self._skip(session, _ours(row.id, token), SKIP_NO_TEMPLATE, now, report)
+                return None
             template = self.template
         message_id = stable_id("followup", str(row.id))
         try:
-            outgoing = OutgoingMessage(
+            return OutgoingMessage(
                 message_id=message_id,
                 correlation_id=message_id,
                 created_at=now,
@@ -301,38 +327,72 @@ class FollowUpScheduler:
                 template=template,
             )
         except ValidationError:
-            await self._skip(session, ours, "invalid_message", now, report)
+            await self._skip(session, _ours(row.id, token), "invalid_message", now, report)
+            return None
+
+    async def _send(
+        self,
+        session: Session,
+        sendable: Sequence[tuple[_Claimed, OutgoingMessage]],
+        token: str,
+        now: datetime,
+        report: RunReport,
+    ) -> None:
+        """Mark the batch's touches ``sent`` -- only those still ``pending`` with our token: a reply
+        that cancelled one meanwhile, or another replica that took over an expired lease, leaves it
+        out -- then record them, stage them in the outbox and keep the spacing of the late ones'
+        later touches: one statement each for the whole batch."""
+        if not sendable:
             return
+        message_ids = case({item.row.id: outgoing.message_id for item, outgoing in sendable}, value=_f.id)
         marked = await session.execute(
             update(follow_ups)
-            .where(*ours)
+            .where(_f.id.in_([item.row.id for item, _ in sendable]), _f.status == "pending", _f.claim_token == token)
             .values(
-                status="sent", sent_at=now, message_id=message_id, claim_token=None, claimed_until=None, updated_at=now
+                status="sent",
+                sent_at=now,
+                message_id=message_ids,
+                claim_token=None,
+                claimed_until=None,
+                updated_at=now,
             )
+            .returning(_f.id)
         )
-        if not marked.rowcount:  # type: ignore[attr-defined]
-            report.lost += 1  # cancelled by a reply, or our lease ran out and another replica took it
+        marked_ids = set(marked.scalars())
+        sent = [(item, outgoing) for item, outgoing in sendable if item.row.id in marked_ids]
+        report.lost += len(sendable) - len(sent)
+        if not sent:
             return
-        await self.outbox.add(session, outgoing_queue(outgoing), outgoing, cause_id=message_id)
-        recorded.append(
+        await self.outbox.add_many(
+            session, [(outgoing_queue(outgoing), outgoing, outgoing.message_id) for _, outgoing in sent]
+        )
+        # The conversation shows the touches; the contacts show when we last wrote.
+        recorded = [
             {
-                "contact_id": row.contact_id,
+                "contact_id": item.row.contact_id,
                 "direction": "out",
                 "kind": "follow_up",
                 "status": "queued",
-                "text": item.text.text,
-                "message_id": message_id,
-                "correlation_id": message_id,
-                "knowledge_refs": item.text.knowledge_refs or null(),  # SQL NULL, not JSON null
-                "model": item.text.model or item.text.engine,
+                "text": item.text.text if item.text else None,
+                "message_id": outgoing.message_id,
+                "correlation_id": outgoing.message_id,
+                "knowledge_refs": (item.text.knowledge_refs if item.text else None) or null(),  # SQL NULL
+                "model": (item.text.model or item.text.engine) if item.text else None,
                 "created_at": now,
             }
+            for item, outgoing in sent
+        ]
+        await insert_ignore(session, messages, recorded, ["message_id"])
+        await session.execute(
+            update(contacts)
+            .where(contacts.c.id.in_({item.row.contact_id for item, _ in sent}))
+            .values(last_outbound_at=now, updated_at=now)
         )
-        if now > row.due_at:
-            await self._rebase(session, row, now)
-        report.sent += 1
-        report.message_ids.append(message_id)
-        report.contact_ids.append(row.contact_id)
+        await self._rebase(session, [item.row for item, _ in sent if now > item.row.due_at], now)
+        for item, outgoing in sent:
+            report.sent += 1
+            report.message_ids.append(outgoing.message_id)
+            report.contact_ids.append(item.row.contact_id)
 
     async def _skip(
         self, session: Session, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
@@ -344,33 +404,26 @@ class FollowUpScheduler:
         )
         report.skipped += int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def _rebase(self, session: Session, row: Row[Any], sent_at: datetime) -> None:
-        """Sent late (downtime, closing time): keep the configured spacing to the touches after it
-        (a touch only ever moves later)."""
-        later = plan(
-            self.policy,
-            after=sent_at,
-            contact_id=row.contact_id,
-            sequence_no=row.sequence_no,
-            first_touch=row.touch + 1,
-        )
-        if not later:
-            return
-        t = follow_ups.c
-        moved = case(
-            *[
-                (and_(t.touch == p.touch, t.due_at < literal(p.due_at, UtcDateTime)), literal(p.due_at, UtcDateTime))
-                for p in later
-            ],
-            else_=t.due_at,
-        )
-        await session.execute(
-            update(follow_ups)
-            .where(
-                t.contact_id == row.contact_id,
-                t.sequence_no == row.sequence_no,
-                t.touch > row.touch,
-                t.status == "pending",
+    async def _rebase(self, session: Session, late: Sequence[Row[Any]], sent_at: datetime) -> None:
+        """Touches sent late (downtime, closing time): keep the configured spacing to the touches
+        after each (a touch only ever moves later) -- one statement, built once, run for all of
+        them (the driver sends the rows together)."""
+        moves = [
+            {
+                "b_contact_id": row.contact_id,
+                "b_sequence_no": row.sequence_no,
+                "b_touch": p.touch,
+                "b_due_at": p.due_at,
+                "b_now": sent_at,
+            }
+            for row in late
+            for p in plan(
+                self.policy,
+                after=sent_at,
+                contact_id=row.contact_id,
+                sequence_no=row.sequence_no,
+                first_touch=row.touch + 1,
             )
-            .values(due_at=moved, updated_at=sent_at)
-        )
+        ]
+        if moves:
+            await session.execute(_MOVE_LATER, moves)
