@@ -265,6 +265,26 @@ async def test_nothing_goes_out_after_hours_and_a_late_touch_keeps_the_spacing_t
     assert wall_open(rows[1]["due_at"])
 
 
+async def test_after_a_long_downtime_only_the_first_due_touch_goes_and_the_rest_keep_their_spacing(
+    rig: Rig,
+) -> None:
+    """Touches 1-3 all fell due while the service was down: a round sends touch 1 alone (however
+    the batches split the work), and touch 2 is re-planned from when touch 1 went out."""
+    contacts = [await rig.add_contact(f"+7701000005{n}") for n in range(3)]
+    await rig.agent_replies(*contacts)
+    back = START + timedelta(days=9, hours=2)  # Wednesday of the next week, 11:00 local
+    due = [t for c in contacts for t in await rig.touches(c) if t["due_at"] <= back]
+    assert {t["touch"] for t in due} == {1, 2, 3}, "three touches of each contact fell due"
+    rig.scheduler.batch_size = 2  # the rounds' batches split each contact's touches
+    report = await rig.scheduler.run_due(back)
+    assert report.sent == 3
+    for contact in contacts:
+        rows = await rig.touches(contact)
+        assert [r["status"] for r in rows] == ["sent", "pending", "pending", "pending", "pending"]
+        assert rows[1]["due_at"] >= back + timedelta(hours=48), "touch 2 keeps its spacing after touch 1"
+    assert (await rig.scheduler.run_due(back + timedelta(hours=1))).claimed == 0
+
+
 async def test_late_touches_sent_together_each_keep_their_own_spacing(rig: Rig) -> None:
     """One batch sends several late touches (different contacts, different touches): each moves
     only its own later touches, and only later."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 
 TOUCHES = Counter("parley_follow_up_touches_total", "Follow-up touches by result", ["result"])
 SKIP_NO_TEMPLATE = "meta_24h_window_without_template"
+# Batches a round runs at once (each claims its own rows, like replicas do): one batch's database
+# round trips overlap another's.
+PARALLEL_BATCHES = 2
 
 _f = follow_ups.c
 # A later touch of a sequence moves to its new time, never earlier (built once; run for many rows).
@@ -148,40 +151,63 @@ class FollowUpScheduler:
 
     # ---------------------------------------------------------------- one round
     async def run_due(self, now: datetime | None = None) -> RunReport:
-        """Send every touch due at ``now`` (default: the clock), batch by batch. Outside working
-        hours nothing is sent: what fell due waits for the next opening."""
+        """Send every touch due at ``now`` (default: the clock), batch by batch; returns once the
+        broker confirmed them (or the relay has them). Outside working hours nothing is sent:
+        what fell due waits for the next opening. A batch's publish overlaps the next batch's
+        claim and writing (the rows are committed in the outbox already)."""
         now = now or self.clock.now()
         report = RunReport()
         if not self.policy.hours.is_open(now):
             return report
-        while True:
-            batch = await self.run_batch(now)
-            report.add(batch)
-            if batch.claimed < self.batch_size:
-                return report
+        publishes: list[Awaitable[bool]] = []
 
-    async def run_batch(self, now: datetime) -> RunReport:
+        async def claim_until_done() -> None:
+            while True:
+                batch, published = await self._run_batch(now)
+                report.add(batch)
+                publishes.append(published)
+                if batch.claimed < self.batch_size:
+                    return
+
+        try:
+            await asyncio.gather(*(claim_until_done() for _ in range(PARALLEL_BATCHES)))
+        finally:
+            await asyncio.gather(*publishes)
+        return report
+
+    async def _run_batch(self, now: datetime) -> tuple[RunReport, Awaitable[bool]]:
         token = uuid.uuid4().hex
         rows = await self._claim(now, token)
         if not rows:
-            return RunReport()
+            return RunReport(), self.outbox.publish_after_commit()
         claimed = await self._write_all(rows, now)
         report = await self._finish(claimed, token, now)
         report.claimed = len(rows)
-        await self.outbox.publish_after_commit(ids=report.message_ids)
+        published = self.outbox.publish_after_commit(ids=report.message_ids)
         if self.live is not None:  # the managers' screens show the touch in the thread
             for contact_id in report.contact_ids:
                 self.live.changed(contact_id, "follow_up")
-        return report
+        return report, published
 
     async def _claim(self, now: datetime, token: str) -> list[Row[Any]]:
         t = follow_ups
+        earlier = follow_ups.alias("earlier")
         due = (
             select(t.c.id)
             .where(
                 t.c.status == "pending",
                 t.c.due_at <= now,
                 or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now),
+                # Only a sequence's first pending touch: after downtime several may be due, and
+                # the later ones wait to be re-planned from when the earlier one went out.
+                ~select(earlier.c.id)
+                .where(
+                    earlier.c.contact_id == t.c.contact_id,
+                    earlier.c.sequence_no == t.c.sequence_no,
+                    earlier.c.touch < t.c.touch,
+                    earlier.c.status == "pending",
+                )
+                .exists(),
             )
             .order_by(t.c.due_at, t.c.id)
             .limit(self.batch_size)
