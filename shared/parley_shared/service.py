@@ -174,6 +174,9 @@ class Runtime:
             task.cancel()
         if self._tasks:  # asyncio.wait: a cancel of this stop itself is not swallowed as a worker's
             await asyncio.wait(self._tasks.values())
+        for name, task in self._tasks.items():
+            if not task.cancelled() and task.exception() is not None:
+                log.error("service.worker_failed", worker=name, exc_info=task.exception())
         self._tasks.clear()
         for callback in reversed(self._on_stop):
             await _logged(callback, "on_stop")

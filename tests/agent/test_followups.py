@@ -8,6 +8,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -283,6 +284,32 @@ async def test_after_a_long_downtime_only_the_first_due_touch_goes_and_the_rest_
         assert [r["status"] for r in rows] == ["sent", "pending", "pending", "pending", "pending"]
         assert rows[1]["due_at"] >= back + timedelta(hours=48), "touch 2 keeps its spacing after touch 1"
     assert (await rig.scheduler.run_due(back + timedelta(hours=1))).claimed == 0
+
+
+async def test_a_failed_batch_ends_the_round_and_its_touches_go_in_a_later_one(rig: Rig) -> None:
+    contacts = [await rig.add_contact(f"+7701000006{n}") for n in range(8)]
+    await rig.agent_replies(*contacts)
+    rig.scheduler.batch_size = 2  # four batches, two at a time
+    finish, calls = rig.scheduler._finish, 0
+
+    async def second_fails(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the database went away")
+        return await finish(*args)
+
+    rig.scheduler._finish = second_fails  # type: ignore[method-assign]
+    due = START + timedelta(days=1, hours=2)
+    with pytest.raises(RuntimeError, match="went away"):
+        await rig.scheduler.run_due(due)
+    ended_after = calls
+    await asyncio.sleep(0.3)
+    assert calls == ended_after <= 3, "the other batch stopped claiming when the round ended"
+    rig.scheduler._finish = finish  # type: ignore[method-assign]
+    await rig.scheduler.run_due(due + timedelta(minutes=6))  # the failed batch's leases ran out
+    sent = [t for c in contacts for t in await rig.touches(c) if t["status"] == "sent"]
+    assert sorted(t["contact_id"] for t in sent) == sorted(contacts), "each contact's touch 1 went, once"
 
 
 async def test_late_touches_sent_together_each_keep_their_own_spacing(rig: Rig) -> None:

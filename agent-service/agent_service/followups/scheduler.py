@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import bindparam, case, func, null, or_, select, update
+from sqlalchemy import bindparam, case, func, null, or_, select, true, update
 from sqlalchemy.engine import Row
 
 from agent_service.db.tables import contacts, follow_ups, messages
@@ -160,19 +160,25 @@ class FollowUpScheduler:
         if not self.policy.hours.is_open(now):
             return report
         publishes: list[Awaitable[bool]] = []
+        failures: list[Exception] = []
 
         async def claim_until_done() -> None:
-            while True:
-                batch, published = await self._run_batch(now)
+            while not failures:  # a batch that failed stops the round: the next round tries again
+                try:
+                    batch, published = await self._run_batch(now)
+                except Exception as exc:
+                    failures.append(exc)
+                    return
                 report.add(batch)
                 publishes.append(published)
                 if batch.claimed < self.batch_size:
                     return
 
-        try:
-            await asyncio.gather(*(claim_until_done() for _ in range(PARALLEL_BATCHES)))
-        finally:
-            await asyncio.gather(*publishes)
+        await asyncio.gather(*(claim_until_done() for _ in range(PARALLEL_BATCHES)))
+        # (Cancelled -- a stop -- the publishes are not waited for here: the outbox drains them.)
+        await asyncio.gather(*publishes)
+        if failures:
+            raise failures[0]
         return report
 
     async def _run_batch(self, now: datetime) -> tuple[RunReport, Awaitable[bool]]:
@@ -248,23 +254,41 @@ class FollowUpScheduler:
 
     async def _histories(self, session: Session, contact_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """The last ``history_messages`` messages with text of each contact, oldest first, in one
-        statement for the whole batch."""
+        statement for the whole batch: on PostgreSQL a ``LATERAL`` read of each contact's newest
+        rows (the index on contact and time, however long the history); on SQLite, which has no
+        ``LATERAL``, a window over the batch's contacts."""
         if self.history_messages <= 0 or not contact_ids:
             return {}
         m = messages.c
-        newest_first = func.row_number().over(partition_by=m.contact_id, order_by=(m.created_at.desc(), m.id.desc()))
-        ranked = (
-            select(m.contact_id, m.direction, m.text, newest_first.label("rank"))
-            .where(m.contact_id.in_(list(contact_ids)), m.text.is_not(None))
-            .subquery()
-        )
-        rows = await session.execute(
-            select(ranked.c.contact_id, ranked.c.direction, ranked.c.text)
-            .where(ranked.c.rank <= self.history_messages)
-            .order_by(ranked.c.contact_id, ranked.c.rank.desc())
-        )
+        newest_first = (m.created_at.desc(), m.id.desc())
+        if dialect_name(session) == "postgresql":
+            wanted = select(contacts.c.id.label("contact_id")).where(contacts.c.id.in_(list(contact_ids))).subquery()
+            recent = (
+                select(m.direction, m.text, m.created_at, m.id)
+                .where(m.contact_id == wanted.c.contact_id, m.text.is_not(None))
+                .order_by(*newest_first)
+                .limit(self.history_messages)
+                .lateral()
+            )
+            stmt = (
+                select(wanted.c.contact_id, recent.c.direction, recent.c.text)
+                .select_from(wanted.join(recent, true()))
+                .order_by(wanted.c.contact_id, recent.c.created_at, recent.c.id)
+            )
+        else:
+            rank = func.row_number().over(partition_by=m.contact_id, order_by=newest_first).label("rank")
+            ranked = (
+                select(m.contact_id, m.direction, m.text, rank)
+                .where(m.contact_id.in_(list(contact_ids)), m.text.is_not(None))
+                .subquery()
+            )
+            stmt = (
+                select(ranked.c.contact_id, ranked.c.direction, ranked.c.text)
+                .where(ranked.c.rank <= self.history_messages)
+                .order_by(ranked.c.contact_id, ranked.c.rank.desc())
+            )
         histories: dict[int, list[tuple[str, str]]] = {}
-        for row in rows:
+        for row in await session.execute(stmt):
             histories.setdefault(row.contact_id, []).append((row.direction, row.text))
         return histories
 

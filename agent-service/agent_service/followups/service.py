@@ -108,6 +108,7 @@ class FollowUps:
         await self._cancel_pending(session, ids, StopReason.SUPERSEDED, now)
         states = {row.id: row for row in await session.execute(_SEQUENCE_STATES, {"b_ids": ids, "b_now": now})}
         rows: list[dict[str, Any]] = []
+        planned: list[tuple[int, int, str]] = []  # logged once written
         for contact in contacts:
             contact_id = int(contact["id"])
             state = states[contact_id]
@@ -122,6 +123,7 @@ class FollowUps:
                 continue
             sequence_no = int(state.last_sequence or 0) + 1
             touches = plan(self.policy, after=now, contact_id=contact_id, sequence_no=sequence_no)
+            planned.append((contact_id, sequence_no, touches[0].due_at.isoformat()))
             rows += [
                 {
                     "contact_id": contact_id,
@@ -135,14 +137,10 @@ class FollowUps:
                 }
                 for t in touches
             ]
-            log.info(
-                "follow_up.planned",
-                contact_id=contact_id,
-                sequence_no=sequence_no,
-                first_due=touches[0].due_at.isoformat(),
-            )
         if rows:
             await session.execute(follow_ups.insert(), rows)
+        for contact_id, sequence_no, first_due in planned:
+            log.info("follow_up.planned", contact_id=contact_id, sequence_no=sequence_no, first_due=first_due)
 
     async def stop(
         self, session: Session, contact_id: int, reason: str, now: datetime, *, permanent: bool = False

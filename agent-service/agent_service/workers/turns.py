@@ -255,8 +255,11 @@ class TurnRunner:
             await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
-        if tasks:  # (a turn's own failure was logged by _run) -- asyncio.wait, so that a cancel of
-            await asyncio.wait(tasks)  # this stop itself is not swallowed as a turn's
+        if tasks:  # asyncio.wait, so that a cancel of this stop itself is not swallowed as a turn's
+            await asyncio.wait(tasks)
+        for task in tasks:  # (a turn's own failure was logged by _run: this only takes it off the task)
+            if not task.cancelled():
+                task.exception()
 
     async def idle(self, timeout_s: float = 30.0) -> None:
         """Wait until no timer or turn is pending here (tests)."""

@@ -107,10 +107,20 @@ class ServiceProcess:
         before = self.logs().count('"service.tasks"')
         self.process.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout
-        while self.logs().count('"service.tasks"') == before:
-            if time.monotonic() > deadline:
-                return []
+        tasks: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            dumps = 0
+            count, tasks = None, []
+            for line in self.logs().splitlines():
+                if '"service.tasks"' in line:
+                    dumps += 1
+                    if dumps == before + 1:
+                        with contextlib.suppress(ValueError):
+                            count = int(json.loads(line)["count"])
+                elif dumps == before + 1 and '"service.task"' in line:
+                    with contextlib.suppress(ValueError):  # a line still being written
+                        tasks.append(json.loads(line))
+            if count is not None and len(tasks) >= count:
+                return tasks
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.2)  # the task lines follow their header
-        dump = self.logs().split('"service.tasks"')[before + 1]
-        return [json.loads(line) for line in dump.splitlines() if line.startswith("{") and '"service.task"' in line]
+        return tasks
