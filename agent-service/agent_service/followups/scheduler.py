@@ -302,7 +302,7 @@ class FollowUpScheduler:
                 query = query.with_for_update()  # wait for a turn in flight on the same contact
             current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
             calls = await upcoming_calls(session, ids, now)
-            sendable: list[tuple[_Claimed, OutgoingMessage]] = []
+            sendable: list[tuple[Row[Any], OutgoingMessage, FollowUpText]] = []
             for item in claimed:
                 contact = current.get(item.row.contact_id)
                 decision = (
@@ -314,9 +314,9 @@ class FollowUpScheduler:
                     if contact
                     else Eligibility(False, StopReason.NON_CLIENT)  # gone (erased) since it was claimed
                 )
-                outgoing = await self._settle(session, item, contact, decision, token, now, report)
-                if outgoing is not None:
-                    sendable.append((item, outgoing))
+                to_send = await self._settle(session, item, contact, decision, token, now, report)
+                if to_send is not None:
+                    sendable.append((item.row, *to_send))
             await self._send(session, sendable, token, now, report)
         for name, count in (("sent", report.sent), ("skipped", report.skipped), ("cancelled", report.cancelled)):
             if count:
@@ -332,9 +332,10 @@ class FollowUpScheduler:
         token: str,
         now: datetime,
         report: RunReport,
-    ) -> OutgoingMessage | None:
+    ) -> tuple[OutgoingMessage, FollowUpText] | None:
         """What becomes of one claimed touch: handed back, cancelled or skipped here (rare, a
-        statement each), or returned as the message to send (the batch sends them together)."""
+        statement each), or returned as the message to send and its text (the batch sends them
+        together)."""
         row = item.row
         if contact is not None and decision.ok and item.text is None:  # eligible again meanwhile: next round
             await session.execute(
@@ -366,7 +367,7 @@ class FollowUpScheduler:
             template = self.template
         message_id = stable_id("followup", str(row.id))
         try:
-            return OutgoingMessage(
+            outgoing = OutgoingMessage(
                 message_id=message_id,
                 correlation_id=message_id,
                 created_at=now,
@@ -376,6 +377,7 @@ class FollowUpScheduler:
                 follow_up_touch=row.touch,
                 template=template,
             )
+            return outgoing, item.text
         except ValidationError:
             await self._skip(session, _ours(row.id, token), "invalid_message", now, report)
             return None
@@ -383,7 +385,7 @@ class FollowUpScheduler:
     async def _send(
         self,
         session: Session,
-        sendable: Sequence[tuple[_Claimed, OutgoingMessage]],
+        sendable: Sequence[tuple[Row[Any], OutgoingMessage, FollowUpText]],
         token: str,
         now: datetime,
         report: RunReport,
@@ -394,10 +396,10 @@ class FollowUpScheduler:
         later touches: one statement each for the whole batch."""
         if not sendable:
             return
-        message_ids = case({item.row.id: outgoing.message_id for item, outgoing in sendable}, value=_f.id)
+        message_ids = case({row.id: outgoing.message_id for row, outgoing, _ in sendable}, value=_f.id)
         marked = await session.execute(
             update(follow_ups)
-            .where(_f.id.in_([item.row.id for item, _ in sendable]), _f.status == "pending", _f.claim_token == token)
+            .where(_f.id.in_([row.id for row, _, _ in sendable]), _f.status == "pending", _f.claim_token == token)
             .values(
                 status="sent",
                 sent_at=now,
@@ -409,40 +411,40 @@ class FollowUpScheduler:
             .returning(_f.id)
         )
         marked_ids = set(marked.scalars())
-        sent = [(item, outgoing) for item, outgoing in sendable if item.row.id in marked_ids]
+        sent = [touch for touch in sendable if touch[0].id in marked_ids]
         report.lost += len(sendable) - len(sent)
         if not sent:
             return
         await self.outbox.add_many(
-            session, [(outgoing_queue(outgoing), outgoing, outgoing.message_id) for _, outgoing in sent]
+            session, [(outgoing_queue(outgoing), outgoing, outgoing.message_id) for _, outgoing, _ in sent]
         )
         # The conversation shows the touches; the contacts show when we last wrote.
         recorded = [
             {
-                "contact_id": item.row.contact_id,
+                "contact_id": row.contact_id,
                 "direction": "out",
                 "kind": "follow_up",
                 "status": "queued",
-                "text": item.text.text if item.text else None,
+                "text": text.text,
                 "message_id": outgoing.message_id,
                 "correlation_id": outgoing.message_id,
-                "knowledge_refs": (item.text.knowledge_refs if item.text else None) or null(),  # SQL NULL
-                "model": (item.text.model or item.text.engine) if item.text else None,
+                "knowledge_refs": text.knowledge_refs or null(),  # SQL NULL, not JSON null
+                "model": text.model or text.engine,
                 "created_at": now,
             }
-            for item, outgoing in sent
+            for row, outgoing, text in sent
         ]
         await insert_ignore(session, messages, recorded, ["message_id"])
         await session.execute(
             update(contacts)
-            .where(contacts.c.id.in_({item.row.contact_id for item, _ in sent}))
+            .where(contacts.c.id.in_({row.contact_id for row, _, _ in sent}))
             .values(last_outbound_at=now, updated_at=now)
         )
-        await self._rebase(session, [item.row for item, _ in sent if now > item.row.due_at], now)
-        for item, outgoing in sent:
+        await self._rebase(session, [row for row, _, _ in sent if now > row.due_at], now)
+        for row, outgoing, _ in sent:
             report.sent += 1
             report.message_ids.append(outgoing.message_id)
-            report.contact_ids.append(item.row.contact_id)
+            report.contact_ids.append(row.contact_id)
 
     async def _skip(
         self, session: Session, ours: tuple[Any, ...], reason: str, now: datetime, report: RunReport
