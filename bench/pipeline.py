@@ -168,6 +168,7 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
         meter = CpuMeter(groups={"gateway": [gw_pid], "agent": [agent_pid]})
         databases = {"gateway": stack.gateway_db, "agent": stack.agent_db}
         before = await transactions(databases)
+        batches_before = await group_commits(http, stack)
         backends = BackendCpu(list(databases.values()))
         await backends.start()
         meter.start()
@@ -178,6 +179,7 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
             cpu = meter.stop()
             cpu["postgresql"] = await backends.stop()
             after = await transactions(databases)
+            batches_after = await group_commits(http, stack)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -187,7 +189,36 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
     report["db_transactions_per_message"] = {
         k: round((after[k] - before[k]) / result.answered, 1) if result.answered else 0.0 for k in databases
     }
+    report["items_per_batch"] = _items_per_batch(batches_before, batches_after)
     return report
+
+
+async def group_commits(http: aiohttp.ClientSession, stack: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """(service, group commit) -> (batches, items) so far, from each service's ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, str], list[float]] = {}
+    for service in (stack.gateway, stack.agent):
+        async with http.get(f"{service.url}/metrics") as r:
+            text = await r.text()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                kind = {"parley_group_commit_batches_total": 0, "parley_group_commit_items_total": 1}.get(sample.name)
+                if kind is not None:
+                    out.setdefault((service.name, sample.labels["name"]), [0.0, 0.0])[kind] = sample.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _items_per_batch(
+    before: dict[tuple[str, str], tuple[float, float]], after: dict[tuple[str, str], tuple[float, float]]
+) -> dict[str, float]:
+    """Mean items per batch of each group commit during the run: how much a batch shares."""
+    out = {}
+    for key, (batches, items) in sorted(after.items()):
+        b0, i0 = before.get(key, (0.0, 0.0))
+        if batches > b0:
+            out[f"{key[0]}.{key[1]}"] = round((items - i0) / (batches - b0), 2)
+    return out
 
 
 async def transactions(databases: dict[str, str]) -> dict[str, int]:

@@ -65,12 +65,16 @@ def create_app(
     )
     pace_sleep = sleep or asyncio.sleep
     media_store = MediaStore(settings.media_dir)
-    provider = build_provider(settings, runtime.sessions, runtime.clock, media_store)
+    provider = build_provider(settings, runtime.sessions, runtime.clock, media_store, runtime.drains)
     ignore_list = IgnoreList(runtime.sessions, runtime.clock, settings.ignored_phones())
     outbound = OutboundLog(runtime, provider.name)
     ingestor = Ingestor(runtime, ignore_list, outbound)
     pacer = AccountPacer(
-        rate_per_min=settings.send_rate_per_min, clock=runtime.clock, sleep=pace_sleep, provider=provider.name.value
+        rate_per_min=settings.send_rate_per_min,
+        clock=runtime.clock,
+        sleep=pace_sleep,
+        provider=provider.name.value,
+        concurrency=min(settings.send_concurrency, provider.max_concurrent_sends or settings.send_concurrency),
     )
     sender = Sender(
         runtime=runtime, provider=provider, outbound=outbound, pacer=pacer, settings=settings, sleep=pace_sleep

@@ -53,6 +53,7 @@ class GatewaySettings(CommonSettings):
 
     # --- sender
     send_rate_per_min: float = Field(20.0, gt=0, le=600000, validation_alias=env("SEND_RATE_PER_MIN"))
+    send_concurrency: int = Field(16, ge=1, le=256, validation_alias=env("SEND_CONCURRENCY"))
     send_max_attempts: int = Field(5, ge=1, le=50, validation_alias=env("SEND_MAX_ATTEMPTS"))
     send_backoff_base_s: float = Field(2.0, ge=0, validation_alias=env("SEND_BACKOFF_BASE_S"))
     send_backoff_max_s: float = Field(300.0, ge=0, validation_alias=env("SEND_BACKOFF_MAX_S"))

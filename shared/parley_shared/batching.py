@@ -65,8 +65,10 @@ def transactions(
     name: str,
     drains: Drains,
     max_size: int = BATCH_MAX_SIZE,
+    max_batches: int = 2,
 ) -> GroupCommit[T, R]:
-    """The group commit of a service's database writes: two batches at most in flight, each of at
+    """The group commit of a service's database writes: two batches at most in flight (one where
+    commits must follow each other), each of at
     most ``max_size`` items (the service's ``BATCH_MAX_SIZE``), and a batch that failed for a
     reason of its own re-run item by item -- not one that met the database or the broker away
     (:func:`~parley_shared.broker.is_transient`), which every item would meet alone too: those
@@ -75,7 +77,7 @@ def transactions(
         run_batch,
         name=name,
         drains=drains,
-        max_batches=2,
+        max_batches=max_batches,
         max_size=max_size,
         retry_alone=lambda exc: not is_transient(exc),
     )

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.app import create_app
 from gateway.context import GATEWAY
 from gateway.db import tables
 from gateway.domain.admission import InboundEvent
+from gateway.providers.sandbox import SandboxProvider
 from parley_shared.contracts import (
     Choice,
     Choices,
@@ -458,3 +459,53 @@ async def test_sends_starting_together_share_a_transaction_and_one_copy_owns_eac
         assert owned[1:4] == [True, True, True] and sorted([owned[0], owned[4]]) == [False, True], owned
         assert outbound.starts.batches < outbound.starts.items
         assert await outbound.start_sending("s1") is False  # already sending
+
+
+async def test_a_reader_paging_by_cursor_misses_nothing_while_sends_run_side_by_side(
+    amqp_url: str, pg_database_url: str
+) -> None:
+    """A send stored while an earlier one is still in its transaction commits after it: a reader
+    paging with ``after`` sees every message (a row committed after one with a higher cursor would
+    be passed over for good). The earlier store is held open by another transaction inserting the
+    same message id, which the store's insert waits for."""
+    async with running(gateway_settings(amqp_url, pg_database_url)) as client:
+        provider = client.app[GATEWAY].provider
+        assert isinstance(provider, SandboxProvider)
+        first, *later = [reply(n, phone=f"+7701{n:07d}") for n in range(4)]
+        engine = create_engine(pg_database_url)
+        try:
+            async with engine.connect() as blocker:
+                row = {
+                    "message_id": first.message_id,
+                    "correlation_id": "other",
+                    "phone": first.phone,
+                    "text": "held",
+                    "kind": "reply",
+                    "in_reply_to": "[]",
+                    "created_at": datetime.now(UTC),
+                }
+                await blocker.execute(tables.sandbox_outbox.insert().values(row))  # not committed
+                held = asyncio.create_task(provider.send(first))
+
+                async def store_waits_for_the_row() -> bool:
+                    async with engine.connect() as conn:
+                        waiting = await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                    return bool(waiting)
+
+                await eventually(store_waits_for_the_row, what="the first store waiting inside its transaction")
+                assert not held.done() and provider.stores.batches == 0
+                sends = [asyncio.create_task(provider.send(m)) for m in later]
+                await asyncio.sleep(0.3)  # time for the later stores to pass it, if they could
+                seen = [d.message_id for d in await provider.outbox(to=None, after=0, limit=50)]
+                assert seen == [] and not any(t.done() for t in sends)  # nothing passed the held one
+                await blocker.rollback()
+            results = await asyncio.gather(held, *sends)
+        finally:
+            await engine.dispose()
+        page = await provider.outbox(to=None, after=0, limit=50)
+        assert [d.message_id for d in page] == [m.message_id for m in [first, *later]]
+        assert [r.provider_message_id for r in results] == [d.provider_message_id for d in page]
+        assert provider.stores.batches == 2 and provider.stores.items == 4  # the three later ones together
+        # Stored again: the same cursor, nothing new for a reader.
+        assert (await provider.send(later[0])).provider_message_id == results[1].provider_message_id
+        assert len(await provider.outbox(to=None, after=0, limit=50)) == 4

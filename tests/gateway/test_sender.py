@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.context import GATEWAY
 from gateway.settings import GatewaySettings
+from gateway.workers.sender import AccountPacer
 from parley_shared.clock import ManualClock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage
 from parley_shared.topology import CAMPAIGN, OUTGOING, STATUS
@@ -92,7 +93,9 @@ async def test_sixty_messages_paced_replies_first_none_twice_with_a_429_and_a_pe
     sleep = FakeSleep(clock)
     sleep.hold()  # the first token needs a wait: hold it until the backlog is in the buffer
     started = clock.now()
-    settings = sender_settings(amqp_url, database_url, graph)
+    # One provider call at a time (a Wappi profile's way): the exact order below is then the line's.
+    # Concurrent calls are tested on their own below.
+    settings = sender_settings(amqp_url, database_url, graph, send_concurrency=1)
     await prospects_wrote(database_url, [m.phone for m in replies + campaign], clock.now())
     async with running(settings, clock=clock, sleep=sleep) as client:
         pacer = client.app[GATEWAY].pacer
@@ -145,6 +148,88 @@ async def test_sixty_messages_paced_replies_first_none_twice_with_a_429_and_a_pe
     assert "131047" in str(dead.headers["x-parley-error"])
     assert 'parley_gateway_rate_limit_waits_total{provider="meta"}' in metrics
     assert 'parley_gateway_failed_total{provider="meta",reason="permanent"}' in metrics
+
+
+async def test_calls_run_side_by_side_up_to_the_limit_and_one_at_a_time_per_contact(
+    amqp_url: str, database_url: str, graph: FakeMeta, clock: ManualClock
+) -> None:
+    """``SEND_CONCURRENCY`` provider calls at once for different contacts; a contact's messages go
+    one call at a time, in their order, and a contact waiting for its previous call holds up no one."""
+    contacts = [f"+7702{n:07d}" for n in range(4)]
+    a, b, c, d = contacts
+    order = [(a, 0), (a, 1), (b, 0), (a, 2), (c, 0), (d, 0), (b, 1), (c, 1), (d, 1), (b, 2), (c, 2), (d, 2)]
+    messages = [
+        OutgoingMessage(message_id=f"m{k}-{phone}", correlation_id="c", phone=phone, text=f"m{k}-{phone}")
+        for phone, k in order
+    ]
+    gate = asyncio.Event()
+    running_now: list[str] = []
+    overlaps: list[str] = []
+    most = 0
+
+    async def responder(call: SendCall) -> GraphReply | None:
+        nonlocal most
+        if call.to in running_now:
+            overlaps.append(call.to)
+        running_now.append(call.to)
+        most = max(most, len(running_now))
+        try:
+            await gate.wait()
+        finally:
+            running_now.remove(call.to)
+        return None
+
+    graph.responder = responder
+    await prospects_wrote(database_url, contacts, clock.now())
+    await publish(amqp_url, OUTGOING, messages)
+    settings = sender_settings(amqp_url, database_url, graph, send_rate_per_min=600000, send_concurrency=3)
+    async with running(settings, clock=clock, sleep=FakeSleep(clock)) as client:
+
+        async def three_calls() -> bool:
+            return len(running_now) == 3
+
+        await eventually(three_calls, what="three provider calls running")
+        await asyncio.sleep(0.3)  # a fourth would have started by now
+        # a's second and third wait for its first; b and c go meanwhile; d waits for a free slot
+        assert sorted(running_now) == [p.lstrip("+") for p in (a, b, c)] and client.app[GATEWAY].pacer.in_flight() == 3
+        gate.set()
+        statuses = await take(amqp_url, STATUS.name, len(messages))
+    assert most == 3 and overlaps == []
+    assert sorted(s["outgoing_message_id"] for s in statuses if s["status"] == "sent") == sorted(
+        m.message_id for m in messages
+    )
+    for phone in contacts:
+        sent_to = [call.text for call in graph.attempts if call.to == phone.lstrip("+")]
+        assert sent_to == [f"m{k}-{phone}" for k in range(3)]
+
+
+async def test_a_retry_takes_the_next_token_before_a_message_not_yet_started(clock: ManualClock) -> None:
+    """With a call slot free, a message waiting to start does not take the token a retry waits for."""
+    sleep = FakeSleep(clock)
+    pacer = AccountPacer(rate_per_min=60, clock=clock, sleep=sleep, provider="meta", concurrency=2)
+    runner = asyncio.create_task(pacer.run())
+    log: list[str] = []
+
+    async def second() -> None:
+        async with pacer.turn(pacer.reserve(0, "+77010000002")):
+            log.append("second")
+
+    try:
+        async with pacer.turn(pacer.reserve(0, "+77010000001")):
+            log.append("first")
+            sleep.hold()  # from here on, the pacer's waits for a token hold until released
+            other = asyncio.create_task(second())
+            await asyncio.sleep(0.05)  # the second is in line, its turn waiting for a token
+            retry = asyncio.create_task(pacer.retry_token())
+            await asyncio.sleep(0.05)
+            assert log == ["first"] and pacer.in_flight() == 1
+            sleep.release()
+            await retry
+            log.append("retry")
+        await asyncio.wait_for(other, 5)
+    finally:
+        runner.cancel()
+    assert log == ["first", "retry", "second"]
 
 
 async def _handled_at_least(client: TestClient, queue: str, count: int) -> bool:

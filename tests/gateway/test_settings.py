@@ -70,3 +70,20 @@ def test_cli_refuses_production_without_provider_credentials(
     monkeypatch.delenv("WAPPI_TOKEN", raising=False)
     assert main(["migrate"]) == 2
     assert "WAPPI_TOKEN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("values", "slots"),
+    [({}, 16), ({"send_concurrency": 4}, 4), ({**WAPPI, "send_concurrency": 8}, 1)],
+)
+def test_an_accounts_call_slots_are_send_concurrency_and_one_for_wappi(
+    values: dict[str, object],
+    slots: int,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    from gateway.app import create_app
+    from gateway.context import GATEWAY
+
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/g.db"
+    settings = GatewaySettings(app_env="test", database_url=database_url, **values)  # type: ignore[call-arg, arg-type]
+    assert create_app(settings)[GATEWAY].pacer.concurrency == slots

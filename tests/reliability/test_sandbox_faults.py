@@ -13,6 +13,7 @@ from gateway.providers.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
 from parley_shared.clock import ManualClock
 from parley_shared.settings import ConfigurationError
+from parley_shared.shutdown import Drains
 
 
 def _calls(provider: SandboxProvider, n: int) -> list[SendError | None]:
@@ -29,7 +30,14 @@ def _calls(provider: SandboxProvider, n: int) -> list[SendError | None]:
 
 @pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (0.2, 20), (1 / 3, 33), (0.5, 50)])
 def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> None:
-    provider = SandboxProvider(None, ManualClock(), 1024, store=MediaStore("unused"), failure_rate=rate)  # type: ignore[arg-type]
+    provider = SandboxProvider(
+        None,  # type: ignore[arg-type]
+        ManualClock(),
+        1024,
+        store=MediaStore("unused"),
+        drains=Drains(),
+        failure_rate=rate,
+    )
     results = _calls(provider, 100)
     failures = [r for r in results if r is not None]
     assert len(failures) == expected == provider.refused
@@ -39,7 +47,7 @@ def test_the_injected_share_is_exact_and_spread(rate: float, expected: int) -> N
 
 def test_an_injected_429_is_transient_and_carries_retry_after() -> None:
     provider = SandboxProvider(
-        None, ManualClock(), 1024, store=MediaStore("unused"), failure_rate=0.5, retry_after_s=1.5
+        None, ManualClock(), 1024, store=MediaStore("unused"), drains=Drains(), failure_rate=0.5, retry_after_s=1.5
     )  # type: ignore[arg-type]
     failure = next(r for r in _calls(provider, 2) if r is not None).failure
     assert failure.kind is FailureKind.TRANSIENT and failure.code == "429" and failure.retry_after_s == 1.5

@@ -7,7 +7,8 @@ Pure data structures driven by the times they are given (the sender passes its i
   **empty**: a process that restarts in a loop can never send faster than the rate. A provider's
   "slow down" (429 with ``Retry-After``) pauses the whole account, not just one message.
 * :class:`PriorityBuffer` -- the waiting sends; conversational replies and operator messages
-  always before follow-up campaign touches, first come first served within a class.
+  always before follow-up campaign touches, first come first served within a class (the sender
+  passes over a message whose contact has a call running, never one of the messages ahead of it).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class PriorityBuffer(Generic[T]):
 
     def peek(self) -> T | None:
         return self._heap[0].item if self._heap else None
+
+    def in_order(self) -> list[T]:
+        """Every item, in the order they would leave."""
+        return [entry.item for entry in sorted(self._heap)]
 
     def remove(self, item: T) -> bool:
         for index, entry in enumerate(self._heap):

@@ -11,10 +11,11 @@ from gateway.settings import GatewaySettings, ProviderName
 from gateway.uploads import UploadedMedia
 from parley_shared.clock import Clock
 from parley_shared.db import SessionFactory
+from parley_shared.shutdown import Drains
 
 
 def build_provider(
-    settings: GatewaySettings, sessions: SessionFactory, clock: Clock, store: MediaStore
+    settings: GatewaySettings, sessions: SessionFactory, clock: Clock, store: MediaStore, drains: Drains
 ) -> WhatsAppProvider:
     if settings.provider is ProviderName.WAPPI:
         return WappiProvider(settings, clock)
@@ -32,6 +33,8 @@ def build_provider(
         clock,
         settings.max_media_bytes,
         store=store,
+        drains=drains,
+        batch_max_size=settings.batch_max_size,
         failure_rate=settings.sandbox_send_429_rate,
         retry_after_s=settings.sandbox_retry_after_s,
     )

@@ -133,6 +133,8 @@ class HttpAnswer:
 
 class WhatsAppProvider(abc.ABC):
     name: Provider
+    # The most provider calls one account takes at once (``SEND_CONCURRENCY`` is capped by it).
+    max_concurrent_sends: int | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections (called once the service starts)."""

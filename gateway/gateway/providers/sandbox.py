@@ -7,6 +7,10 @@ reader, as they were offered). A file sent is kept in the media store like a pro
 
 It powers the demo's terminal chat, the chat simulator and black-box tests, and it goes through
 the same ingest path, queues, sender, pacing and logs as the real providers.
+
+The sends that arrive together are stored in one transaction (a group commit), one transaction
+at a time: rows are committed in the order of their ids, so a reader paging by cursor
+(``after``) never passes over a row that commits later.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -25,9 +30,11 @@ from gateway.domain.choices import numbered
 from gateway.domain.failures import Failure, FailureKind, classify_http
 from gateway.media_store import MediaStore, record_file
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
+from parley_shared.batching import BATCH_MAX_SIZE, GroupCommit, transactions
 from parley_shared.clock import Clock
 from parley_shared.contracts import Choices, MediaRef, OutgoingMessage, Provider, stable_id
 from parley_shared.db import SessionFactory, insert_ignore
+from parley_shared.shutdown import Drains
 
 
 class SentFile(BaseModel):
@@ -58,6 +65,15 @@ class Delivered(BaseModel):
     choices: Choices | None = None
 
 
+@dataclass(frozen=True)
+class _Send:
+    """One message to store, with its file already kept."""
+
+    message: OutgoingMessage
+    text: str
+    file: SentFile | None
+
+
 class SandboxProvider(WhatsAppProvider):
     name = Provider.SANDBOX
 
@@ -68,10 +84,16 @@ class SandboxProvider(WhatsAppProvider):
         max_media_bytes: int,
         *,
         store: MediaStore,
+        drains: Drains,
+        batch_max_size: int = BATCH_MAX_SIZE,
         failure_rate: float = 0.0,
         retry_after_s: float = 0.0,
     ) -> None:
         self.sessions = sessions
+        # One batch at a time: the outbox's ids are committed in order (see the module's doc).
+        self.stores: GroupCommit[_Send, int] = transactions(
+            self._store_batch, name="sandbox_store", drains=drains, max_size=batch_max_size, max_batches=1
+        )
         self.store = store
         self.clock = clock
         self.max_media_bytes = max_media_bytes
@@ -99,46 +121,59 @@ class SandboxProvider(WhatsAppProvider):
     async def send(self, message: OutgoingMessage, to: str | None = None) -> SendResult:
         """Store the message once per message id (a repeat finds the stored one)."""
         self._inject_429()
-        t = tables.sandbox_outbox
         sent = await self._keep_file(message) if message.media is not None else None
         text = numbered(message.text, message.choices) if message.choices is not None else message.text
-        async with self.sessions() as session, session.begin():
-            now = self.clock.now()
-            values = {
-                "message_id": message.message_id,
-                "correlation_id": message.correlation_id,
-                "phone": message.phone,
-                "text": text,
-                "kind": message.kind.value,
-                "in_reply_to": json.dumps(list(message.in_reply_to)),
-                "created_at": now,
-                "media": sent.model_dump_json() if sent is not None else None,
-                "choices": message.choices.model_dump_json() if message.choices is not None else None,
-            }
-            if sent is not None:
-                ref = MediaRef(
-                    mime_type=sent.mime_type,
-                    size=sent.size,
-                    file_name=sent.file_name,
-                    sha256=message.media.sha256 if message.media else None,
-                )
-                await record_file(
-                    session,
-                    key=sent.key,
-                    phone=message.phone,
-                    direction="outbound",
-                    message_id=message.message_id,
-                    kind=sent.kind,
-                    ref=ref,
-                    now=now,
-                )
-            cursor = (await insert_ignore(session, t, values, ["message_id"], returning=["id"])).scalar()
-            if cursor is None:  # sent before: the stored one
-                cursor = await session.scalar(select(t.c.id).where(t.c.message_id == message.message_id))
+        cursor = await self.stores.submit(_Send(message, text, sent))
         async with self._delivered:
             self.version += 1
             self._delivered.notify_all()
         return SendResult(f"sandbox-{cursor}")
+
+    async def _store_batch(self, batch: list[_Send]) -> list[int]:
+        """One insert for every message of the batch; the cursor of each (the stored one for a repeat)."""
+        t = tables.sandbox_outbox
+        now = self.clock.now()
+        rows = [
+            {
+                "message_id": send.message.message_id,
+                "correlation_id": send.message.correlation_id,
+                "phone": send.message.phone,
+                "text": send.text,
+                "kind": send.message.kind.value,
+                "in_reply_to": json.dumps(list(send.message.in_reply_to)),
+                "created_at": now,
+                "media": send.file.model_dump_json() if send.file is not None else None,
+                "choices": send.message.choices.model_dump_json() if send.message.choices is not None else None,
+            }
+            for send in batch
+        ]
+        async with self.sessions() as session, session.begin():
+            for send in batch:
+                if send.file is not None:
+                    media = send.message.media
+                    ref = MediaRef(
+                        mime_type=send.file.mime_type,
+                        size=send.file.size,
+                        file_name=send.file.file_name,
+                        sha256=media.sha256 if media else None,
+                    )
+                    await record_file(
+                        session,
+                        key=send.file.key,
+                        phone=send.message.phone,
+                        direction="outbound",
+                        message_id=send.message.message_id,
+                        kind=send.file.kind,
+                        ref=ref,
+                        now=now,
+                    )
+            inserted = await insert_ignore(session, t, rows, ["message_id"], returning=["message_id", "id"])
+            stored: dict[str, int] = {row.message_id: row.id for row in inserted}
+            repeats = [send.message.message_id for send in batch if send.message.message_id not in stored]
+            if repeats:  # sent before: the stored ones
+                query = select(t.c.message_id, t.c.id).where(t.c.message_id.in_(repeats))
+                stored.update({row.message_id: row.id for row in await session.execute(query)})
+        return [int(stored[send.message.message_id]) for send in batch]
 
     async def _keep_file(self, message: OutgoingMessage) -> SentFile:
         media = message.media

@@ -65,6 +65,9 @@ def _detail(body: Any) -> str:
 
 class WappiProvider(HttpProvider):
     name = Provider.WAPPI
+    # Wappi's rate limits are not documented and concurrent calls to one profile have been
+    # reported to mix up responses: one call at a time.
+    max_concurrent_sends = 1
 
     def __init__(self, settings: GatewaySettings, clock: Clock) -> None:
         super().__init__(

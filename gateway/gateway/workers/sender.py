@@ -1,9 +1,11 @@
 """The sender: ``outgoing_messages`` (replies, operator) and ``outgoing_campaign`` (follow-ups) -> provider.
 
 Pacing (``domain/pacing.py``): every message waits in one in-process priority buffer for its
-turn; a turn needs a token of the account's bucket (``SEND_RATE_PER_MIN``) and the account
-itself (one provider call at a time). Replies and operator messages always go before follow-ups;
-the campaign consumer has a small prefetch so campaign traffic mostly waits in RabbitMQ.
+turn; a turn needs a token of the account's bucket (``SEND_RATE_PER_MIN``), one of the account's
+call slots (``SEND_CONCURRENCY``; Wappi's profile takes one call at a time) and its recipient
+(a contact's messages go one provider call at a time, in line order). Replies and operator
+messages always go before follow-ups; the campaign consumer has a small prefetch so campaign
+traffic mostly waits in RabbitMQ.
 Time comes from the injected clock and waits go through an injected ``sleep``.
 
 Once and only once (``outbound.py``): a row per message id; a message already ``sent`` is
@@ -57,6 +59,7 @@ class Ticket:
     the line keeps RabbitMQ's order), marked ready once the message is known to need sending."""
 
     future: asyncio.Future[None]
+    recipient: str
     ready: bool = False
     granted: bool = False
     released: bool = False
@@ -71,15 +74,21 @@ class _Delivery:
 
 
 class AccountPacer:
-    """Turns for one provider account: priority order, the token bucket, one call at a time."""
+    """Turns for one provider account: priority order, the token bucket, at most ``concurrency``
+    provider calls at once and never two for one recipient."""
 
-    def __init__(self, *, rate_per_min: float, clock: Clock, sleep: Sleep, provider: str) -> None:
+    def __init__(self, *, rate_per_min: float, clock: Clock, sleep: Sleep, provider: str, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.bucket = TokenBucket(rate_per_min)
         self.clock = clock
         self.sleep = sleep
         self.provider = provider
+        self.concurrency = concurrency
         self._line: PriorityBuffer[Ticket] = PriorityBuffer()
-        self._busy = False
+        self._calls: set[Ticket] = set()  # turns granted and not yet handed back
+        self._recipients: set[str] = set()  # their recipients
+        self._retrying = 0  # granted turns waiting for a token to retry: served first
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -87,11 +96,15 @@ class AccountPacer:
         counts = self._line.counts()
         return {"replies": counts.get(0, 0), "campaign": counts.get(1, 0)}
 
-    def reserve(self, priority: int) -> Ticket:
+    def in_flight(self) -> int:
+        """Provider calls running now."""
+        return len(self._calls)
+
+    def reserve(self, priority: int, recipient: str) -> Ticket:
         """Take a place in line now (synchronously, in delivery order); not served until ready."""
         if self._closed:
             raise asyncio.CancelledError
-        ticket = Ticket(asyncio.get_running_loop().create_future())
+        ticket = Ticket(asyncio.get_running_loop().create_future(), recipient)
         self._line.push(priority, ticket)
         return ticket
 
@@ -117,8 +130,16 @@ class AccountPacer:
         finally:
             self._release(ticket)
 
-    async def next_token(self) -> None:
-        """Wait for the next token (the holder of a turn calls this before a retry)."""
+    async def retry_token(self) -> None:
+        """Wait for a token to retry a turn's message: retries go before turns not yet granted."""
+        self._retrying += 1
+        try:
+            await self._token()
+        finally:
+            self._retrying -= 1
+            self._changed.set()
+
+    async def _token(self) -> None:
         while True:
             wait = self.bucket.wait_s(self.clock.now())
             if wait <= 0 and self.bucket.take(self.clock.now()):
@@ -131,30 +152,52 @@ class AccountPacer:
         self.bucket.pause(self.clock.now(), seconds)
 
     def _release(self, ticket: Ticket) -> None:
+        if ticket.released:
+            return
         ticket.released = True
-        self._busy = False
+        self._calls.discard(ticket)
+        self._recipients.discard(ticket.recipient)
         self._changed.set()
 
-    def _head_ready(self) -> bool:
+    def _next(self) -> Ticket | None:
+        """The message to serve next: the first in line (priority, then arrival) whose recipient has
+        no call running -- one passed over keeps its place, and so do the recipient's messages behind
+        it. None while every call slot is taken, a retry waits for a token, or a message ahead is
+        not ready yet (being claimed: it keeps its place too)."""
+        if len(self._calls) >= self.concurrency or self._retrying:
+            return None
         head = self._line.peek()
-        return head is not None and head.ready
+        if head is None or not head.ready:
+            return None
+        if head.recipient not in self._recipients:
+            return head
+        for ticket in self._line.in_order():
+            if not ticket.ready:
+                return None
+            if ticket.recipient not in self._recipients:
+                return ticket
+        return None
 
     async def run(self) -> None:
-        """Grant turns: wait for a token, THEN serve the head of the line (one that arrived meanwhile
-        and is more urgent wins). The head is never skipped, so each class keeps its order."""
+        """Grant turns: wait for a token, THEN serve the next message in line (one that arrived
+        meanwhile and is more urgent wins). Only a message whose contact has a call running is
+        passed over, so each class keeps its order and a contact's messages reach the provider one
+        at a time, in order."""
         while True:
-            while self._busy or not self._head_ready():
+            while self._next() is None:
                 self._changed.clear()
                 await self._changed.wait()
-            await self.next_token()
-            if self._busy or not self._head_ready():
+            await self._token()
+            ticket = self._next()
+            if ticket is None:
                 self.bucket.give_back()  # the line changed while we waited: keep the token
                 continue
-            ticket = self._line.pop()
+            self._line.remove(ticket)
             if ticket.future.done():  # cancelled meanwhile
                 self.bucket.give_back()
                 continue
-            self._busy = True
+            self._calls.add(ticket)
+            self._recipients.add(ticket.recipient)
             ticket.granted = True
             ticket.future.set_result(None)
 
@@ -200,7 +243,8 @@ class Sender:
         shutdown leaves the send to finish unless the pacer is closed."""
         delivery = self._in_flight.get(message.message_id)
         if delivery is None:
-            ticket = self.pacer.reserve(PRIORITY[message.kind])  # before any await: keeps delivery order
+            # Before any await: keeps delivery order.
+            ticket = self.pacer.reserve(PRIORITY[message.kind], message.phone)
             delivery = _Delivery(asyncio.get_running_loop().create_task(self._deliver(message, ticket)))
             self._in_flight[message.message_id] = delivery
             key = message.message_id
@@ -269,7 +313,7 @@ class Sender:
         first_attempt = True
         while True:
             if not first_attempt:
-                await self.pacer.next_token()
+                await self.pacer.retry_token()
             first_attempt = False
             if not await self.outbound.start_sending(message.message_id):
                 # Someone else moved it on since we looked (another replica): never send it twice.
