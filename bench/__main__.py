@@ -123,6 +123,12 @@ async def main(names: list[str], quick: bool, output: Path) -> dict[str, Any]:
     return results
 
 
+def _batches(items_per_batch: dict[str, float], service: str) -> str:
+    """A service's group commits and their mean items per batch, e.g. ``gateway: ingest 17.2, ...``."""
+    mine = [(k.split(".", 1)[1], v) for k, v in items_per_batch.items() if k.startswith(service + ".")]
+    return f"{service}: " + ", ".join(f"{name} {v}" for name, v in mine) if mine else f"{service}: -"
+
+
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -159,6 +165,11 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "Pipeline: DB transactions per message",
                 f"gateway {p['db_transactions_per_message']['gateway']}",
                 f"agent {p['db_transactions_per_message']['agent']} (pg_stat_database, committed and rolled back)",
+            ),
+            (
+                "Pipeline: items per batch",
+                _batches(p.get("items_per_batch", {}), "gateway"),
+                _batches(p.get("items_per_batch", {}), "agent"),
             ),
             ("Pipeline: other load on the machine", f"{p['other_load_cores']} cores", "busy outside the run"),
         ]
