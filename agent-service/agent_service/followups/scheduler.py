@@ -81,6 +81,80 @@ _MOVE_LATER = (
 )
 
 
+_earlier = follow_ups.alias("earlier")
+# The claim: a batch of due touches, each a sequence's first pending one (after downtime several
+# may be due, and the later ones wait to be re-planned from when the earlier one went out),
+# leased to this batch's token. Built once; the time, token and size are parameters.
+_DUE = (
+    select(_f.id)
+    .where(
+        _f.status == "pending",
+        _f.due_at <= bindparam("b_now", type_=UtcDateTime),
+        or_(_f.claimed_until.is_(None), _f.claimed_until <= bindparam("b_now", type_=UtcDateTime)),
+        ~select(_earlier.c.id)
+        .where(
+            _earlier.c.contact_id == _f.contact_id,
+            _earlier.c.sequence_no == _f.sequence_no,
+            _earlier.c.touch < _f.touch,
+            _earlier.c.status == "pending",
+        )
+        .exists(),
+    )
+    .order_by(_f.due_at, _f.id)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(follow_ups)
+    .where(_f.id.in_(_DUE.scalar_subquery()))
+    .values(
+        claim_token=bindparam("b_token"),
+        claimed_until=bindparam("b_until", type_=UtcDateTime),
+        updated_at=bindparam("b_now", type_=UtcDateTime),
+    )
+    .returning(_f.id, _f.contact_id, _f.sequence_no, _f.touch, _f.strategy, _f.due_at)
+)
+_CONTACTS = select(contacts).where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
+# In phone order, like every transaction that locks several contacts; the lock waits for a turn
+# in flight on the same contact (SQLite, one writer at a time, has no FOR UPDATE).
+_LOCK_CONTACTS = _CONTACTS.order_by(contacts.c.phone).with_for_update()
+_WROTE_TO = (
+    update(contacts)
+    .where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(last_outbound_at=bindparam("b_now", type_=UtcDateTime), updated_at=bindparam("b_now", type_=UtcDateTime))
+)
+
+
+def _history_statements(limit: int) -> dict[str, Any]:
+    """The read of the last ``limit`` messages with text of each of a batch's contacts, oldest
+    first (built once per scheduler): on PostgreSQL a ``LATERAL`` read of each contact's newest
+    rows (the index on contact and time, however long the history); on SQLite, which has no
+    ``LATERAL``, a window over the batch's contacts."""
+    m = messages.c
+    ids: Any = bindparam("b_ids", expanding=True)
+    newest_first = (m.created_at.desc(), m.id.desc())
+    wanted = select(contacts.c.id.label("contact_id")).where(contacts.c.id.in_(ids)).subquery()
+    recent = (
+        select(m.direction, m.text, m.created_at, m.id)
+        .where(m.contact_id == wanted.c.contact_id, m.text.is_not(None))
+        .order_by(*newest_first)
+        .limit(limit)
+        .lateral()
+    )
+    rank = func.row_number().over(partition_by=m.contact_id, order_by=newest_first).label("rank")
+    ranked = (
+        select(m.contact_id, m.direction, m.text, rank).where(m.contact_id.in_(ids), m.text.is_not(None)).subquery()
+    )
+    return {
+        "postgresql": select(wanted.c.contact_id, recent.c.direction, recent.c.text)
+        .select_from(wanted.join(recent, true()))
+        .order_by(wanted.c.contact_id, recent.c.created_at, recent.c.id),
+        "sqlite": select(ranked.c.contact_id, ranked.c.direction, ranked.c.text)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.contact_id, ranked.c.rank.desc()),
+    }
+
+
 def _ours(row_id: int, token: str) -> tuple[Any, ...]:
     """The row, if it is still ``pending`` under our claim (another replica may have taken it over)."""
     return (_f.id == row_id, _f.status == "pending", _f.claim_token == token)
@@ -140,6 +214,7 @@ class FollowUpScheduler:
         self.lease = lease
         self.history_messages = history_messages
         self._writing = asyncio.Semaphore(concurrency)
+        self._history = _history_statements(history_messages)
 
     # ---------------------------------------------------------------- the periodic job
     async def tick(self) -> None:
@@ -196,42 +271,14 @@ class FollowUpScheduler:
         return report, published
 
     async def _claim(self, now: datetime, token: str) -> list[Row[Any]]:
-        t = follow_ups
-        earlier = follow_ups.alias("earlier")
-        due = (
-            select(t.c.id)
-            .where(
-                t.c.status == "pending",
-                t.c.due_at <= now,
-                or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now),
-                # Only a sequence's first pending touch: after downtime several may be due, and
-                # the later ones wait to be re-planned from when the earlier one went out.
-                ~select(earlier.c.id)
-                .where(
-                    earlier.c.contact_id == t.c.contact_id,
-                    earlier.c.sequence_no == t.c.sequence_no,
-                    earlier.c.touch < t.c.touch,
-                    earlier.c.status == "pending",
-                )
-                .exists(),
-            )
-            .order_by(t.c.due_at, t.c.id)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(t)
-            .where(t.c.id.in_(due.scalar_subquery()))
-            .values(claim_token=token, claimed_until=now + self.lease, updated_at=now)
-            .returning(t.c.id, t.c.contact_id, t.c.sequence_no, t.c.touch, t.c.strategy, t.c.due_at)
-        )
+        params = {"b_now": now, "b_until": now + self.lease, "b_token": token, "b_limit": self.batch_size}
         async with self.sessions() as session, session.begin():
-            return list((await session.execute(stmt)).all())
+            return list((await session.execute(_CLAIM, params)).all())
 
     async def _write_all(self, rows: Sequence[Row[Any]], now: datetime) -> list[_Claimed]:
         ids = sorted({r.contact_id for r in rows})
         async with self.sessions() as session:
-            found = (await session.execute(select(contacts).where(contacts.c.id.in_(ids)))).mappings().all()
+            found = (await session.execute(_CONTACTS, {"b_ids": ids})).mappings().all()
             people = {c["id"]: dict(c) for c in found}
             histories = await self._histories(session, ids) if self.writer.uses_history else {}
 
@@ -254,41 +301,13 @@ class FollowUpScheduler:
 
     async def _histories(self, session: Session, contact_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """The last ``history_messages`` messages with text of each contact, oldest first, in one
-        statement for the whole batch: on PostgreSQL a ``LATERAL`` read of each contact's newest
-        rows (the index on contact and time, however long the history); on SQLite, which has no
-        ``LATERAL``, a window over the batch's contacts."""
+        statement for the whole batch (:func:`_history_statements`)."""
         if self.history_messages <= 0 or not contact_ids:
             return {}
-        m = messages.c
-        newest_first = (m.created_at.desc(), m.id.desc())
-        if dialect_name(session) == "postgresql":
-            wanted = select(contacts.c.id.label("contact_id")).where(contacts.c.id.in_(list(contact_ids))).subquery()
-            recent = (
-                select(m.direction, m.text, m.created_at, m.id)
-                .where(m.contact_id == wanted.c.contact_id, m.text.is_not(None))
-                .order_by(*newest_first)
-                .limit(self.history_messages)
-                .lateral()
-            )
-            stmt = (
-                select(wanted.c.contact_id, recent.c.direction, recent.c.text)
-                .select_from(wanted.join(recent, true()))
-                .order_by(wanted.c.contact_id, recent.c.created_at, recent.c.id)
-            )
-        else:
-            rank = func.row_number().over(partition_by=m.contact_id, order_by=newest_first).label("rank")
-            ranked = (
-                select(m.contact_id, m.direction, m.text, rank)
-                .where(m.contact_id.in_(list(contact_ids)), m.text.is_not(None))
-                .subquery()
-            )
-            stmt = (
-                select(ranked.c.contact_id, ranked.c.direction, ranked.c.text)
-                .where(ranked.c.rank <= self.history_messages)
-                .order_by(ranked.c.contact_id, ranked.c.rank.desc())
-            )
+        stmt = self._history["postgresql" if dialect_name(session) == "postgresql" else "sqlite"]
+        rows = await session.execute(stmt, {"b_ids": list(contact_ids)})
         histories: dict[int, list[tuple[str, str]]] = {}
-        for row in await session.execute(stmt):
+        for row in rows:
             histories.setdefault(row.contact_id, []).append((row.direction, row.text))
         return histories
 
@@ -296,11 +315,8 @@ class FollowUpScheduler:
         report = RunReport()
         async with self.sessions() as session, session.begin():
             ids = sorted({c.row.contact_id for c in claimed})
-            # In phone order, like every transaction that locks several contacts.
-            query = select(contacts).where(contacts.c.id.in_(ids)).order_by(contacts.c.phone)
-            if dialect_name(session) == "postgresql":
-                query = query.with_for_update()  # wait for a turn in flight on the same contact
-            current = {c["id"]: dict(c) for c in (await session.execute(query)).mappings().all()}
+            locked = await session.execute(_LOCK_CONTACTS, {"b_ids": ids})
+            current = {c["id"]: dict(c) for c in locked.mappings().all()}
             calls = await upcoming_calls(session, ids, now)
             sendable: list[tuple[Row[Any], OutgoingMessage, FollowUpText]] = []
             for item in claimed:
@@ -435,11 +451,7 @@ class FollowUpScheduler:
             for row, outgoing, text in sent
         ]
         await insert_ignore(session, messages, recorded, ["message_id"])
-        await session.execute(
-            update(contacts)
-            .where(contacts.c.id.in_({row.contact_id for row, _, _ in sent}))
-            .values(last_outbound_at=now, updated_at=now)
-        )
+        await session.execute(_WROTE_TO, {"b_ids": sorted({row.contact_id for row, _, _ in sent}), "b_now": now})
         await self._rebase(session, [row for row, _, _ in sent if now > row.due_at], now)
         for row, outgoing, _ in sent:
             report.sent += 1
