@@ -194,7 +194,8 @@ async def run_parley(workdir: Path, prospects: int, messages: tuple[str, ...]) -
 
 
 async def group_commits(http: aiohttp.ClientSession, stack: Any) -> dict[tuple[str, str], tuple[float, float]]:
-    """(service, group commit) -> (batches, items) so far, from each service's ``/metrics``."""
+    """(service, group commit) -> (batches, items) so far, from each service's ``/metrics``; and
+    (service, "acks") -> (ack frames, deliveries acknowledged)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[tuple[str, str], list[float]] = {}
@@ -206,6 +207,9 @@ async def group_commits(http: aiohttp.ClientSession, stack: Any) -> dict[tuple[s
                 kind = {"parley_group_commit_batches_total": 0, "parley_group_commit_items_total": 1}.get(sample.name)
                 if kind is not None:
                     out.setdefault((service.name, sample.labels["name"]), [0.0, 0.0])[kind] = sample.value
+                kind = {"parley_broker_ack_frames_total": 0, "parley_broker_acked_total": 1}.get(sample.name)
+                if kind is not None:  # the consumers' acks: deliveries per basic.ack frame
+                    out.setdefault((service.name, "acks"), [0.0, 0.0])[kind] = sample.value
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 

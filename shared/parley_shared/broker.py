@@ -6,7 +6,9 @@ Guarantees (see ``docs/architecture.md``):
   ``on_return_raises`` -- a message no queue accepted raises :class:`PublishError`; so does a
   nack or a broker that is down. Nothing is buffered silently: callers publish from an outbox.
 * Consuming: a message is acknowledged only after its handler returned, i.e. after the
-  handler's transaction committed and whatever it had to publish was confirmed.
+  handler's transaction committed and whatever it had to publish was confirmed. The acks of
+  handlers that finish together go out as one ``basic.ack`` with ``multiple`` where that is
+  safe (:mod:`parley_shared.acks`).
   - A body that is not a valid contract is dead-lettered at once with the reason in
     ``x-parley-error`` (it can never succeed).
   - A handler failure caused by infrastructure (database or broker unreachable) is retried in
@@ -44,6 +46,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from parley_shared.acks import Acks
 from parley_shared.contracts import Contract, ContractError, decode
 from parley_shared.retry import Backoff
 from parley_shared.topology import DEAD_LETTER_EXCHANGE, EXCHANGE, LIVE_EXCHANGE, WORK_QUEUES, WorkQueue
@@ -100,6 +103,7 @@ class ConsumerState:
     amqp_queue: AbstractQueue | None = None
     in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
     running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # by message_id
+    acks: Acks = field(default_factory=Acks)
     handled: int = 0
     held: int = 0  # copies that waited for a running handler of the same message
     failed: int = 0
@@ -278,6 +282,9 @@ class Broker:
         state.amqp_queue = amqp_queue
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            # Registered before anything else: no multiple ack may cover it until its handler is done.
+            with contextlib.suppress(aio_pika.exceptions.ChannelInvalidStateError):
+                state.acks.of(message.channel).delivered(message.delivery_tag or 0)
             # A lost channel cancels this callback. The handler itself must not be cut in the
             # middle of its transaction: a database call cancelled half-way invalidates the
             # connection, and on SQLite a cancelled INSERT ... RETURNING can leave the write lock
@@ -337,7 +344,7 @@ class Broker:
                 # -- this one would only run the handler twice or count the failure twice.
                 log.warning("broker.delivery_lost")
                 return
-            await message.ack()
+            await self._ack(state, message)
             state.handled += 1
         except asyncio.CancelledError:
             # Shutdown (after the grace period): the broker redelivers the unacknowledged message.
@@ -347,7 +354,7 @@ class Broker:
             # the message back (if the channel is gone the broker redelivers it anyway).
             log.warning("broker.settle_failed", error=type(exc).__name__)
             with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+                await self._requeue(state, message)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id", "message_id", "queue")
 
@@ -386,12 +393,22 @@ class Broker:
             return
         log.warning("broker.handler_failed", attempts=attempts, error=type(exc).__name__, exc_info=exc)
         await asyncio.sleep(self.retry.requeue_delay_s)
-        await message.nack(requeue=True)
+        await self._requeue(state, message)
 
     async def _dead_letter_and_ack(self, state: ConsumerState, message: AbstractIncomingMessage, reason: str) -> None:
         await self.dead_letter(state.queue, message, reason)
-        await message.ack()
+        await self._ack(state, message)
         state.dead_lettered += 1
+
+    async def _ack(self, state: ConsumerState, message: AbstractIncomingMessage) -> None:
+        """Acknowledge, together with the other handlers finishing now (raises if the channel is gone)."""
+        await state.acks.of(message.channel).ack(message.delivery_tag or 0)
+
+    async def _requeue(self, state: ConsumerState, message: AbstractIncomingMessage) -> None:
+        """Hand the message back to the queue; only then may a multiple ack pass over it."""
+        channel = message.channel
+        await message.nack(requeue=True)
+        state.acks.of(channel).settled(message.delivery_tag or 0)
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:

@@ -99,14 +99,6 @@ class EchoService:
         await self.engine.dispose()
 
 
-@pytest.fixture
-async def publisher(amqp_url: str) -> AsyncIterator[Broker]:
-    broker = Broker(amqp_url, service="test-publisher")
-    await broker.connect()
-    yield broker
-    await broker.close()
-
-
 async def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
