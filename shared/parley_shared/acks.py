@@ -12,13 +12,14 @@ sends them in the next, as few frames as the rule below allows:
   deliveries from the oldest unsettled one on whose every member an ack was asked for or that
   was already settled on its own (a requeue, an ack beyond a gap). A delivery whose handler
   still runs, or one never registered, ends the run.
-* An ack asked for beyond that run is sent on its own at once: a slow handler never holds back
-  the others' acks (RabbitMQ counts unacknowledged deliveries against the prefetch).
+* An ack asked for beyond that run is sent on its own in the same flush: a slow handler never
+  holds back the others' acks (RabbitMQ counts unacknowledged deliveries against the prefetch).
 * Frames go out in the order they are decided, one flush at a time, so a requeue (``nack``)
   sent for a delivery is always on the wire before a multiple ack that passes over it.
 
 A caller awaits its ack as before (:meth:`ChannelAcks.ack` returns once the frame is written, or
-raises if the channel is gone). Delivery tags count per channel from 1; a consumer whose
+raises if the channel is gone -- whatever way the write failed, every caller waiting gets an
+error of its own, and the channel's later acks go alone). Delivery tags count per channel from 1; a consumer whose
 channel was reopened gets a new :class:`ChannelAcks` (:class:`Acks` keeps one per channel).
 """
 
@@ -52,22 +53,25 @@ class ChannelAcks:
         self._state: dict[int, _Mark | asyncio.Future[None]] = {}  # tag -> pending, settled, or ack asked
         self._flushing: asyncio.Task[None] | None = None
         self._dirty = False
+        self.dead = False  # a flush failed: nothing is collected any more
         self.frames = 0  # ack frames sent (for tests and metrics)
         self.acked = 0  # deliveries they settled
 
     def delivered(self, tag: int) -> None:
         """A delivery arrived: it must not be covered by a multiple ack before its handler is done."""
-        if tag > self.settled_upto:
+        if tag > self.settled_upto and not self.dead:
             self._state.setdefault(tag, _PENDING)
 
     def settled(self, tag: int) -> None:
         """The delivery was settled on its own (requeued, or acked outside this class)."""
-        if tag > self.settled_upto and tag in self._state:
+        if tag > self.settled_upto and tag in self._state and not self.dead:
             self._state[tag] = _SETTLED
             self._schedule()
 
     def ack(self, tag: int) -> asyncio.Future[None]:
         """Ask for the delivery's ack; the future is done once its frame is written."""
+        if self.dead:  # after a failed flush (the channel is most likely gone): alone, as asked
+            return asyncio.ensure_future(self.channel.basic_ack(tag))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if tag <= self.settled_upto:
             future.set_result(None)  # a multiple ack covered it already (cannot happen for a pending one)
@@ -82,14 +86,18 @@ class ChannelAcks:
             self._flushing = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            await asyncio.sleep(0)  # let every handler finishing in this step ask first
-            try:
+        try:
+            while self._dirty:
+                self._dirty = False
+                await asyncio.sleep(0)  # let every handler finishing in this step ask first
                 await self._flush()
-            except Exception as exc:  # the channel is gone: every caller waiting hears it
-                self._fail_all(exc)
-                return
+        except BaseException as exc:
+            # The channel is gone -- aiormq may even fail a pending write with CancelledError when
+            # the connection dies: every caller waiting hears it as an error of its own.
+            self._fail_all(exc)
+            task = asyncio.current_task()
+            if not isinstance(exc, Exception) and task is not None and task.cancelling():
+                raise  # this task itself was cancelled
 
     async def _flush(self) -> None:
         # The run from the oldest unsettled delivery: every member asked for its ack or is settled.
@@ -105,12 +113,14 @@ class ChannelAcks:
         for done in range(self.settled_upto + 1, tag + 1):
             del self._state[done]
         self.settled_upto = tag
-        # Beyond the run: each on its own, at once.
-        for alone, state in sorted(self._state.items()):
-            if isinstance(state, asyncio.Future):
-                await self.channel.basic_ack(alone)
-                self._state[alone] = _SETTLED
-                self._sent([state])
+        # Beyond the run: each on its own, at once (one FIFO write queue: waiting for the last
+        # frame's write waits for all of them).
+        alone = [(t, state) for t, state in sorted(self._state.items()) if isinstance(state, asyncio.Future)]
+        for index, (t, _) in enumerate(alone):
+            await self.channel.basic_ack(t, wait=index == len(alone) - 1)
+            self._state[t] = _SETTLED
+        for _, state in alone:
+            self._sent([state])
 
     def _sent(self, futures: list[asyncio.Future[None]]) -> None:
         self.frames += 1
@@ -122,9 +132,11 @@ class ChannelAcks:
                 future.set_result(None)
 
     def _fail_all(self, exc: BaseException) -> None:
+        """Every ack asked for fails (a fresh error each); from now on each ack goes alone."""
+        self.dead = True
         for state in self._state.values():
             if isinstance(state, asyncio.Future) and not state.done():
-                state.set_exception(exc)
+                state.set_exception(aiormq.exceptions.ChannelInvalidStateError(f"ack not sent: {exc!r}"))
         self._state.clear()
 
 

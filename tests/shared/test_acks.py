@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 
 import aio_pika
+import pytest
 
 from parley_shared.acks import ChannelAcks
 from parley_shared.broker import Broker
@@ -73,7 +74,7 @@ class _Channel:
         self.sent: list[tuple[int, bool]] = []
         self.is_closed = False
 
-    async def basic_ack(self, tag: int, multiple: bool = False) -> None:
+    async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
         self.sent.append((tag, multiple))
 
 
@@ -94,13 +95,25 @@ async def test_the_multiple_ack_stops_at_the_first_delivery_still_running_or_nev
     assert channel.sent[3:] == [(7, False)] and (acks.frames, acks.acked) == (4, 6)  # 2 was requeued
 
 
-async def test_acks_on_a_closed_channel_fail_their_callers() -> None:
-    class Closed(_Channel):
-        async def basic_ack(self, tag: int, multiple: bool = False) -> None:
-            raise aio_pika.exceptions.ChannelInvalidStateError("closed")
+@pytest.mark.parametrize("error", [aio_pika.exceptions.ChannelInvalidStateError, asyncio.CancelledError])
+async def test_acks_whose_write_fails_fail_their_callers_and_later_ones_go_alone(error: type[BaseException]) -> None:
+    """A channel closed, or a connection dying under the write (aiormq then fails the pending
+    write with CancelledError): every caller waiting gets an error, none waits for ever."""
 
-    acks = ChannelAcks(Closed())  # type: ignore[arg-type]
+    class Failing(_Channel):
+        async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
+            if not self.sent:
+                self.sent.append((tag, multiple))
+                raise error("connection lost")
+            self.sent.append((tag, multiple))
+
+    channel = Failing()
+    acks = ChannelAcks(channel)  # type: ignore[arg-type]
     acks.delivered(1)
     acks.delivered(2)
-    results = await asyncio.gather(acks.ack(1), acks.ack(2), return_exceptions=True)
-    assert all(isinstance(r, aio_pika.exceptions.ChannelInvalidStateError) for r in results)
+    results = await asyncio.wait_for(asyncio.gather(acks.ack(1), acks.ack(2), return_exceptions=True), 5)
+    assert all(isinstance(r, aio_pika.exceptions.ChannelInvalidStateError) for r in results), results
+    assert results[0] is not results[1]  # an error of its own for each caller
+    acks.delivered(3)
+    await asyncio.wait_for(acks.ack(3), 5)
+    assert channel.sent == [(2, True), (3, False)]

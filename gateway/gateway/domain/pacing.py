@@ -7,8 +7,9 @@ Pure data structures driven by the times they are given (the sender passes its i
   **empty**: a process that restarts in a loop can never send faster than the rate. A provider's
   "slow down" (429 with ``Retry-After``) pauses the whole account, not just one message.
 * :class:`PriorityBuffer` -- the waiting sends; conversational replies and operator messages
-  always before follow-up campaign touches, first come first served within a class (the sender
-  passes over a message whose contact has a call running, never one of the messages ahead of it).
+  always before follow-up campaign touches, first come first served within a class (except that
+  the sender passes over a message whose contact has a call running: the messages behind it
+  for other contacts go first).
 """
 
 from __future__ import annotations
