@@ -10,11 +10,13 @@ import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from gateway.app import create_app
 from gateway.context import GATEWAY
@@ -509,3 +511,28 @@ async def test_a_reader_paging_by_cursor_misses_nothing_while_sends_run_side_by_
         # Stored again: the same cursor, nothing new for a reader.
         assert (await provider.send(later[0])).provider_message_id == results[1].provider_message_id
         assert len(await provider.outbox(to=None, after=0, limit=50)) == 4
+
+
+async def test_a_store_that_meets_the_database_away_is_retried_like_a_providers_503(
+    amqp_url: str, database_url: str
+) -> None:
+    """Nothing was stored, so the sender retries it (not an "unknown outcome"): delivered once."""
+    async with running(gateway_settings(amqp_url, database_url, send_backoff_base_s=0.05)) as client:
+        provider = client.app[GATEWAY].provider
+        assert isinstance(provider, SandboxProvider)
+        store = provider.stores.run_batch
+        failures = [OperationalError("INSERT ...", {}, ConnectionResetError("server closed the connection"))]
+
+        async def away_once(batch: list[Any]) -> list[Any]:
+            if failures:
+                raise failures.pop()
+            return list(await store(batch))
+
+        provider.stores.run_batch = away_once
+        await publish(amqp_url, OUTGOING, [reply(1)])
+        [status] = await take(amqp_url, STATUS.name, 1)
+        page = await (await client.get("/sandbox/outbox", params={"to": PHONE}, headers=AUTH)).json()
+        metrics = await (await client.get("/metrics")).text()
+    assert status["status"] == "sent" and failures == []
+    assert [m["message_id"] for m in page["messages"]] == ["reply-1"]
+    assert 'parley_gateway_send_retries_total{provider="sandbox"}' in metrics

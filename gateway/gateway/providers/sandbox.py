@@ -31,6 +31,7 @@ from gateway.domain.failures import Failure, FailureKind, classify_http
 from gateway.media_store import MediaStore, record_file
 from gateway.providers.base import Media, MediaError, SendError, SendResult, WhatsAppProvider, inline_media
 from parley_shared.batching import BATCH_MAX_SIZE, GroupCommit, transactions
+from parley_shared.broker import is_transient
 from parley_shared.clock import Clock
 from parley_shared.contracts import Choices, MediaRef, OutgoingMessage, Provider, stable_id
 from parley_shared.db import SessionFactory, insert_ignore
@@ -123,7 +124,15 @@ class SandboxProvider(WhatsAppProvider):
         self._inject_429()
         sent = await self._keep_file(message) if message.media is not None else None
         text = numbered(message.text, message.choices) if message.choices is not None else message.text
-        cursor = await self.stores.submit(_Send(message, text, sent))
+        try:
+            cursor = await self.stores.submit(_Send(message, text, sent))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The database was away: like a provider's 503 -- the store is one message id, so a
+            # retry after a commit whose answer was lost finds the stored row.
+            reason = f"sandbox: the store failed ({type(exc).__name__}); not stored"
+            raise SendError(Failure(FailureKind.TRANSIENT, "sandbox_store", reason)) from exc
         async with self._delivered:
             self.version += 1
             self._delivered.notify_all()
