@@ -10,7 +10,8 @@ the same ingest path, queues, sender, pacing and logs as the real providers.
 
 The sends that arrive together are stored in one transaction (a group commit), one transaction
 at a time: rows are committed in the order of their ids, so a reader paging by cursor
-(``after``) never passes over a row that commits later.
+(``after``) never passes over a row that commits later. A store that meets the database away
+is a transient send failure: the sender retries it.
 """
 
 from __future__ import annotations
