@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy.exc import OperationalError
 
 from gateway.context import GATEWAY
 from gateway.settings import GatewaySettings
@@ -230,6 +231,31 @@ async def test_a_retry_takes_the_next_token_before_a_message_not_yet_started(clo
     finally:
         runner.cancel()
     assert log == ["first", "retry", "second"]
+
+
+async def test_a_claim_that_meets_the_database_away_keeps_its_place_in_line(
+    amqp_url: str, database_url: str, graph: FakeMeta, clock: ManualClock
+) -> None:
+    """The contact's first message cannot be claimed for a moment: its second one waits behind it."""
+    phone = "+77020000077"
+    first, second = (OutgoingMessage(message_id=f"o{n}", correlation_id="c", phone=phone, text=f"o{n}") for n in (1, 2))
+    await prospects_wrote(database_url, [phone], clock.now())
+    settings = sender_settings(amqp_url, database_url, graph, send_rate_per_min=600000)
+    async with running(settings, clock=clock, sleep=FakeSleep(clock)) as client:
+        claims = client.app[GATEWAY].outbound.claims
+        claim = claims.run_batch
+        away = [OperationalError("INSERT ...", {}, ConnectionResetError("server closed the connection"))]
+
+        async def away_for_the_first(batch: list[OutgoingMessage]) -> Any:
+            if away and [m.message_id for m in batch] == ["o1"]:
+                raise away.pop()
+            return await claim(batch)
+
+        claims.run_batch = away_for_the_first
+        await publish(amqp_url, OUTGOING, [first, second])
+        statuses = await take(amqp_url, STATUS.name, 2)
+    assert away == [] and {s["status"] for s in statuses} == {"sent"}
+    assert [call.text for call in graph.attempts] == ["o1", "o2"]
 
 
 async def _handled_at_least(client: TestClient, queue: str, count: int) -> bool:

@@ -268,7 +268,11 @@ class Sender:
 
     async def _deliver(self, message: OutgoingMessage, ticket: Ticket) -> None:
         try:
-            to_send, contact = await self._still_to_send(message)
+            # Retried here while the database is away, keeping the message's place in line (a
+            # retry of the whole handler would take a new place, behind the contact's next message).
+            to_send, contact = await STORE.call(
+                lambda: self._still_to_send(message), name="sender.claim", retry_if=is_transient
+            )
             if not to_send:
                 return
             await self._refuse_outside_window(message, contact)
@@ -384,7 +388,8 @@ class Sender:
 
 
 # A write that records what happened at the provider is retried while the database is away:
-# losing it would turn into a resend (or an "unknown outcome") on the next delivery.
+# losing it would turn into a resend (or an "unknown outcome") on the next delivery. So is a
+# message's claim, which must keep its place in line.
 STORE = Backoff(first_s=0.2, max_s=5.0, give_up_after_s=300.0)
 
 
