@@ -476,3 +476,41 @@ async def test_a_batch_takes_at_most_batch_max_size_messages(amqp_url: str, data
         group = handler.group_commit
         assert group.items == 30 and group.largest == 3  # full batches formed, none beyond the setting
         assert group.batches >= 10
+
+
+async def test_a_stop_starts_no_turn_even_for_a_contact_whose_turn_ends_in_the_grace_period(
+    amqp_url: str, database_url: str
+) -> None:
+    """A message that arrived during a turn asks for the contact's next turn when it ends; if it
+    ends during a stop's grace period, that next turn is not started (it stays due for the
+    sweeper), so nothing runs here after the stop returned."""
+    first_call, gate, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def respond(context: TurnContext) -> Any:
+        if not first_call.is_set():
+            first_call.set()
+            await gate.wait()
+        else:
+            await never.wait()  # a second turn would hang here past the stop
+        return echo_decision(context)
+
+    phone = "+77010000099"
+    async with running_agent(amqp_url, database_url, engine=ScriptedEngine(respond)) as agent:
+        turns = agent.app[AGENT].turns
+        await agent.send(inbound(phone, "Hello"))
+        await asyncio.wait_for(first_call.wait(), 10)
+        await agent.send(inbound(phone, "And one more thing"))
+        for _ in range(200):  # the second message asked for another turn while the first runs
+            if turns._again:
+                break
+            await asyncio.sleep(0.05)
+        assert turns._again
+        stopping = asyncio.create_task(turns.stop(grace_s=5.0))
+        await asyncio.sleep(0.1)
+        gate.set()  # the first turn ends within the grace period
+        await asyncio.wait_for(stopping, 10)
+        assert not turns._tasks, "a turn still runs after the stop returned"
+        async with agent.app[RUNTIME].sessions() as session:
+            due = await session.scalar(select(tables.contacts.c.turn_due_at).where(tables.contacts.c.phone == phone))
+        assert due is not None  # the second message's turn stays due for the sweeper
+        never.set()

@@ -170,6 +170,7 @@ class TurnRunner:
         self._running: set[int] = set()
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False  # no new turn starts here once a stop began
         # Claims and results of turns that happen at about the same time share a transaction.
         self.claims: GroupCommit[int, _Claim | None] = transactions(
             self._claim_batch, name="turn_claims", drains=drains, max_size=batch_size
@@ -196,6 +197,8 @@ class TurnRunner:
     # ------------------------------------------------------------------ triggering
     def schedule(self, contact_id: int, delay_s: float) -> None:
         """Run the contact's turn in ``delay_s`` (replacing an earlier timer for it)."""
+        if self._stopping:
+            return  # the turn stays due in the database: the sweeper (here or elsewhere) starts it
         loop = asyncio.get_running_loop()
         old = self._timers.pop(contact_id, None)
         if old is not None:
@@ -207,7 +210,9 @@ class TurnRunner:
         self.spawn(contact_id)
 
     def spawn(self, contact_id: int) -> None:
-        """Start a turn task for the contact unless one is already running here."""
+        """Start a turn task for the contact unless one is already running here (or a stop began)."""
+        if self._stopping:
+            return
         if contact_id in self._running:
             self._again.add(contact_id)  # look again when the running one ends
             return
@@ -246,7 +251,10 @@ class TurnRunner:
         return len(due)
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop timers, let running turns finish for ``grace_s``, then cancel (their leases are released)."""
+        """Stop timers, let running turns finish for ``grace_s``, then cancel (their leases are released).
+        No turn starts once the stop began -- not even the next one of a contact whose turn ends in
+        the grace period -- so every turn is either finished or cancelled when this returns."""
+        self._stopping = True
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
