@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -95,9 +96,11 @@ class PriorityBuffer(Generic[T]):
     def peek(self) -> T | None:
         return self._heap[0].item if self._heap else None
 
-    def in_order(self) -> list[T]:
-        """Every item, in the order they would leave."""
-        return [entry.item for entry in sorted(self._heap)]
+    def in_order(self) -> Iterator[T]:
+        """Every item, in the order they would leave (lazily: the first one costs no sort)."""
+        if self._heap:
+            yield self._heap[0].item
+            yield from (entry.item for entry in sorted(self._heap)[1:])
 
     def remove(self, item: T) -> bool:
         for index, entry in enumerate(self._heap):

@@ -32,7 +32,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn, TypeVar
 
 import structlog
 
@@ -50,6 +50,7 @@ from parley_shared.retry import Backoff, Sleep
 from parley_shared.service import Runtime
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 UNKNOWN_OUTCOME = "unknown_outcome"
 
 
@@ -166,11 +167,6 @@ class AccountPacer:
         not ready yet (being claimed: it keeps its place too)."""
         if len(self._calls) >= self.concurrency or self._retrying:
             return None
-        head = self._line.peek()
-        if head is None or not head.ready:
-            return None
-        if head.recipient not in self._recipients:
-            return head
         for ticket in self._line.in_order():
             if not ticket.ready:
                 return None
@@ -270,9 +266,7 @@ class Sender:
         try:
             # Retried here while the database is away, keeping the message's place in line (a
             # retry of the whole handler would take a new place, behind the contact's next message).
-            to_send, contact = await STORE.call(
-                lambda: self._still_to_send(message), name="sender.claim", retry_if=is_transient
-            )
+            to_send, contact = await _until_stored(lambda: self._still_to_send(message))
             if not to_send:
                 return
             await self._refuse_outside_window(message, contact)
@@ -393,5 +387,6 @@ class Sender:
 STORE = Backoff(first_s=0.2, max_s=5.0, give_up_after_s=300.0)
 
 
-async def _until_stored(write: Callable[[], Awaitable[Any]]) -> None:
-    await STORE.call(write, name="sender.store", retry_if=is_transient)
+async def _until_stored(write: Callable[[], Awaitable[T]]) -> T:
+    result: T = await STORE.call(write, name="sender.store", retry_if=is_transient)
+    return result
