@@ -514,3 +514,63 @@ async def test_a_stop_starts_no_turn_even_for_a_contact_whose_turn_ends_in_the_g
             due = await session.scalar(select(tables.contacts.c.turn_due_at).where(tables.contacts.c.phone == phone))
         assert due is not None  # the second message's turn stays due for the sweeper
         never.set()
+
+
+async def test_turns_written_together_a_lost_lease_and_a_changed_message_touch_no_neighbour(
+    amqp_url: str, database_url: str
+) -> None:
+    """Thirty turns finish at once and are written in shared transactions. One contact's lease was
+    taken over meanwhile (another replica): that turn writes nothing. Another contact's message
+    stopped being pending (a revoke) under the lease: that turn fails alone. Every other contact
+    gets its reply, once."""
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def gated(context: TurnContext) -> Any:
+        started.append(context.messages[-1])
+        await gate.wait()
+        return echo_decision(context)
+
+    phones = [f"+7701777{i:04d}" for i in range(30)]
+    taken, revoked = phones[7], phones[19]
+    async with running_agent(amqp_url, database_url, engine=ScriptedEngine(gated)) as agent:
+        turns = agent.app[AGENT].turns
+        batches: list[list[int]] = []
+        write_batch = turns.commits.run_batch
+
+        async def recording(results: list[Any]) -> Any:
+            batches.append([r.contact_id for r in results])
+            return await write_batch(results)
+
+        turns.commits.run_batch = recording
+        for i, phone in enumerate(phones):
+            await agent.send(inbound(phone, f"question {i}"))
+        for _ in range(400):
+            if len(started) == len(phones):
+                break
+            await asyncio.sleep(0.05)
+        assert len(started) == len(phones)
+        c, m = tables.contacts.c, tables.messages.c
+        async with agent.app[RUNTIME].sessions() as session, session.begin():
+            ids = dict((await session.execute(select(c.phone, c.id))).all())
+            await session.execute(update(tables.contacts).where(c.phone == taken).values(turn_lease_owner="elsewhere"))
+            await session.execute(update(tables.messages).where(m.contact_id == ids[revoked]).values(status="silent"))
+        gate.set()
+        await agent.idle()
+        others = [p for p in phones if p not in (taken, revoked)]
+        await agent.replies.wait_for(len(others))
+        await asyncio.sleep(0.3)
+        assert sorted(r.phone for r in agent.replies.messages) == sorted(others)  # each once
+        # Written in shared transactions; the batch holding the failing turn was re-run turn by turn.
+        assert max(len(b) for b in batches) > 1
+        shared = [b for b in batches if ids[revoked] in b and len(b) > 1]
+        assert shared and [ids[revoked]] in batches
+        async with agent.app[RUNTIME].sessions() as session:
+            found = (await session.execute(select(m.contact_id, m.direction, m.status))).all()
+        by_contact: dict[int, list[tuple[str, str]]] = {}
+        for contact_id, direction, status in found:
+            by_contact.setdefault(contact_id, []).append((direction, status))
+        assert by_contact[ids[taken]] == [("in", "pending")]  # left to the replica holding the lease
+        assert by_contact[ids[revoked]] == [("in", "silent")]  # no reply stored
+        for phone in others:
+            assert sorted(by_contact[ids[phone]]) == [("in", "handled"), ("out", "queued")]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -169,7 +169,20 @@ async def claim_turns(
 
 
 _OWN_LEASE = (c.id == bindparam("b_contact_id")) & (c.turn_lease_owner == bindparam("b_token"))
-_RECHECK_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_now")).returning(*contacts.c)
+# The contacts whose leases we still hold, locked in phone order (a lease taken over while we
+# waited for the lock drops out: the condition is checked again on the locked row).
+_HELD_IN_PHONE_ORDER = (
+    select(contacts.c.id)
+    .where(tuple_(c.id, c.turn_lease_owner).in_(bindparam("b_leases", expanding=True)))
+    .order_by(contacts.c.phone)
+    .with_for_update()
+)
+_RECHECK_LEASES = (
+    update(contacts)
+    .where(c.id.in_(_HELD_IN_PHONE_ORDER.scalar_subquery()))
+    .values(turn_lease_until=bindparam("b_now"))
+    .returning(*contacts.c)
+)
 _RENEW_LEASE = update(contacts).where(_OWN_LEASE).values(turn_lease_until=bindparam("b_until"))
 # ``turn_due_at`` kept only while the contact still has pending messages.
 _DUE_WHILE_WAITING = case(
@@ -187,16 +200,21 @@ _FINISH_TURN = (
     update(contacts)
     .where(_OWN_LEASE)
     .values(turn_lease_owner=None, turn_lease_until=None, turn_due_at=_DUE_WHILE_WAITING)
-    .returning(*contacts.c)
 )
 _RELEASE_TURN = update(contacts).where(_OWN_LEASE).values(turn_lease_owner=None, turn_lease_until=None)
+_CONTACTS_BY_ID = select(contacts).where(c.id.in_(bindparam("b_ids", expanding=True)))
 
 
-async def recheck_lease(session: Session, contact_id: int, token: str, now: datetime) -> RowMapping | None:
-    """The contact as it is now, if we still hold its lease. Being an UPDATE, it locks the row
-    until the transaction ends, so a takeover either happened before (and we see it) or waits."""
-    params = {"b_contact_id": contact_id, "b_token": token, "b_now": now}
-    return (await session.execute(_RECHECK_LEASE, params)).mappings().first()
+async def recheck_leases(session: Session, leases: Sequence[tuple[int, str]], now: datetime) -> dict[int, RowMapping]:
+    """The contacts as they are now, by id, of those ``(contact id, token)`` leases we still hold:
+    one statement for a batch of turns. Being an UPDATE, it locks the rows (in phone order) until
+    the transaction ends, so a takeover either happened before (and the contact is left out) or
+    waits."""
+    if not leases:
+        return {}
+    params = {"b_leases": sorted(set(leases)), "b_now": now}
+    rows = (await session.execute(_RECHECK_LEASES, params)).mappings().all()
+    return {int(row["id"]): row for row in rows}
 
 
 async def renew_lease(session: Session, contact_id: int, token: str, until: datetime) -> bool:
@@ -204,12 +222,25 @@ async def renew_lease(session: Session, contact_id: int, token: str, until: date
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def finish_turn(session: Session, contact_id: int, token: str, values: Mapping[str, Any]) -> RowMapping:
-    """Write the turn's contact changes and give the lease back, in one statement (after the
-    turn's messages were marked). Returns the contact as it is now."""
-    # Keys of ``values`` that are not bound parameters of the statement become SET columns.
-    params = {**values, "b_contact_id": contact_id, "b_token": token}
-    return (await session.execute(_FINISH_TURN, params)).mappings().one()
+async def finish_turns(session: Session, turns: Sequence[tuple[int, str, Mapping[str, Any]]]) -> None:
+    """Write each turn's ``(contact id, token, contact changes)`` and give its lease back (after the
+    turns' messages were marked; the leases re-checked in this transaction). One executemany per
+    set of changed columns."""
+    # Keys of the changes that are not bound parameters of the statement become SET columns.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for contact_id, token, values in turns:
+        by_columns.setdefault(tuple(sorted(values)), []).append(
+            {**values, "b_contact_id": contact_id, "b_token": token}
+        )
+    for params in by_columns.values():
+        await session.execute(_FINISH_TURN, params)
+
+
+async def contacts_by_id(session: Session, contact_ids: Sequence[int]) -> dict[int, RowMapping]:
+    if not contact_ids:
+        return {}
+    rows = (await session.execute(_CONTACTS_BY_ID, {"b_ids": sorted(set(contact_ids))})).mappings().all()
+    return {int(row["id"]): row for row in rows}
 
 
 async def release_turn(session: Session, contact_id: int, token: str, *, retry_at: datetime | None = None) -> None:
@@ -267,11 +298,6 @@ _INBOUND_TEXTS_OF_MANY = (
     select(_RANKED_TEXTS.c.contact_id, _RANKED_TEXTS.c.text)
     .where(_RANKED_TEXTS.c.rank <= bindparam("b_limit"))
     .order_by(_RANKED_TEXTS.c.contact_id, _RANKED_TEXTS.c.rank)
-)
-_MARK_MESSAGES = (
-    update(messages)
-    .where(m.id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
-    .values(status=bindparam("b_status"), turn_id=bindparam("b_turn_id"))
 )
 
 
@@ -336,11 +362,21 @@ async def postpone_turn(session: Session, contact_id: int, at: datetime) -> None
     await session.execute(_POSTPONE_TURN, {"b_contact_id": contact_id, "b_at": at})
 
 
-async def mark_messages(session: Session, ids: Sequence[int], status: str, turn_id: str | None) -> int:
-    """Move pending messages to ``status``; returns how many were still pending."""
-    params = {"b_ids": list(ids), "b_status": status, "b_turn_id": turn_id}
-    result = await session.execute(_MARK_MESSAGES, params)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+async def mark_turn_messages(session: Session, marks: Mapping[int, tuple[str, str | None]]) -> set[int]:
+    """Move pending messages to their turn's ``(status, turn id)``, by message id: one statement
+    for a batch of turns. Returns the ids that were still pending."""
+    if not marks:
+        return set()
+    stmt = (
+        update(messages)
+        .where(m.id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
+        .values(
+            status=case({i: status for i, (status, _) in marks.items()}, value=m.id),
+            turn_id=case({i: turn_id for i, (_, turn_id) in marks.items()}, value=m.id),
+        )
+        .returning(m.id)
+    )
+    return {int(i) for i in (await session.execute(stmt, {"b_ids": sorted(marks)})).scalars()}
 
 
 # ---------------------------------------------------------------------------- events on messages

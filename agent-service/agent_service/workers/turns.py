@@ -59,6 +59,7 @@ from parley_shared.contracts import (
     MAX_CAPTION,
     MAX_TEXT,
     Choices,
+    Contract,
     OutgoingKind,
     OutgoingMedia,
     OutgoingMessage,
@@ -68,7 +69,7 @@ from parley_shared.contracts import (
 from parley_shared.db import Session, SessionFactory
 from parley_shared.outbox import Outbox
 from parley_shared.shutdown import Drains
-from parley_shared.topology import OUTGOING
+from parley_shared.topology import OUTGOING, WorkQueue
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +85,6 @@ class _Loaded:
     past: Sequence[Any]
     first_texts: list[str]
     order: Readiness
-
-
-@dataclass(frozen=True)
-class _Written:
-    """The turn being written: its id, the pending messages it answers (ids and rows), the time."""
-
-    turn_id: str
-    ids: list[int]
-    pending: Sequence[Any]
-    now: datetime
 
 
 @dataclass(frozen=True)
@@ -114,6 +105,18 @@ class _Result:
     pending: Sequence[Any]
     plan: TurnPlan | None
     held_until: datetime | None
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A turn being written: its place in the batch, its result, the contact as it is now (lease
+    re-checked), the outcome decided from it and the ids of the messages it answers."""
+
+    index: int
+    result: _Result
+    contact: Any
+    outcome: TurnOutcome
+    ids: list[int]
 
 
 @dataclass(frozen=True)
@@ -410,80 +413,117 @@ class TurnRunner:
         return report
 
     async def _commit_batch(self, results: list[_Result]) -> list[TurnReport]:
-        """Write the results of turns that finished at about the same time, in one transaction
-        (group commit), in phone order (every transaction that locks several contacts does), then publish every
-        reply of the batch together. A turn whose result cannot be written fails alone (its lease
-        is given back and the turn runs again); the batch is re-run item by item if it fails for a
-        reason of its own."""
-        now = self.clock.now()
-        order = sorted(range(len(results)), key=lambda i: results[i].phone)
-        reports: dict[int, TurnReport] = {}
-        answered: list[Any] = []  # the contacts the AI replied to (no handoff), as they are now
+        """Write the results of turns that finished at about the same time in one transaction (group
+        commit; :meth:`_write`), then publish every reply of the batch together. A turn whose
+        result cannot be written fails alone (its lease is given back and the turn runs again):
+        the batch is re-run item by item if it fails for a reason of its own."""
         async with self._session(begin=True) as session:
-            for index in order:
-                reports[index] = await self._write(session, results[index], now, answered)
-            await self.follow_ups.on_agent_messages(session, answered, now)
-        written = [reports[index] for index in range(len(results))]
+            written = await self._write(session, results, self.clock.now())
         replied = [report.contact_id for report in written if report.reply_message_id]
         if replied:
             async with self._db_slots:
                 await self.outbox.publish_after_commit(causes=[repo.contact_cause(cid) for cid in replied])
         return written
 
-    async def _write(self, session: Session, result: _Result, now: datetime, answered: list[Any]) -> TurnReport:
-        """One turn's result in the batch's transaction: re-check the lease (locking the contact),
-        decide the outcome from the contact as it is now (``domain/turn_outcome.py``), persist that
-        outcome, release the lease. A contact the AI replied to without handing over goes into
-        ``answered``: the batch plans their follow-ups together."""
-        contact_id, plan = result.contact_id, result.plan
-        turn = _Written(result.turn_id, [p["id"] for p in result.pending], result.pending, now)
-        current = await repo.recheck_lease(session, contact_id, result.token, now)
-        if current is None:
-            log.warning("turn.lease_lost", contact_id=contact_id)
-            return TurnReport(contact_id, result.turn_id, "lease_lost")
-        outcome = turn_outcome(
-            ContactView.from_row(current),
-            planned=plan is not None,
-            has_reply=plan is not None and plan.reply is not None,
-            policy=self.moderation,
-        )
-        status = "handled" if outcome is TurnOutcome.REPLIED else "silent"
-        if await repo.mark_messages(session, turn.ids, status, result.turn_id) != len(turn.ids):
+    async def _write(self, session: Session, results: Sequence[_Result], now: datetime) -> list[TurnReport]:
+        """The batch's results in its transaction, one statement per step for all of its turns:
+        re-check the leases (locking the contacts in phone order, like every transaction that locks
+        several contacts), decide each outcome from the contact as it is now
+        (``domain/turn_outcome.py``), mark the messages, store the replies, update the contacts and
+        give the leases back, stage the replies (each turn's file right after its reply) and plan
+        the follow-ups of the contacts the AI replied to without handing over."""
+        current = await repo.recheck_leases(session, [(r.contact_id, r.token) for r in results], now)
+        reports: dict[int, TurnReport] = {}
+        turns: list[_Turn] = []
+        for index, result in enumerate(results):
+            contact = current.get(result.contact_id)
+            if contact is None:
+                log.warning("turn.lease_lost", contact_id=result.contact_id)
+                reports[index] = TurnReport(result.contact_id, result.turn_id, "lease_lost")
+                continue
+            plan = result.plan
+            outcome = turn_outcome(
+                ContactView.from_row(contact),
+                planned=plan is not None,
+                has_reply=plan is not None and plan.reply is not None,
+                policy=self.moderation,
+            )
+            turns.append(_Turn(index, result, contact, outcome, [int(p["id"]) for p in result.pending]))
+        status = {True: "handled", False: "silent"}
+        marks = {i: (status[t.outcome is TurnOutcome.REPLIED], t.result.turn_id) for t in turns for i in t.ids}
+        marked = await repo.mark_turn_messages(session, marks)
+        if any(i not in marked for i in marks):
             raise RuntimeError("turn messages changed under the lease")
-        if outcome is TurnOutcome.REPLIED:
-            assert plan is not None
-            updated = await self._persist_reply(session, current, result.token, turn, plan)
-            if not plan.handoff:
-                answered.append(updated)
-        elif outcome is TurnOutcome.SUPPRESSED:
-            assert plan is not None and plan.reply is not None
-            await self._store_reply(session, current, turn, plan, plan.reply, "suppressed")
-            updated = await repo.finish_turn(session, contact_id, result.token, {"updated_at": now})
-        elif outcome is TurnOutcome.NON_CLIENT:
-            assert plan is not None
-            values = {**plan.contact_values, "updated_at": now}
-            updated = await repo.finish_turn(session, contact_id, result.token, values)
-            if updated["client_status"] == NON_CLIENT:
-                await self.follow_ups.stop(session, contact_id, "non_client", now)
-        else:
-            updated = await repo.finish_turn(session, contact_id, result.token, {})
-        after = updated["turn_due_at"]
-        if result.held_until is not None:  # later messages wait for an earlier one still on its way
-            await repo.postpone_turn(session, contact_id, result.held_until)
-            after = result.held_until
-        reply = reply_id(result.turn_id) if outcome is TurnOutcome.REPLIED else None
-        handoff = outcome is TurnOutcome.REPLIED and plan is not None and plan.handoff
-        return TurnReport(
-            contact_id,
-            result.turn_id,
-            outcome.value,
-            reply,
-            len(turn.ids),
-            next_due=after,
-            live_kind="handoff" if handoff else outcome.value,
-            name=updated["name"],
-            needs_human=bool(updated["needs_human"]),
-        )
+        stored: list[dict[str, Any]] = []  # the replies, then the files sent after them
+        files: list[dict[str, Any]] = []
+        staged: list[tuple[WorkQueue, Contract, str | None]] = []
+        finished: list[tuple[int, str, dict[str, Any]]] = []
+        stops: list[tuple[int, str]] = []
+        for turn in turns:
+            plan, contact_id, token = turn.result.plan, turn.result.contact_id, turn.result.token
+            if turn.outcome is TurnOutcome.REPLIED:
+                assert plan is not None
+                text, choices = await self._book(session, turn, plan, now)
+                stored.append(self._reply_row(turn, plan, text, "queued", now))
+                changes = {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
+                finished.append((contact_id, token, changes))
+                if plan.handoff:
+                    stops.append((contact_id, "handoff"))
+                last = turn.result.pending[-1]
+                in_reply_to = [p["message_id"] for p in turn.result.pending][-200:]
+                reply = reply_id(turn.result.turn_id)
+                staged.append(self._outgoing(turn, last, reply, text, choices=choices, in_reply_to=in_reply_to))
+                if plan.attachment is not None:
+                    row, message = self._file(turn, last, plan.attachment, now)
+                    files.append(row)
+                    staged.append(message)
+            elif turn.outcome is TurnOutcome.SUPPRESSED:
+                assert plan is not None and plan.reply is not None
+                stored.append(self._reply_row(turn, plan, plan.reply, "suppressed", now))
+                finished.append((contact_id, token, {"updated_at": now}))
+            elif turn.outcome is TurnOutcome.NON_CLIENT:
+                assert plan is not None
+                finished.append((contact_id, token, {**plan.contact_values, "updated_at": now}))
+            else:
+                finished.append((contact_id, token, {}))
+        for rows in (stored, files):
+            if rows:
+                await repo.insert_messages(session, rows)
+        await repo.finish_turns(session, finished)
+        for turn in turns:
+            if turn.result.held_until is not None:  # later messages wait for an earlier one still on its way
+                await repo.postpone_turn(session, turn.result.contact_id, turn.result.held_until)
+        updated = await repo.contacts_by_id(session, [t.result.contact_id for t in turns])
+        stops += [
+            (t.result.contact_id, "non_client")
+            for t in turns
+            if t.outcome is TurnOutcome.NON_CLIENT and updated[t.result.contact_id]["client_status"] == NON_CLIENT
+        ]
+        for contact_id, reason in stops:
+            await self.follow_ups.stop(session, contact_id, reason, now)
+        await self.outbox.add_many(session, staged)
+        answered = [
+            updated[t.result.contact_id]
+            for t in turns
+            if t.outcome is TurnOutcome.REPLIED and t.result.plan is not None and not t.result.plan.handoff
+        ]
+        await self.follow_ups.on_agent_messages(session, answered, now)
+        for turn in turns:
+            contact = updated[turn.result.contact_id]
+            replied = turn.outcome is TurnOutcome.REPLIED
+            handoff = replied and turn.result.plan is not None and turn.result.plan.handoff
+            reports[turn.index] = TurnReport(
+                turn.result.contact_id,
+                turn.result.turn_id,
+                turn.outcome.value,
+                reply_id(turn.result.turn_id) if replied else None,
+                len(turn.ids),
+                next_due=contact["turn_due_at"],
+                live_kind="handoff" if handoff else turn.outcome.value,
+                name=contact["name"],
+                needs_human=bool(contact["needs_human"]),
+            )
+        return [reports[index] for index in range(len(results))]
 
     def _after_commit(self, result: _Result, report: TurnReport) -> None:
         """The turn is written: arm its contact's next turn, count it, tell the managers' screens."""
@@ -498,71 +538,52 @@ class TurnRunner:
                 result.contact_id, report.live_kind or report.outcome, label=report.name, needs_human=report.needs_human
             )
 
-    async def _persist_reply(self, session: Session, current: Any, token: str, turn: _Written, plan: TurnPlan) -> Any:
-        """The reply goes out: book a requested call (slots proposed instead are offered as buttons
-        too, a tap books one), store the reply, update the contact, stop follow-ups on a handoff
-        (the batch plans the others'), stage the message -- and the file asked for, right after
-        it -- in the outbox. Returns the contact as it is now."""
-        contact_id, now, last = int(current["id"]), turn.now, turn.pending[-1]
+    async def _book(self, session: Session, turn: _Turn, plan: TurnPlan, now: datetime) -> tuple[str, Choices | None]:
+        """The reply's text and buttons: a requested call is booked (slots proposed instead are
+        offered as buttons too, a tap books one)."""
         text = plan.reply or ""
         decision = plan.decision
         choices: Choices | None = None
         if decision is not None and decision.action == "schedule_call":
             booking = await self.booker.book(
                 session,
-                contact_id=contact_id,
+                contact_id=turn.result.contact_id,
                 requested_at=decision.proposed_call_time,
-                turn_id=turn.turn_id,
+                turn_id=turn.result.turn_id,
                 language=plan.language,
                 now=now,
-                notes=(last["text"] or "")[:500] or None,
+                notes=(turn.result.pending[-1]["text"] or "")[:500] or None,
             )
             if booking.reply_hint:
                 text = f"{text}\n{booking.reply_hint}"
             choices = slot_choices(booking.proposed_slots, self.booker.rules.hours, plan.language)
-        text = text[:MAX_TEXT]
-        await self._store_reply(session, current, turn, plan, text, "queued")
-        updated = await repo.finish_turn(
-            session, contact_id, token, {**plan.contact_values, "last_outbound_at": now, "updated_at": now}
-        )
-        if plan.handoff:
-            await self.follow_ups.stop(session, contact_id, "handoff", now)
-        in_reply_to = [p["message_id"] for p in turn.pending][-200:]
-        await self._stage(
-            session, current, last, turn.turn_id, reply_id(turn.turn_id), text, choices=choices, in_reply_to=in_reply_to
-        )
-        if plan.attachment is not None:
-            await self._send_file(session, current, turn.turn_id, last, plan.attachment, now)
-        return updated
+        return text[:MAX_TEXT], choices
 
-    async def _store_reply(
-        self, session: Session, contact: Any, turn: _Written, plan: TurnPlan, text: str, status: str
-    ) -> None:
-        await repo.insert_message(
-            session,
-            {
-                "contact_id": contact["id"],
-                "direction": "out",
-                "kind": "reply",
-                "status": status,
-                "text": text,
-                "message_id": reply_id(turn.turn_id),
-                "correlation_id": turn.pending[-1]["correlation_id"],
-                "turn_id": turn.turn_id,
-                "knowledge_refs": plan.knowledge_refs,
-                "model": plan.model,
-                "tokens_in": plan.tokens_in,
-                "tokens_out": plan.tokens_out,
-                "latency_ms": plan.latency_ms,
-                "error": _reply_error(plan),
-                "created_at": turn.now,
-            },
-        )
+    @staticmethod
+    def _reply_row(turn: _Turn, plan: TurnPlan, text: str, status: str, now: datetime) -> dict[str, Any]:
+        return {
+            "contact_id": turn.result.contact_id,
+            "direction": "out",
+            "kind": "reply",
+            "status": status,
+            "text": text,
+            "message_id": reply_id(turn.result.turn_id),
+            "correlation_id": turn.result.pending[-1]["correlation_id"],
+            "turn_id": turn.result.turn_id,
+            "knowledge_refs": plan.knowledge_refs,
+            "model": plan.model,
+            "tokens_in": plan.tokens_in,
+            "tokens_out": plan.tokens_out,
+            "latency_ms": plan.latency_ms,
+            "error": _reply_error(plan),
+            "created_at": now,
+        }
 
-    async def _send_file(
-        self, session: Session, contact: Any, turn_id: str, last: Any, file: FileToSend, now: datetime
-    ) -> None:
-        """Stage (and record) the file a turn sends after its reply: the price list, a product picture."""
+    def _file(
+        self, turn: _Turn, last: Any, file: FileToSend, now: datetime
+    ) -> tuple[dict[str, Any], tuple[WorkQueue, Contract, str | None]]:
+        """The file a turn sends after its reply (the price list, a product picture): its message row
+        and its outbox entry."""
         media = OutgoingMedia(
             kind=file.kind,  # type: ignore[arg-type]
             file_name=file.file_name,
@@ -570,43 +591,42 @@ class TurnRunner:
             data_b64=base64.b64encode(file.data).decode(),
             sha256=hashlib.sha256(file.data).hexdigest(),
         )
-        message_id = stable_id("file", turn_id)
+        message_id = stable_id("file", turn.result.turn_id)
         caption = file.title[:MAX_CAPTION] or file.file_name
-        await repo.insert_message(
-            session,
-            {
-                "contact_id": contact["id"],
-                "direction": "out",
-                "kind": "reply",
-                "status": "queued",
-                "text": caption,
-                "message_id": message_id,
-                "correlation_id": last["correlation_id"],
-                "turn_id": turn_id,
-                "media": {
-                    "kind": file.kind,
-                    "file_name": file.file_name,
-                    "mime_type": file.mime_type,
-                    "size": len(file.data),
-                },
-                "created_at": now,
+        row = {
+            "contact_id": turn.result.contact_id,
+            "direction": "out",
+            "kind": "reply",
+            "status": "queued",
+            "text": caption,
+            "message_id": message_id,
+            "correlation_id": last["correlation_id"],
+            "turn_id": turn.result.turn_id,
+            "media": {
+                "kind": file.kind,
+                "file_name": file.file_name,
+                "mime_type": file.mime_type,
+                "size": len(file.data),
             },
-        )
-        await self._stage(session, contact, last, turn_id, message_id, caption, media=media)
+            "created_at": now,
+        }
+        return row, self._outgoing(turn, last, message_id, caption, media=media)
 
-    async def _stage(
-        self, session: Session, contact: Any, last: Any, turn_id: str, message_id: str, text: str, **content: Any
-    ) -> None:
-        """Stage one message of the turn for ``outgoing_messages`` (published after the commit, in order)."""
+    @staticmethod
+    def _outgoing(
+        turn: _Turn, last: Any, message_id: str, text: str, **content: Any
+    ) -> tuple[WorkQueue, Contract, str | None]:
+        """One message of the turn for ``outgoing_messages`` (staged in the outbox, published after
+        the commit in order)."""
         message = OutgoingMessage(
             message_id=message_id,
-            correlation_id=last["correlation_id"] or turn_id,
-            phone=contact["phone"],
+            correlation_id=last["correlation_id"] or turn.result.turn_id,
+            phone=turn.contact["phone"],
             text=text,
             kind=OutgoingKind.REPLY,
             **content,
         )
-        await self.outbox.add(session, OUTGOING, message, cause_id=repo.contact_cause(int(contact["id"])))
+        return OUTGOING, message, repo.contact_cause(turn.result.contact_id)
 
 
 def _reply_error(plan: TurnPlan) -> str | None:
