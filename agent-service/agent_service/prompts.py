@@ -1,4 +1,4 @@
-"""The agent's prompt files (``PROMPTS_DIR``): editable text, re-read when a file changes.
+"""The agent's prompt files (``PROMPTS_DIR``): editable text, re-read within a second of a change.
 
 * ``sales_agent_prompt.txt`` / ``moderator_prompt.txt`` / ``first_contact_prompt.txt``: Gemini
   system instructions with ``{placeholders}`` (``str.format``; write literal braces as ``{{ }}``).
@@ -14,8 +14,10 @@ Missing languages fall back ``kk -> ru -> en``.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ SALES_PROMPT = "sales_agent_prompt.txt"
 MODERATOR_PROMPT = "moderator_prompt.txt"
 FIRST_CONTACT_PROMPT = "first_contact_prompt.txt"  # the sales and moderator tasks in one call
 PHRASES = "agent_phrases.toml"
+# How long a file read stays trusted before its modification time is looked at again (every
+# turn reads several: a system call each would cost more than the rest of the lookup).
+RECHECK_S = 1.0
 
 
 class _Defaults(dict[str, Any]):
@@ -33,21 +38,32 @@ class _Defaults(dict[str, Any]):
         return "{" + key + "}"
 
 
+@dataclass
+class _Read:
+    mtime: float
+    value: Any
+    checked: float  # monotonic time of the last look at the file
+
+
 class PromptBook:
     def __init__(self, directory: Path | str, business: BusinessProfile | None = None) -> None:
         self.directory = Path(directory)
         self.business = business
-        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache: dict[str, _Read] = {}
 
     def _read(self, name: str, parse: bool) -> Any:
+        now = time.monotonic()
+        cached = self._cache.get(name)
+        if cached is not None and now - cached.checked < RECHECK_S:
+            return cached.value
         path = self.directory / name
         mtime = path.stat().st_mtime
-        cached = self._cache.get(name)
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
+        if cached is not None and cached.mtime == mtime:
+            cached.checked = now
+            return cached.value
         raw = path.read_text(encoding="utf-8")
         value = tomllib.loads(raw) if parse else raw
-        self._cache[name] = (mtime, value)
+        self._cache[name] = _Read(mtime, value, now)
         return value
 
     def text(self, name: str, values: Mapping[str, Any]) -> str:

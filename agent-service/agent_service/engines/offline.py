@@ -388,15 +388,23 @@ class OfflineEngine:
         marker = _MARKERS.get(intent) if intent is not None else None
         strong = _STRONG_MARKERS.get(intent) if intent is not None else None
         scored: list[tuple[tuple[Any, ...], _Unit]] = []
-        named_any = any(u.product is not None and names_product(f"{asked}\n{before}", *u.product) for u in units)
+        # Whether the question, the earlier messages, or either names each product (many lines share one).
+        named: dict[tuple[str, tuple[str, ...]], tuple[bool, bool, bool]] = {}
+        for product in {u.product for u in units if u.product is not None}:
+            named[product] = (
+                names_product(asked, *product),
+                bool(before) and names_product(before, *product),
+                names_product(f"{asked}\n{before}", *product),
+            )
+        named_any = any(either for _, _, either in named.values())
         for unit in units:
             if marker is not None and not marker.search(unit.text):
                 continue
             overlap = len(terms & unit.terms)
             if overlap < needed:
                 continue
-            about_now = int(unit.product is not None and names_product(asked, *unit.product))
-            about_before = int(unit.product is not None and bool(before) and names_product(before, *unit.product))
+            now, earlier, _ = named[unit.product] if unit.product is not None else (False, False, False)
+            about_now, about_before = int(now), int(earlier)
             also = sum(1 for m in markers if m.search(unit.text)) + int(bool(strong and strong.search(unit.text)))
             weight = round(sum(w for term, w in words.items() if term in unit.terms), 6)
             pair = 0 if unit.pair else 1
