@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, case, func, null, or_, select, true, update
 from sqlalchemy.engine import Row
 
+from agent_service.db import repository as repo
 from agent_service.db.tables import contacts, follow_ups, messages
 from agent_service.domain.contact import ContactView
 from agent_service.domain.followup_policy import (
@@ -114,10 +115,6 @@ _CLAIM = (
     )
     .returning(_f.id, _f.contact_id, _f.sequence_no, _f.touch, _f.strategy, _f.due_at)
 )
-_CONTACTS = select(contacts).where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
-# In phone order, like every transaction that locks several contacts; the lock waits for a turn
-# in flight on the same contact (SQLite, one writer at a time, has no FOR UPDATE).
-_LOCK_CONTACTS = _CONTACTS.order_by(contacts.c.phone).with_for_update()
 _WROTE_TO = (
     update(contacts)
     .where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -278,8 +275,7 @@ class FollowUpScheduler:
     async def _write_all(self, rows: Sequence[Row[Any]], now: datetime) -> list[_Claimed]:
         ids = sorted({r.contact_id for r in rows})
         async with self.sessions() as session:
-            found = (await session.execute(_CONTACTS, {"b_ids": ids})).mappings().all()
-            people = {c["id"]: dict(c) for c in found}
+            people = {i: dict(c) for i, c in (await repo.contacts_by_id(session, ids)).items()}
             histories = await self._histories(session, ids) if self.writer.uses_history else {}
 
         async def write(row: Row[Any]) -> _Claimed:
@@ -315,8 +311,7 @@ class FollowUpScheduler:
         report = RunReport()
         async with self.sessions() as session, session.begin():
             ids = sorted({c.row.contact_id for c in claimed})
-            locked = await session.execute(_LOCK_CONTACTS, {"b_ids": ids})
-            current = {c["id"]: dict(c) for c in locked.mappings().all()}
+            current = {i: dict(c) for i, c in (await repo.contacts_by_id(session, ids, lock=True)).items()}
             calls = await upcoming_calls(session, ids, now)
             sendable: list[tuple[Row[Any], OutgoingMessage, FollowUpText]] = []
             for item in claimed:
