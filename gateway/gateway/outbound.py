@@ -2,13 +2,15 @@
 
 Status life cycle::
 
-    queued -> sending -> sent -> delivered -> read
-                 |  \\-> retry_wait -> sending ...      (transient failure, certainly not sent)
-                 |-> failed                            (permanent, or retries exhausted)
-                 \\-> unknown                           (interrupted mid-call: never re-sent)
+    sending -> sent -> delivered -> read
+       |  \\-> retry_wait -> sending ...      (transient failure, certainly not sent)
+       |-> failed                            (permanent, or retries exhausted)
+       \\-> unknown                           (interrupted mid-call: never re-sent)
+    queued -> failed                         (refused: Meta's 24-hour window is closed)
 
-``sending`` is committed before the provider call, so a crash during the call leaves a row that
-a redelivery reports as ``unknown`` instead of sending again. Every terminal outcome stages a
+A row is created when the message's turn comes (:meth:`OutboundLog.claim`), already ``sending``
+where the message may go. ``sending`` is committed before the provider call, so a crash during
+the call leaves a row that a redelivery reports as ``unknown`` instead of sending again. Every terminal outcome stages a
 :class:`DeliveryStatus` for ``delivery_status`` in the same transaction (outbox).
 """
 
@@ -25,6 +27,7 @@ from sqlalchemy.engine import Row
 
 from gateway import chains, metrics
 from gateway.db import tables
+from gateway.domain import window
 from gateway.domain.admission import StatusEvent
 from parley_shared.batching import GroupCommit, transactions
 from parley_shared.contracts import Choices, DeliveryState, DeliveryStatus, OutgoingMessage, Provider, stable_id
@@ -86,22 +89,38 @@ class OutboundRow:
     provider_message_id: str | None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one delivery of a message found when it claimed the send."""
+
+    send: bool  # it owns the send: the row is ``sending``, committed
+    status: OutStatus  # the row's status before the claim (``queued`` for a first delivery)
+    contact: chains.Known | None  # what the gateway knows of the recipient
+    refused: str | None = None  # why the message may not go (Meta's window); it was not started
+
+
 # Built once (building a statement costs more CPU than running it); values travel as parameters,
 # and parameters named after columns become SET columns of the UPDATE.
 _THIS_OUTBOUND = (tables.message_logs.c.direction == OUTBOUND) & (
     tables.message_logs.c.message_id == bindparam("b_message_id")
 )
-_SELECT_OUTBOUND_MANY = select(tables.message_logs).where(
-    tables.message_logs.c.direction == OUTBOUND,
-    tables.message_logs.c.message_id.in_(bindparam("b_message_ids", expanding=True)),
+_LOCK_OUTBOUND_MANY = (
+    select(tables.message_logs.c.message_id, tables.message_logs.c.status)
+    .where(
+        tables.message_logs.c.direction == OUTBOUND,
+        tables.message_logs.c.message_id.in_(bindparam("b_message_ids", expanding=True)),
+    )
+    .order_by(tables.message_logs.c.message_id)
+    .with_for_update()
 )
 _UPDATE_OUTBOUND = update(tables.message_logs).where(_THIS_OUTBOUND)
+_STARTABLE = (OutStatus.QUEUED, OutStatus.RETRY_WAIT)
 _START_SENDING = (
     update(tables.message_logs)
     .where(
         tables.message_logs.c.direction == OUTBOUND,
         tables.message_logs.c.message_id.in_(bindparam("b_message_ids", expanding=True)),
-        tables.message_logs.c.status.in_([OutStatus.QUEUED.value, OutStatus.RETRY_WAIT.value]),
+        tables.message_logs.c.status.in_([s.value for s in _STARTABLE]),
     )
     .values(status=OutStatus.SENDING.value)
     .returning(tables.message_logs.c.message_id)
@@ -130,59 +149,86 @@ class OutboundLog:
         self.starts: GroupCommit[str, bool] = transactions(
             self._start_batch, name="outbound_starts", drains=runtime.drains, max_size=batch
         )
-        self.claims: GroupCommit[OutgoingMessage, tuple[OutboundRow, chains.Known | None]] = transactions(
+        self.claims: GroupCommit[OutgoingMessage, Claim] = transactions(
             self._claim_batch, name="outbound_claims", drains=runtime.drains, max_size=batch
         )
 
-    async def claim(self, message: OutgoingMessage) -> tuple[OutboundRow, chains.Known | None]:
-        """The row for ``message`` (created as ``queued`` the first time) and what the gateway knows
-        of its recipient (the chat to answer, the last inbound time); the messages delivered at
-        about the same time share a transaction (group commit)."""
+    async def claim(self, message: OutgoingMessage) -> Claim:
+        """Claim the send of ``message`` when its turn came: the row (created the first time) moves
+        to ``sending`` -- committed before this returns, so before the provider call -- unless the
+        message is done, being sent, or may not go (Meta's window; the row then stays ``queued``).
+        Also what the gateway knows of the recipient (the chat to answer, the last inbound time).
+        The claims made at about the same time share a transaction (group commit); of two copies
+        of one message in a batch, the first owns the send."""
         return await self.claims.submit(message)
 
-    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[tuple[OutboundRow, chains.Known | None]]:
-        """One statement creates the rows of every first delivery, one reads those seen before, one
-        what is known of the recipients."""
+    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[Claim]:
+        """One statement reads the recipients, one creates the rows of every first delivery (already
+        ``sending`` where the message may go); for a message seen before, one locks its row and one
+        starts those waiting to be (re)sent."""
         t = tables.message_logs
         now = self.runtime.clock.now()
-        rows = [
-            {
-                "direction": OUTBOUND,
-                "provider": self.provider.value,
-                "provider_message_id": None,
-                "message_id": message.message_id,
-                "correlation_id": message.correlation_id,
-                "phone": message.phone,
-                "phone_masked": mask_phone(message.phone),
-                "kind": message.kind.value,
-                "status": OutStatus.QUEUED.value,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for message in {m.message_id: m for m in batch}.values()
-        ]
-        rows.sort(key=lambda row: str(row["message_id"]))  # one lock order for concurrent batches
+        unique = {m.message_id: m for m in batch}
         async with self.runtime.sessions() as session, session.begin():
+            recipients = await chains.known(session, [m.phone for m in batch])
+            refused: dict[str, str] = {}
+            for message_id, message in unique.items():
+                contact = recipients.get(message.phone)
+                reason = window.refusal(
+                    self.provider.value,
+                    template=message.template is not None,
+                    last_inbound_at=contact.last_inbound_at if contact else None,
+                    now=now,
+                )
+                if reason is not None:
+                    refused[message_id] = reason
+            rows = [
+                {
+                    "direction": OUTBOUND,
+                    "provider": self.provider.value,
+                    "provider_message_id": None,
+                    "message_id": message_id,
+                    "correlation_id": message.correlation_id,
+                    "phone": message.phone,
+                    "phone_masked": mask_phone(message.phone),
+                    "kind": message.kind.value,
+                    "status": (OutStatus.QUEUED if message_id in refused else OutStatus.SENDING).value,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for message_id, message in sorted(unique.items())  # one lock order for concurrent batches
+            ]
             result = await insert_ignore(session, t, rows, ["direction", "message_id"], returning=["message_id"])
             created: set[str] = set(result.scalars())
-            seen = sorted({m.message_id for m in batch} - created)
-            existing = {}
+            owned = created - refused.keys()
+            seen = sorted(unique.keys() - created)
+            before = dict.fromkeys(created, OutStatus.QUEUED)
             if seen:
-                found = await session.execute(_SELECT_OUTBOUND_MANY, {"b_message_ids": seen})
-                existing = {row.message_id: _row(row) for row in found}
-            recipients = await chains.known(session, [m.phone for m in batch])
-        out: list[tuple[OutboundRow, chains.Known | None]] = []
+                found = await session.execute(_LOCK_OUTBOUND_MANY, {"b_message_ids": seen})
+                before.update((row.message_id, OutStatus(row.status)) for row in found)
+                restart = [i for i in seen if before.get(i) in _STARTABLE and i not in refused]
+                if restart:
+                    await session.execute(_START_SENDING, {"b_message_ids": restart, "updated_at": now})
+                    owned.update(restart)
+        out: list[Claim] = []
         for message in batch:
-            row = existing.get(message.message_id) or OutboundRow(  # a first delivery: the row is what we wrote
-                message.message_id, message.correlation_id, message.phone, self.provider.value, OutStatus.QUEUED, None
-            )
-            out.append((row, recipients.get(message.phone)))
+            message_id = message.message_id
+            contact = recipients.get(message.phone)
+            if message_id in owned:
+                out.append(Claim(True, before[message_id], contact))
+                owned.discard(message_id)  # a second copy in the batch finds it being sent
+                before[message_id] = OutStatus.SENDING
+            elif message_id in refused and before.get(message_id) in _STARTABLE:
+                out.append(Claim(False, before[message_id], contact, refused[message_id]))
+            else:
+                out.append(Claim(False, before.get(message_id, OutStatus.SENDING), contact))
         return out
 
     async def start_sending(self, message_id: str) -> bool:
-        """Compare-and-set ``queued``/``retry_wait`` -> ``sending``, committed before it returns: True
-        if this caller owns the send. The sends starting at about the same time share the
-        transaction (group commit); of two copies of one message in a batch, the first owns it."""
+        """Compare-and-set ``queued``/``retry_wait`` -> ``sending`` (a retry after a transient
+        failure), committed before it returns: True if this caller owns the send. Retries starting
+        at about the same time share the transaction (group commit); of two copies of one message
+        in a batch, the first owns it."""
         return await self.starts.submit(message_id)
 
     async def _start_batch(self, message_ids: list[str]) -> list[bool]:

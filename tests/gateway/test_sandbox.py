@@ -22,6 +22,7 @@ from gateway.app import create_app
 from gateway.context import GATEWAY
 from gateway.db import tables
 from gateway.domain.admission import InboundEvent
+from gateway.outbound import OutStatus
 from gateway.providers.sandbox import SandboxProvider
 from parley_shared.contracts import (
     Choice,
@@ -444,23 +445,51 @@ async def test_the_sandbox_keeps_files_and_numbers_its_options(amqp_url: str, tm
     assert tap["interactive"]["id"] == "call:1" and tap["text"] == "Mon 10:00" and tap["kind"] == "interactive"
 
 
-async def test_sends_starting_together_share_a_transaction_and_one_copy_owns_each(
+async def test_claims_made_together_share_a_transaction_and_one_copy_owns_each_send(
     amqp_url: str, database_url: str
 ) -> None:
-    """``queued`` -> ``sending`` for the sends that start at about the same time is one transaction;
-    two copies of one message (published twice) never both own the send."""
+    """The sends whose turns come at about the same time are claimed in one transaction, their rows
+    created already ``sending``; two copies of one message (published twice) never both own the
+    send, a message claimed again is not started twice, and a retry starts it once."""
     async with running(gateway_settings(amqp_url, database_url)) as client:
         outbound = client.app[GATEWAY].outbound
         messages = [
             OutgoingMessage(message_id=f"s{n}", correlation_id="c", phone=PHONE, text=f"reply {n}") for n in range(4)
         ]
-        await asyncio.gather(*(outbound.claim(m) for m in messages))
-        owned = await asyncio.gather(*(outbound.start_sending(m.message_id) for m in [*messages, messages[0]]))
+        claims = await asyncio.gather(*(outbound.claim(m) for m in [*messages, messages[0]]))
         # Each message is owned by exactly one of its copies (the first of a batch; which batch
-        # commits first is the database's choice).
-        assert owned[1:4] == [True, True, True] and sorted([owned[0], owned[4]]) == [False, True], owned
-        assert outbound.starts.batches < outbound.starts.items
-        assert await outbound.start_sending("s1") is False  # already sending
+        # commits first is the database's choice); the other finds it being sent.
+        assert [c.send for c in claims[1:4]] == [True, True, True], claims
+        owner, copy = sorted([claims[0], claims[4]], key=lambda c: c.send, reverse=True)
+        assert owner.send and not copy.send and copy.status is OutStatus.SENDING, claims
+        assert outbound.claims.batches < outbound.claims.items
+        assert {c.refused for c in claims} == {None} and claims[1].contact is None  # never wrote: no chat known
+
+        # Committed as ``sending`` before any provider call.
+        async with client.app[RUNTIME].sessions() as session:
+            rows = await session.execute(
+                select(tables.message_logs.c.message_id, tables.message_logs.c.status).where(
+                    tables.message_logs.c.direction == "outbound"
+                )
+            )
+            assert dict(rows.all()) == {f"s{n}": "sending" for n in range(4)}
+
+        again = await outbound.claim(messages[1])  # redelivered while (or after) it was being sent
+        assert not again.send and again.status is OutStatus.SENDING
+
+        # A transient failure puts it back to wait; the retry starts it once.
+        await outbound.set_status("s2", OutStatus.RETRY_WAIT)
+        assert sorted(await asyncio.gather(*(outbound.start_sending("s2") for _ in range(2)))) == [False, True]
+        assert await outbound.start_sending("s2") is False  # already sending
+
+        # A redelivery after the crash of a retry's wait claims it again.
+        await outbound.set_status("s2", OutStatus.RETRY_WAIT)
+        assert (await outbound.claim(messages[2])).send
+
+        # Done: a copy finds it sent and sends nothing.
+        await outbound.finish(messages[3], OutStatus.SENT, provider_message_id="sandbox-3")
+        done = await outbound.claim(messages[3])
+        assert not done.send and done.status is OutStatus.SENT
 
 
 async def test_a_reader_paging_by_cursor_misses_nothing_while_sends_run_side_by_side(

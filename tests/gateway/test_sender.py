@@ -233,6 +233,31 @@ async def test_a_retry_takes_the_next_token_before_a_message_not_yet_started(clo
     assert log == ["first", "retry", "second"]
 
 
+async def test_a_delivery_with_nothing_to_send_gives_its_turns_token_back(
+    amqp_url: str, database_url: str, graph: FakeMeta, clock: ManualClock
+) -> None:
+    """Copies of a message already sent, and a free-form message outside Meta's 24-hour window, take
+    their turn in line (the claim that finds nothing to send is made in it) but spend no token: the
+    next message goes one token after the last provider call, not one per copy."""
+    sent, later = outgoing("t1", 1, OutgoingKind.REPLY), outgoing("t2", 2, OutgoingKind.REPLY)
+    closed = outgoing("t3", 3, OutgoingKind.REPLY)  # the prospect never wrote: the window is closed
+    await prospects_wrote(database_url, [sent.phone, later.phone], clock.now())
+    settings = sender_settings(amqp_url, database_url, graph, send_concurrency=1)  # 20 a minute: 3 s a token
+    async with running(settings, clock=clock, sleep=FakeSleep(clock)):
+        await publish(amqp_url, OUTGOING, [sent])
+        [first] = await take(amqp_url, STATUS.name, 1)
+        await publish(amqp_url, OUTGOING, [sent, closed, sent, sent, later])
+        statuses = await take(amqp_url, STATUS.name, 2)
+    assert first["status"] == "sent"
+    by_id = {s["outgoing_message_id"]: s for s in statuses}
+    assert by_id["t2"]["status"] == "sent"
+    assert by_id["t3"]["status"] == "failed" and by_id["t3"]["error_code"] == "outside_24h_window"
+    assert [call.text for call in graph.attempts] == ["message t1", "message t2"]
+    t1, t2 = (call.at for call in graph.attempts)
+    assert t1 is not None and t2 is not None
+    assert (t2 - t1).total_seconds() == pytest.approx(3.0, abs=0.01)
+
+
 async def test_a_claim_that_meets_the_database_away_keeps_its_place_in_line(
     amqp_url: str, database_url: str, graph: FakeMeta, clock: ManualClock
 ) -> None:

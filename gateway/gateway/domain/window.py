@@ -17,3 +17,13 @@ def outside_window(provider: str, last_inbound_at: datetime | None, now: datetim
     if provider != "meta":
         return False
     return last_inbound_at is None or now - last_inbound_at >= WINDOW
+
+
+def refusal(provider: str, *, template: bool, last_inbound_at: datetime | None, now: datetime) -> str | None:
+    """Why this message may not be sent now (None: it may). Templates always may."""
+    if template or not outside_window(provider, last_inbound_at, now):
+        return None
+    since = "the prospect never wrote here"
+    if last_inbound_at is not None:
+        since = f"the prospect last wrote at {last_inbound_at.isoformat()}"
+    return f"Meta's 24-hour customer-service window is closed ({since}); only a template can be sent"

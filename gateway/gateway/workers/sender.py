@@ -39,8 +39,8 @@ import structlog
 from gateway import chains, metrics
 from gateway.domain.failures import Failure, FailureKind
 from gateway.domain.pacing import PRIORITY, PriorityBuffer, TokenBucket
-from gateway.domain.window import OUTSIDE_WINDOW, outside_window
-from gateway.outbound import DONE, OutboundLog, OutStatus
+from gateway.domain.window import OUTSIDE_WINDOW
+from gateway.outbound import DONE, Claim, OutboundLog, OutStatus
 from gateway.providers.base import SendError, SendResult, WhatsAppProvider
 from gateway.settings import GatewaySettings
 from parley_shared.broker import PermanentFailure, is_transient
@@ -56,12 +56,11 @@ UNKNOWN_OUTCOME = "unknown_outcome"
 
 @dataclass(eq=False)
 class Ticket:
-    """A message's place in the account's line. Taken the moment the message is delivered (so
-    the line keeps RabbitMQ's order), marked ready once the message is known to need sending."""
+    """A message's place in the account's line, taken the moment the message is delivered (so
+    the line keeps RabbitMQ's order)."""
 
     future: asyncio.Future[None]
     recipient: str
-    ready: bool = False
     granted: bool = False
     released: bool = False
 
@@ -102,11 +101,12 @@ class AccountPacer:
         return len(self._calls)
 
     def reserve(self, priority: int, recipient: str) -> Ticket:
-        """Take a place in line now (synchronously, in delivery order); not served until ready."""
+        """Take a place in line now (synchronously, in delivery order)."""
         if self._closed:
             raise asyncio.CancelledError
         ticket = Ticket(asyncio.get_running_loop().create_future(), recipient)
         self._line.push(priority, ticket)
+        self._changed.set()
         return ticket
 
     def cancel(self, ticket: Ticket) -> None:
@@ -119,8 +119,6 @@ class AccountPacer:
     @contextlib.asynccontextmanager
     async def turn(self, ticket: Ticket) -> AsyncIterator[None]:
         """Wait for this ticket's turn (a token and the account) and hold it while sending."""
-        ticket.ready = True
-        self._changed.set()
         try:
             await ticket.future
         except asyncio.CancelledError:
@@ -152,6 +150,10 @@ class AccountPacer:
     def pause(self, seconds: float) -> None:
         self.bucket.pause(self.clock.now(), seconds)
 
+    def unused(self) -> None:
+        """A turn's token bought no provider call (the message turned out to need none): give it back."""
+        self.bucket.give_back()
+
     def _release(self, ticket: Ticket) -> None:
         if ticket.released:
             return
@@ -163,13 +165,10 @@ class AccountPacer:
     def _next(self) -> Ticket | None:
         """The message to serve next: the first in line (priority, then arrival) whose recipient has
         no call running -- one passed over keeps its place, and so do the recipient's messages behind
-        it. None while every call slot is taken, a retry waits for a token, or a message ahead is
-        not ready yet (being claimed: it keeps its place too)."""
+        it. None while every call slot is taken or a retry waits for a token."""
         if len(self._calls) >= self.concurrency or self._retrying:
             return None
         for ticket in self._line.in_order():
-            if not ticket.ready:
-                return None
             if ticket.recipient not in self._recipients:
                 return ticket
         return None
@@ -264,60 +263,54 @@ class Sender:
 
     async def _deliver(self, message: OutgoingMessage, ticket: Ticket) -> None:
         try:
-            # Retried here while the database is away, keeping the message's place in line (a
-            # retry of the whole handler would take a new place, behind the contact's next message).
-            to_send, contact = await _until_stored(lambda: self._still_to_send(message))
-            if not to_send:
-                return
-            await self._refuse_outside_window(message, contact)
-            to = chains.recipient(message.phone, contact)
             async with self.pacer.turn(ticket):
-                result = await self._send_with_retries(message, to)
+                # The claim marks the message ``sending`` (or finds it needs no call) once its turn
+                # came; retried here while the database is away, keeping the turn (a retry of the
+                # whole handler would take a new place, behind the contact's next message).
+                claim = await _until_stored(lambda: self.outbound.claim(message))
+                if claim.send:
+                    result = await self._send_with_retries(message, chains.recipient(message.phone, claim.contact))
+                else:
+                    self.pacer.unused()
             # The provider call is over: the account serves the next message while this one is recorded.
-            if result is not None:
+            if not claim.send:
+                await self._not_sent(message, claim)
+            elif result is not None:
                 await self._sent(message, result)
         finally:
             self.pacer.cancel(ticket)
 
-    async def _refuse_outside_window(self, message: OutgoingMessage, contact: chains.Known | None) -> None:
-        """Outside Meta's 24-hour customer-service window only a template may go: a free-form message
-        is not attempted, and is reported failed with the reason (the agent flags the contact)."""
-        if message.template is not None:
+    async def _not_sent(self, message: OutgoingMessage, claim: Claim) -> None:
+        """A delivery that found nothing to send: done before (acknowledged), interrupted during an
+        earlier provider call (reported ``unknown``: it may have gone out), or refused -- outside
+        Meta's 24-hour customer-service window only a template may go: a free-form message is not
+        attempted and is reported failed with the reason (the agent flags the contact)."""
+        if claim.refused is not None:
+            refused = Failure(FailureKind.PERMANENT, OUTSIDE_WINDOW, claim.refused)
+            await self._give_up(message, OutStatus.FAILED, refused)
+        if claim.status in DONE:
+            log.info("sender.already_done", message_id=message.message_id, status=claim.status.value)
             return
-        last = contact.last_inbound_at if contact is not None else None
-        if outside_window(self.name, last, self.runtime.clock.now()):
-            since = f"the prospect last wrote at {last.isoformat()}" if last else "the prospect never wrote here"
-            reason = f"Meta's 24-hour customer-service window is closed ({since}); only a template can be sent"
-            await self._give_up(message, OutStatus.FAILED, Failure(FailureKind.PERMANENT, OUTSIDE_WINDOW, reason))
-
-    async def _still_to_send(self, message: OutgoingMessage) -> tuple[bool, chains.Known | None]:
-        """Whether this delivery is to be sent, and what is known of its recipient."""
-        row, contact = await self.outbound.claim(message)
-        if row.status in DONE:
-            log.info("sender.already_done", message_id=message.message_id, status=row.status.value)
-            return False, contact
-        if row.status is OutStatus.SENDING:
-            # A previous delivery of this message died during the provider call: it may have gone out.
-            await self._give_up(
-                message,
-                OutStatus.UNKNOWN,
-                Failure(FailureKind.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
-            )
-        return True, contact
+        # A previous delivery of this message died during the provider call: it may have gone out.
+        await self._give_up(
+            message,
+            OutStatus.UNKNOWN,
+            Failure(FailureKind.AMBIGUOUS, UNKNOWN_OUTCOME, "interrupted during the provider call; not re-sent"),
+        )
 
     async def _send_with_retries(self, message: OutgoingMessage, to: str) -> SendResult | None:
-        """Send (retrying transient failures); the provider's answer, or None if there was nothing to send."""
+        """Send a message this delivery claimed (retrying transient failures); the provider's answer,
+        or None if there was nothing to send."""
         failures = 0
-        first_attempt = True
         while True:
-            if not first_attempt:
+            if failures:
                 await self.pacer.retry_token()
-            first_attempt = False
-            if not await self.outbound.start_sending(message.message_id):
-                # Someone else moved it on since we looked (another replica): never send it twice.
-                if not (await self._still_to_send(message))[0]:
-                    return None
-                continue
+                if not await self.outbound.start_sending(message.message_id):
+                    # Someone else moved it on meanwhile (another replica): never send it twice.
+                    claim = await self.outbound.claim(message)
+                    if not claim.send:
+                        await self._not_sent(message, claim)
+                        return None
             started = time.perf_counter()
             try:
                 result = await self.provider.send(message, to)
