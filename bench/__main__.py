@@ -189,8 +189,9 @@ def _rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
             ),
             (
                 "Slow model: CPU per model call",
-                f"{s.get('sdk_call_cpu_ms')} ms (SDK)",
-                f"{s.get('raw_http_call_cpu_ms')} ms as a plain aiohttp POST; services' CPU"
+                f"{s.get('engine_call_cpu_ms')} ms (engine)",
+                f"{s.get('sdk_call_cpu_ms')} ms as a plain SDK call, {s.get('raw_http_call_cpu_ms')} ms as a plain"
+                f" aiohttp POST; services' CPU"
                 f" gateway {s['cpu_s']['gateway']} s, agent {s['cpu_s']['agent']} s",
             ),
         ]

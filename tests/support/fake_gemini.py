@@ -6,7 +6,8 @@ Point the SDK at it with ``GEMINI_BASE_URL=fake.url`` (any API key). Behaviour i
 * ``fake.queue(FakeReply.text("..."), FakeReply.error(503), ...)`` -- consumed in order, then
   ``fake.default`` (a plain text reply).
 
-Every call is recorded in ``fake.calls`` (model, method, JSON body, prompt text, inline data).
+Every call is recorded in ``fake.calls`` (model, method, API version, headers, JSON body, prompt
+text, inline data).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class GeminiCall:
     method: str
     body: dict[str, Any]
     api_key: str | None
+    version: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def texts(self) -> list[str]:
@@ -146,7 +149,14 @@ class FakeGemini:
     async def _handle(self, request: web.Request) -> web.Response:
         model, _, method = request.match_info["model_action"].partition(":")
         body = await request.json()
-        call = GeminiCall(model=model, method=method, body=body, api_key=request.headers.get("x-goog-api-key"))
+        call = GeminiCall(
+            model=model,
+            method=method,
+            body=body,
+            api_key=request.headers.get("x-goog-api-key"),
+            version=request.match_info["version"],
+            headers=dict(request.headers),
+        )
         self.calls.append(call)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)

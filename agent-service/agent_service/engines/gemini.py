@@ -11,6 +11,10 @@ schema a ``classification`` object. A missing or invalid classification is not a
 sales agent then applies the moderator's rules); the decision alone decides whether the answer
 was usable. So a new contact's first answer costs one model round trip, not two.
 
+The request for each of the two schemas is converted by the SDK once
+(:class:`~agent_service.engines.gemini_request.JsonRequest`); a call only adds the system
+instruction and the content, and goes through the client's own transport.
+
 Failures: 408/429/5xx, timeouts, transport errors and malformed output are retried
 (``LLM_ATTEMPTS``, backoff doubling from ``LLM_RETRY_BACKOFF_S``); a blocked answer or a 4xx is
 not. When nothing valid comes back the engine returns the fixed fallback reply with
@@ -39,6 +43,7 @@ from agent_service.domain.moderation import Classification
 from agent_service.domain.profile import BusinessProfile
 from agent_service.domain.vocabulary import CATEGORIES, ClientCategory, Verdict
 from agent_service.engines.base import EngineResult, TurnContext
+from agent_service.engines.gemini_request import JsonRequest
 from agent_service.prompts import FIRST_CONTACT_PROMPT, MODERATOR_PROMPT, SALES_PROMPT, PromptBook
 from parley_shared.retry import Backoff
 
@@ -113,6 +118,16 @@ class GeminiEngine:
         self.backoff = Backoff(first_s=backoff_s, max_s=max(backoff_s, 30.0), attempts=attempts)
         self.timeout_s = timeout_s
         self._sleep = sleep
+        self._requests: dict[type[BaseModel], JsonRequest] = {
+            schema: JsonRequest(
+                client,
+                model=model,
+                config=types.GenerateContentConfig(
+                    temperature=0.3, response_mime_type="application/json", response_schema=_response_schema(schema)
+                ),
+            )
+            for schema in (DecisionWire, FirstContactWire)
+        }
 
     async def close(self) -> None:
         aclose = getattr(self.client.aio, "aclose", None)
@@ -174,21 +189,13 @@ class GeminiEngine:
     async def _generate(
         self, system: str, content: str, schema: type[BaseModel], accept: Callable[[str], None]
     ) -> _Outcome:
-        config = types.GenerateContentConfig(
-            system_instruction=system,
-            temperature=0.3,
-            response_mime_type="application/json",
-            response_schema=_response_schema(schema),
-        )
+        request = self._requests[schema]
         outcome = _Outcome()
 
         async def attempt() -> None:
             outcome.attempts += 1
             try:
-                response = await asyncio.wait_for(
-                    self.client.aio.models.generate_content(model=self.model, contents=content, config=config),
-                    timeout=self.timeout_s,
-                )
+                response = await asyncio.wait_for(request.generate(system, content), timeout=self.timeout_s)
             except errors.APIError as exc:
                 code = int(getattr(exc, "code", 0) or 0)
                 outcome.error = f"api error {code} {getattr(exc, 'status', '') or ''}".strip()
@@ -236,8 +243,8 @@ class GeminiEngine:
 
 @functools.cache
 def _response_schema(model: type[BaseModel]) -> types.Schema:
-    """The model's response schema, converted once: given the pydantic class, the SDK would
-    generate its JSON schema again on every call (about a tenth of the agent's CPU under load)."""
+    """The model's response schema as the SDK's ``Schema``, converted once (the benchmark's plain
+    SDK call reuses it; given the pydantic class, the SDK would convert it again on every call)."""
     json_schema = types.JSONSchema.model_validate(model.model_json_schema())
     return types.Schema.from_json_schema(json_schema=json_schema, api_option="GEMINI_API")
 

@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import BaseModel, Field, ValidationError
@@ -39,6 +39,9 @@ from agent_service.domain.language import NAMES as LANGUAGE_NAMES
 from agent_service.domain.products import code_runs, names_product
 from agent_service.domain.text import BASE_SYNONYMS, ELSEWHERE, Synonyms, content_terms, proper_nouns, tokens
 from agent_service.knowledge.base import Passage
+
+if TYPE_CHECKING:
+    from agent_service.engines.gemini_request import JsonRequest
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +108,18 @@ class Templates:
 
 class FollowUpDraft(BaseModel):
     text: str = Field(min_length=1, max_length=1000)
+
+
+def _draft_request(gemini: Any, model: str) -> JsonRequest:
+    """The draft's request, converted by the SDK once (``engines/gemini_request.py``)."""
+    from google.genai import types
+
+    from agent_service.engines.gemini_request import JsonRequest
+
+    config = types.GenerateContentConfig(
+        temperature=0.7, response_mime_type="application/json", response_schema=FollowUpDraft
+    )
+    return JsonRequest(gemini, model=model, config=config)
 
 
 def _asked(ctx: TouchContext) -> list[str]:
@@ -176,6 +191,7 @@ class FollowUpWriter:
         self.timeout_s = timeout_s
         self.top_k = top_k
         self._instructions = instruction_runs([system_prompt]) if system_prompt else frozenset()
+        self._request = _draft_request(gemini, model) if gemini is not None else None
 
     @property
     def uses_history(self) -> bool:
@@ -227,17 +243,8 @@ class FollowUpWriter:
             return []
 
     async def _draft(self, ctx: TouchContext, passages: Sequence[Passage]) -> str:
-        from google.genai import types
-
-        config = types.GenerateContentConfig(
-            system_instruction=self._system_prompt(ctx),
-            temperature=0.7,
-            response_mime_type="application/json",
-            response_schema=FollowUpDraft,
-        )
-        response = await self.gemini.aio.models.generate_content(
-            model=self.model, contents=[self._prompt(ctx, passages)], config=config
-        )
+        assert self._request is not None
+        response = await self._request.generate(self._system_prompt(ctx), self._prompt(ctx, passages))
         if not response.text:
             raise ValueError("empty or blocked answer")
         try:
