@@ -20,7 +20,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -331,40 +331,16 @@ class OfflineEngine:
         return [_answer_part(u.text) for u in chosen], used, "facts_intro"
 
     def _units(self, passages: list[Passage], language: str, synonyms: Synonyms) -> list[_Unit]:
-        """The passages' quotable lines in the prospect's language (Kazakh: Kazakh or Russian ones).
-
-        A line's terms include its heading's (an FAQ answer is found by its question); a product's
-        price line is also offered together with the line after it (its description) or, when
-        the price stands on a line of its own ("Price: 219,000 KZT"), with the line before it.
-        """
+        """The passages' quotable lines in the prospect's language (Kazakh: Kazakh or Russian ones)
+        (:meth:`_LineFacts.passage`), in passage order."""
         want = ("kk", "ru") if language == "kk" else (language,)
         units: list[_Unit] = []
         fallback: list[_Unit] = []
         for p_index, passage in enumerate(passages):
-            lines = [line.strip() for line in passage.text.splitlines() if line.strip()]
-            heading: str = ""
-            product: tuple[str, tuple[str, ...]] | None = None  # of the last price line: its description follows
-            for l_index, line in enumerate(lines):
-                if _heading(line):
-                    heading, product = line, None
-                    continue  # a heading or an FAQ's question, not an answer
-                line_terms, line_language, own = self._lines.of(line, synonyms)
-                product = own or (product if not _MONEY.search(line) else None)
-                # an FAQ's question
-                heading_terms = self._lines.of(heading, synonyms)[0] if heading.endswith("?") else ()
-                target = units if line_language in want else fallback
-                terms = frozenset([*line_terms, *heading_terms])
-                target.append(_Unit(line, terms, passage, (p_index, l_index), False, heading, product))
-                following = lines[l_index + 1] if l_index + 1 < len(lines) else None
-                if following is None or _heading(following):
-                    continue
-                priced, price_follows = _MONEY.search(line), _MONEY.search(following)
-                if (priced and not price_follows) or (not priced and price_follows and _PRICE_LABEL.match(following)):
-                    pair = f"{line} {following}"
-                    terms = frozenset([*self._lines.of(pair, synonyms)[0], *heading_terms])
-                    target.append(_Unit(pair, terms, passage, (p_index, l_index), True, heading, product))
-                if not priced:
-                    product = None  # only a price line's product carries over to the line below it
+            for piece in self._lines.passage(passage.text, synonyms):
+                target = units if piece.language in want else fallback
+                order = (p_index, piece.line)
+                target.append(_Unit(piece.text, piece.terms, passage, order, piece.pair, piece.heading, piece.product))
         return units or fallback
 
     @staticmethod
@@ -432,21 +408,39 @@ class OfflineEngine:
         return sorted(chosen[:MAX_FACT_LINES], key=lambda u: u.order)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """A quotable piece of a passage's text, as :meth:`_LineFacts.passage` finds it."""
+
+    text: str
+    terms: frozenset[str]
+    language: str  # of its (first) line
+    line: int  # its (first) line's index among the passage's lines
+    pair: bool
+    heading: str
+    product: tuple[str, tuple[str, ...]] | None
+
+
 class _LineFacts:
     """What the engine reads off a knowledge line -- its terms, its language, the product it is
-    about -- depends on the line and the business's synonyms only: worked out once per line, not
-    on every turn (the same passages come back turn after turn)."""
+    about -- and the quotable pieces of a passage depend on the text and the business's synonyms
+    only: worked out once, not on every turn (the same passages come back turn after turn)."""
 
     LIMIT = 20_000  # lines remembered; the knowledge base's lines, with room for reloads
 
     def __init__(self) -> None:
         self._synonyms: Synonyms | None = None
         self._seen: dict[str, tuple[tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]] = {}
+        self._passages: dict[str, tuple[_Piece, ...]] = {}
 
-    def of(self, line: str, synonyms: Synonyms) -> tuple[tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]:
+    def _use(self, synonyms: Synonyms) -> None:
         if synonyms is not self._synonyms:
             self._seen.clear()
+            self._passages.clear()
             self._synonyms = synonyms
+
+    def of(self, line: str, synonyms: Synonyms) -> tuple[tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]:
+        self._use(synonyms)
         facts = self._seen.get(line)
         if facts is None:
             if len(self._seen) >= self.LIMIT:
@@ -454,6 +448,45 @@ class _LineFacts:
             facts = (tuple(tokens(line, synonyms)), detect_language(line, default="en"), product_of(line))
             self._seen[line] = facts
         return facts
+
+    def passage(self, text: str, synonyms: Synonyms) -> tuple[_Piece, ...]:
+        """The quotable pieces of a passage's text, in order.
+
+        A line's terms include its heading's (an FAQ answer is found by its question); a product's
+        price line is also offered together with the line after it (its description) or, when
+        the price stands on a line of its own ("Price: 219,000 KZT"), with the line before it.
+        """
+        self._use(synonyms)
+        pieces = self._passages.get(text)
+        if pieces is None:
+            if len(self._passages) >= self.LIMIT:
+                self._passages.clear()
+            pieces = self._passages[text] = tuple(self._pieces(text, synonyms))
+        return pieces
+
+    def _pieces(self, text: str, synonyms: Synonyms) -> Iterator[_Piece]:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        heading: str = ""
+        product: tuple[str, tuple[str, ...]] | None = None  # of the last price line: its description follows
+        for index, line in enumerate(lines):
+            if _heading(line):
+                heading, product = line, None
+                continue  # a heading or an FAQ's question, not an answer
+            line_terms, language, own = self.of(line, synonyms)
+            product = own or (product if not _MONEY.search(line) else None)
+            # an FAQ's question
+            heading_terms = self.of(heading, synonyms)[0] if heading.endswith("?") else ()
+            yield _Piece(line, frozenset([*line_terms, *heading_terms]), language, index, False, heading, product)
+            following = lines[index + 1] if index + 1 < len(lines) else None
+            if following is None or _heading(following):
+                continue
+            priced, price_follows = _MONEY.search(line), _MONEY.search(following)
+            if (priced and not price_follows) or (not priced and price_follows and _PRICE_LABEL.match(following)):
+                pair = f"{line} {following}"
+                terms = frozenset([*self.of(pair, synonyms)[0], *heading_terms])
+                yield _Piece(pair, terms, language, index, True, heading, product)
+            if not priced:
+                product = None  # only a price line's product carries over to the line below it
 
 
 def _overview_units(units: list[_Unit]) -> list[_Unit]:
