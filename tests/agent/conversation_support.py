@@ -174,19 +174,7 @@ class Agent:
     async def report(self, reply: OutgoingMessage, state: str, **extra: Any) -> None:
         """Publish what became of ``reply`` as the gateway does (``delivered``, ``failed`` with
         ``error_code`` ...)."""
-        await self.publisher.publish(
-            STATUS,
-            DeliveryStatus(
-                message_id=new_id(),
-                correlation_id=reply.correlation_id,
-                outgoing_message_id=reply.message_id,
-                phone=reply.phone,
-                status=state,
-                provider="sandbox",
-                occurred_at=datetime.now(UTC),
-                **extra,
-            ),
-        )
+        await self.publisher.publish(STATUS, delivery_status(reply, state, **extra))
 
     async def say(self, phone: str, text: str, *, timeout: float = 20.0, **kwargs: Any) -> OutgoingMessage:
         """Send one message and return the reply it gets."""
@@ -202,6 +190,21 @@ class Agent:
 
     async def idle(self) -> None:
         await self.app[AGENT].turns.idle()
+
+
+def delivery_status(reply: OutgoingMessage, state: str, **extra: Any) -> DeliveryStatus:
+    """What became of ``reply``, as the gateway reports it (``delivered``, ``failed`` with
+    ``error_code`` ...)."""
+    return DeliveryStatus(
+        message_id=new_id(),
+        correlation_id=reply.correlation_id,
+        outgoing_message_id=reply.message_id,
+        phone=reply.phone,
+        status=state,
+        provider="sandbox",
+        occurred_at=datetime.now(UTC),
+        **extra,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ from tests.agent.conversation_support import (
     Agent,
     Replies,
     ScriptedEngine,
+    delivery_status,
     echo_decision,
     inbound,
     running_agent,
@@ -385,6 +386,42 @@ async def test_delivery_statuses_move_replies_forward_only(amqp_url: str, databa
                     select(func.cast(m.sent_at, String)).where(m.message_id == reply.message_id)
                 )
             assert stored is not None and "+" not in stored and "T" not in stored, stored
+
+
+async def test_statuses_applied_together_keep_each_messages_delivery_order(amqp_url: str, database_url: str) -> None:
+    """A batch holding several statuses of one message applies them in delivery order (one
+    statement per round), the other messages' alongside: the same outcome as one at a time."""
+    from agent_service.workers.status import StatusHandler
+    from parley_shared.shutdown import Drains
+
+    async with running_agent(amqp_url, database_url, engine=echo_engine()) as agent:
+        phones = [f"+770100000{n}" for n in range(60, 64)]
+        a, b, c, d = [await agent.say(phone, "hello") for phone in phones]
+
+        status = delivery_status
+        batch = [
+            status(a, "sent"),
+            status(b, "failed", error_code="outside_24h_window", error_reason="the prospect never wrote"),
+            status(a, "delivered"),
+            status(c, "read"),
+            status(a, "failed", error_code="131026", error_reason="undeliverable"),  # after delivered: ignored
+            status(c, "sent"),  # after read: ignored
+            status(d, "delivered"),
+            status(a, "read"),
+        ]
+        applied = await StatusHandler(agent.app[RUNTIME].sessions, Drains())._apply(batch)
+        conversations = {phone: await agent.conversation(phone) for phone in phones}
+
+    moved = [x.contact_id is not None for x in applied]
+    assert moved == [True, True, True, True, False, False, True, True]
+    assert [x.flagged for x in applied] == [False, True, False, False, False, False, False, False]
+    assert len({applied[i].contact_id for i in (0, 2, 7)}) == 1 and applied[0].contact_id != applied[1].contact_id
+    last = {phone: conversations[phone]["messages"][-1] for phone in phones}
+    assert [last[p]["status"] for p in phones] == ["read", "failed", "read", "delivered"]
+    assert last[phones[0]]["error"] is None and last[phones[0]]["sent_at"]
+    assert last[phones[1]]["error"] == "outside_24h_window the prospect never wrote"
+    assert conversations[phones[1]]["contact"]["needs_human"] is True
+    assert [conversations[p]["contact"]["needs_human"] for p in (phones[0], phones[2], phones[3])] == [False] * 3
 
 
 async def test_a_call_request_books_a_call_shown_with_the_conversation(amqp_url: str, database_url: str) -> None:

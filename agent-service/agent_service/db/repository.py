@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -443,18 +444,22 @@ async def change_phone(session: Session, contact_id: int, new_phone: str, now: d
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
-_APPLY_DELIVERY_STATUS = (
-    update(messages)
-    .where(
-        m.message_id == bindparam("b_message_id"),
-        m.direction == "out",
-        m.status.in_(bindparam("b_earlier", expanding=True)),
-    )
-    .values(
-        status=bindparam("b_status"), sent_at=func.coalesce(m.sent_at, bindparam("b_occurred_at", type_=UtcDateTime()))
-    )
-    .returning(m.contact_id)
+# The outbound messages a batch of statuses is about, locked in message-id order (every batch
+# locks them in the same order, so two batches running at once never wait for each other in a
+# circle).
+_OUTBOUND_IN_ID_ORDER = (
+    select(m.id)
+    .where(m.message_id.in_(bindparam("b_ids", expanding=True)), m.direction == "out")
+    .order_by(m.message_id)
+    .with_for_update()
 )
+
+
+def _earlier(status: str) -> list[str]:
+    """The statuses a reported ``status`` moves a message on from."""
+    if status == "failed":
+        return ["queued", "sent"]
+    return [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
 
 
 async def flag_contact(session: Session, contact_id: int, reason: str) -> None:
@@ -464,22 +469,41 @@ async def flag_contact(session: Session, contact_id: int, reason: str) -> None:
     )
 
 
-async def apply_delivery_status(
-    session: Session, *, message_id: str, status: str, error: str | None, occurred_at: datetime
-) -> int | None:
-    """Move an outbound message forward (queued < sent < delivered < read; failed unless delivered);
-    the contact's id if it moved, else None."""
-    if status == "failed":
-        earlier = ["queued", "sent"]
-    else:
-        earlier = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    params: dict[str, Any] = {
-        "b_message_id": message_id,
-        "b_earlier": earlier,
-        "b_status": status,
-        "b_occurred_at": occurred_at,
+@dataclass(frozen=True)
+class StatusMove:
+    """A reported status of one outbound message, as the status handler applies it."""
+
+    message_id: str
+    status: str
+    error: str | None
+    occurred_at: datetime
+
+
+async def apply_delivery_statuses(session: Session, moves: Sequence[StatusMove]) -> dict[str, int]:
+    """Move outbound messages forward (queued < sent < delivered < read; failed unless delivered),
+    one status per message (distinct ``message_id``s), in one statement: the contact of each
+    message that moved, by message id. The rows are locked in message-id order."""
+    if not moves:
+        return {}
+    by_id = {move.message_id: move for move in moves}
+    if len(by_id) != len(moves):
+        raise ValueError("one status per message in a statement")
+    errors = {i: move.error[:500] for i, move in by_id.items() if move.error}
+    values: dict[str, Any] = {
+        "status": case({i: move.status for i, move in by_id.items()}, value=m.message_id),
+        "sent_at": func.coalesce(
+            m.sent_at,
+            case({i: literal(move.occurred_at, UtcDateTime()) for i, move in by_id.items()}, value=m.message_id),
+        ),
     }
-    if error:
-        params["error"] = error[:500]  # a column name: SET error too
-    contact_id = (await session.execute(_APPLY_DELIVERY_STATUS, params)).scalar()
-    return int(contact_id) if contact_id is not None else None
+    if errors:
+        values["error"] = case(errors, value=m.message_id, else_=m.error)
+    moves_on = case({i: m.status.in_(_earlier(move.status)) for i, move in by_id.items()}, value=m.message_id)
+    stmt = (
+        update(messages)
+        .where(m.id.in_(_OUTBOUND_IN_ID_ORDER.scalar_subquery()), moves_on)
+        .values(**values)
+        .returning(m.message_id, m.contact_id)
+    )
+    rows: TupleRows = await session.execute(stmt, {"b_ids": sorted(by_id)})
+    return {str(message_id): int(contact_id) for message_id, contact_id in rows}

@@ -60,27 +60,37 @@ class StatusHandler:
                 self.live.changed(applied.contact_id, "status")
 
     async def _apply(self, batch: list[DeliveryStatus]) -> list[_Applied]:
+        """One statement per round: a message's first status in the batch goes in the first round,
+        its second in the second, and so on, so its statuses apply in delivery order (a batch
+        rarely holds two of one message: usually one round). Each statement locks its rows in
+        message-id order; the first round's already hold every row a later round touches."""
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for index, status in enumerate(batch):
+            k = seen.get(status.outgoing_message_id, 0)
+            seen[status.outgoing_message_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(index)
         changed: dict[int, _Applied] = {}
-        # In message order (stable: one message's statuses keep their delivery order), so that two
-        # batches running at once lock the same rows in the same order and cannot deadlock.
-        ordered = sorted(range(len(batch)), key=lambda i: batch[i].outgoing_message_id)
         async with self.sessions() as session, session.begin():
-            for index in ordered:
-                status = batch[index]
-                error = None
-                if status.error_code or status.error_reason:
-                    error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
-                contact_id = await repo.apply_delivery_status(
-                    session,
-                    message_id=status.outgoing_message_id,
-                    status=status.status.value,
-                    error=error,
-                    occurred_at=status.occurred_at,
-                )
-                flagged = False
-                if contact_id is not None and status.error_code in WINDOW_CLOSED:
-                    reason = "not delivered: Meta's 24-hour window is closed (" + (status.error_reason or "")
-                    await repo.flag_contact(session, contact_id, (reason[:497] + ")")[:500])
-                    flagged = True
-                changed[index] = _Applied(contact_id, flagged)
+            for indexes in rounds:
+                moves = [_move(batch[i]) for i in indexes]
+                moved = await repo.apply_delivery_statuses(session, moves)
+                for index in indexes:
+                    status = batch[index]
+                    contact_id = moved.get(status.outgoing_message_id)
+                    flagged = False
+                    if contact_id is not None and status.error_code in WINDOW_CLOSED:
+                        reason = "not delivered: Meta's 24-hour window is closed (" + (status.error_reason or "")
+                        await repo.flag_contact(session, contact_id, (reason[:497] + ")")[:500])
+                        flagged = True
+                    changed[index] = _Applied(contact_id, flagged)
         return [changed[i] for i in range(len(batch))]
+
+
+def _move(status: DeliveryStatus) -> repo.StatusMove:
+    error = None
+    if status.error_code or status.error_reason:
+        error = f"{status.error_code or ''} {status.error_reason or ''}".strip()
+    return repo.StatusMove(status.outgoing_message_id, status.status.value, error, status.occurred_at)
