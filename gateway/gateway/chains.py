@@ -143,30 +143,40 @@ async def known(session: Session, addresses: Sequence[str]) -> dict[str, Known]:
     """What the gateway knows of these contacts, by address (absent: nothing)."""
     if not addresses:
         return {}
-    t = contact_chains
-    rows = await session.execute(
-        select(t.c.phone, t.c.provider, t.c.chat_id, t.c.last_inbound_at, t.c.choices).where(
-            t.c.phone.in_(sorted(set(addresses)))
-        )
-    )
+    rows = await session.execute(_KNOWN, {"b_phones": sorted(set(addresses))})
     return {r.phone: Known(r.phone, r.provider, r.chat_id, r.last_inbound_at, _choices(r.choices)) for r in rows}
+
+
+# Built once (building a statement costs more CPU than running it).
+_KNOWN = select(
+    contact_chains.c.phone,
+    contact_chains.c.provider,
+    contact_chains.c.chat_id,
+    contact_chains.c.last_inbound_at,
+    contact_chains.c.choices,
+).where(contact_chains.c.phone.in_(bindparam("b_phones", expanding=True)))
 
 
 async def remember_choices(session: Session, latest: Mapping[str, Choices | None], now: datetime) -> None:
     """The options of the latest message sent to each address (None: that message offered none);
-    one statement of each kind for all of them, in address order (the lock order of every batch)."""
+    one statement for all of them, in address order (the lock order of every batch)."""
     if not latest:
         return
-    t = contact_chains
-    addresses = sorted(latest)
-    await insert_ignore(
-        session, t, [{"phone": a, "last_message_id": None, "updated_at": now} for a in addresses], ["phone"]
+    module: Any = postgresql if dialect_name(session) == "postgresql" else sqlite
+    stmt = module.insert(contact_chains)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["phone"], set_={"choices": stmt.excluded.choices, "updated_at": stmt.excluded.updated_at}
     )
-    values = {a: c.model_dump_json() if c is not None else None for a, c in latest.items()}
-    await session.execute(_SET_CHOICES, [{"b_phone": a, "choices": values[a], "updated_at": now} for a in addresses])
-
-
-_SET_CHOICES = update(contact_chains).where(contact_chains.c.phone == bindparam("b_phone"))
+    rows = [
+        {
+            "phone": address,
+            "last_message_id": None,
+            "updated_at": now,
+            "choices": choices.model_dump_json() if choices is not None else None,
+        }
+        for address, choices in sorted(latest.items())
+    ]
+    await session.execute(stmt, rows)
 
 
 async def rekey(session: Session, old: str, new: str, now: datetime) -> bool:
