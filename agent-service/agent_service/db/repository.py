@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, tuple_, update
+from sqlalchemy import Integer, String, bindparam, case, cast, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -455,11 +455,35 @@ _OUTBOUND_IN_ID_ORDER = (
 )
 
 
-def _earlier(status: str) -> list[str]:
-    """The statuses a reported ``status`` moves a message on from."""
-    if status == "failed":
-        return ["queued", "sent"]
-    return [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+# How far along a message is; a reported status moves it on from a lower rank only (``failed``
+# from queued or sent); a failed message never moves.
+_RANK_NOW = case(STATUS_RANK, value=m.status, else_=99)
+
+
+def _moves_from_below(status: str) -> int:
+    """The rank a message must be below for ``status`` to move it on."""
+    return STATUS_RANK["delivered"] if status == "failed" else STATUS_RANK[status]
+
+
+@functools.lru_cache(maxsize=512)
+def _apply_statuses(count: int) -> Any:
+    """The UPDATE for ``count`` messages, one status each, with the values as parameters: built and
+    compiled once per count (a statement built per call cost more than running it)."""
+
+    def per_message(name: str, type_: Any = None) -> Any:
+        k = range(count)
+        return case(*[(m.message_id == bindparam(f"b_id{i}"), bindparam(f"{name}{i}", type_=type_)) for i in k])
+
+    return (
+        update(messages)
+        .where(m.id.in_(_OUTBOUND_IN_ID_ORDER.scalar_subquery()), _RANK_NOW < per_message("b_below", Integer()))
+        .values(
+            status=per_message("b_status", String()),
+            sent_at=func.coalesce(m.sent_at, per_message("b_at", UtcDateTime())),
+            error=func.coalesce(per_message("b_error", String()), m.error),
+        )
+        .returning(m.message_id, m.contact_id)
+    )
 
 
 async def flag_contact(session: Session, contact_id: int, reason: str) -> None:
@@ -488,22 +512,13 @@ async def apply_delivery_statuses(session: Session, moves: Sequence[StatusMove])
     by_id = {move.message_id: move for move in moves}
     if len(by_id) != len(moves):
         raise ValueError("one status per message in a statement")
-    errors = {i: move.error[:500] for i, move in by_id.items() if move.error}
-    values: dict[str, Any] = {
-        "status": case({i: move.status for i, move in by_id.items()}, value=m.message_id),
-        "sent_at": func.coalesce(
-            m.sent_at,
-            case({i: literal(move.occurred_at, UtcDateTime()) for i, move in by_id.items()}, value=m.message_id),
-        ),
-    }
-    if errors:
-        values["error"] = case(errors, value=m.message_id, else_=m.error)
-    moves_on = case({i: m.status.in_(_earlier(move.status)) for i, move in by_id.items()}, value=m.message_id)
-    stmt = (
-        update(messages)
-        .where(m.id.in_(_OUTBOUND_IN_ID_ORDER.scalar_subquery()), moves_on)
-        .values(**values)
-        .returning(m.message_id, m.contact_id)
-    )
-    rows: TupleRows = await session.execute(stmt, {"b_ids": sorted(by_id)})
+    params: dict[str, Any] = {"b_ids": sorted(by_id)}
+    for i, move in enumerate(moves):
+        params[f"b_id{i}"] = move.message_id
+        params[f"b_status{i}"] = move.status
+        params[f"b_at{i}"] = move.occurred_at
+        params[f"b_below{i}"] = _moves_from_below(move.status)
+        params[f"b_error{i}"] = move.error[:500] if move.error else None
+    stmt = _apply_statuses(len(moves))
+    rows: TupleRows = await session.execute(stmt, params)
     return {str(message_id): int(contact_id) for message_id, contact_id in rows}
