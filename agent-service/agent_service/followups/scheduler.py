@@ -26,6 +26,7 @@ condition holds at the moment of sending.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,29 @@ _CLAIM = (
     )
     .returning(_f.id, _f.contact_id, _f.sequence_no, _f.touch, _f.strategy, _f.due_at)
 )
+
+
+@functools.lru_cache(maxsize=256)
+def _mark_sent(count: int) -> Any:
+    """Mark ``count`` claimed touches ``sent``, each with its message id, if still pending with our
+    token: built and compiled once per count, every value a parameter (built per batch with the
+    values inside, the ``CASE`` cost more than running the statement)."""
+    message_ids = case(*[(_f.id == bindparam(f"b_id{i}"), bindparam(f"b_message_id{i}")) for i in range(count)])
+    now = bindparam("b_now", type_=UtcDateTime)
+    return (
+        update(follow_ups)
+        .where(
+            _f.id.in_(bindparam("b_ids", expanding=True)),
+            _f.status == "pending",
+            _f.claim_token == bindparam("b_token"),
+        )
+        .values(
+            status="sent", sent_at=now, message_id=message_ids, claim_token=None, claimed_until=None, updated_at=now
+        )
+        .returning(_f.id)
+    )
+
+
 _WROTE_TO = (
     update(contacts)
     .where(contacts.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -407,21 +431,12 @@ class FollowUpScheduler:
         later touches: one statement each for the whole batch."""
         if not sendable:
             return
-        message_ids = case({row.id: outgoing.message_id for row, outgoing, _ in sendable}, value=_f.id)
-        marked = await session.execute(
-            update(follow_ups)
-            .where(_f.id.in_([row.id for row, _, _ in sendable]), _f.status == "pending", _f.claim_token == token)
-            .values(
-                status="sent",
-                sent_at=now,
-                message_id=message_ids,
-                claim_token=None,
-                claimed_until=None,
-                updated_at=now,
-            )
-            .returning(_f.id)
-        )
-        marked_ids = set(marked.scalars())
+        params: dict[str, Any] = {"b_ids": [row.id for row, _, _ in sendable], "b_token": token, "b_now": now}
+        for i, (row, outgoing, _) in enumerate(sendable):
+            params[f"b_id{i}"] = row.id
+            params[f"b_message_id{i}"] = outgoing.message_id
+        marked = await session.execute(_mark_sent(len(sendable)), params)
+        marked_ids: set[int] = set(marked.scalars())
         sent = [touch for touch in sendable if touch[0].id in marked_ids]
         report.lost += len(sendable) - len(sent)
         if not sent:
