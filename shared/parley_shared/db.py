@@ -23,7 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy import MetaData, Table, bindparam, case, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.exc import DisconnectionError
@@ -201,6 +201,15 @@ def _insert_ignore_statement(
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
     return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
+
+
+def per_row(key: Any, count: int, value: str, *, key_param: str = "b_key", type_: Any = None) -> Any:
+    """``CASE WHEN key = :{key_param}0 THEN :{value}0 ... END`` for ``count`` rows: the per-row
+    values of a multi-row ``UPDATE`` as parameters (``{key_param}{i}``, ``{value}{i}``), so that
+    the statement is built and compiled once per row count (cache its builder by count) instead of
+    on every call: with the values inside, building it cost more than running it."""
+    whens = [(key == bindparam(f"{key_param}{i}"), bindparam(f"{value}{i}", type_=type_)) for i in range(count)]
+    return case(*whens)
 
 
 async def ping(engine: AsyncEngine) -> float:

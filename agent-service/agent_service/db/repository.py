@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, case, cast, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import RowMapping, ScalarResult
 
 from agent_service.db.tables import contacts, follow_ups, messages, outbox, scheduled_calls
 from agent_service.domain.kinds import EVENT_KINDS
-from parley_shared.db import Session, TupleRows, UtcDateTime, dialect_name
+from parley_shared.db import Session, TupleRows, UtcDateTime, dialect_name, per_row
 
 c = contacts.c
 m = messages.c
@@ -373,16 +373,26 @@ async def mark_turn_messages(session: Session, marks: Mapping[int, tuple[str, st
     for a batch of turns. Returns the ids that were still pending."""
     if not marks:
         return set()
-    stmt = (
+    params: dict[str, Any] = {"b_ids": sorted(marks)}
+    for i, (message_id, (status, turn_id)) in enumerate(marks.items()):
+        params[f"b_id{i}"] = message_id
+        params[f"b_status{i}"] = status
+        params[f"b_turn_id{i}"] = turn_id
+    still: ScalarResult[Any] = (await session.execute(_mark_turn_messages(len(marks)), params)).scalars()
+    return {int(i) for i in still}
+
+
+@functools.lru_cache(maxsize=256)
+def _mark_turn_messages(count: int) -> Any:
+    return (
         update(messages)
         .where(m.id.in_(bindparam("b_ids", expanding=True)), m.status == "pending")
         .values(
-            status=case({i: status for i, (status, _) in marks.items()}, value=m.id),
-            turn_id=case({i: turn_id for i, (_, turn_id) in marks.items()}, value=m.id),
+            status=per_row(m.id, count, "b_status", key_param="b_id", type_=String()),
+            turn_id=per_row(m.id, count, "b_turn_id", key_param="b_id", type_=String()),
         )
         .returning(m.id)
     )
-    return {int(i) for i in (await session.execute(stmt, {"b_ids": sorted(marks)})).scalars()}
 
 
 # ---------------------------------------------------------------------------- events on messages
@@ -471,8 +481,7 @@ def _apply_statuses(count: int) -> Any:
     compiled once per count (a statement built per call cost more than running it)."""
 
     def per_message(name: str, type_: Any = None) -> Any:
-        k = range(count)
-        return case(*[(m.message_id == bindparam(f"b_id{i}"), bindparam(f"{name}{i}", type_=type_)) for i in k])
+        return per_row(m.message_id, count, name, key_param="b_id", type_=type_)
 
     return (
         update(messages)

@@ -36,7 +36,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import bindparam, case, func, null, or_, select, true, update
+from sqlalchemy import String, bindparam, func, null, or_, select, true, update
 from sqlalchemy.engine import Row
 
 from agent_service.db import repository as repo
@@ -56,7 +56,7 @@ from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchCont
 from agent_service.live import LiveFeed
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
-from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore
+from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore, per_row
 from parley_shared.outbox import Outbox
 from parley_shared.topology import outgoing_queue
 
@@ -123,7 +123,7 @@ def _mark_sent(count: int) -> Any:
     """Mark ``count`` claimed touches ``sent``, each with its message id, if still pending with our
     token: built and compiled once per count, every value a parameter (built per batch with the
     values inside, the ``CASE`` cost more than running the statement)."""
-    message_ids = case(*[(_f.id == bindparam(f"b_id{i}"), bindparam(f"b_message_id{i}")) for i in range(count)])
+    message_ids = per_row(_f.id, count, "b_message_id", key_param="b_id", type_=String())
     now = bindparam("b_now", type_=UtcDateTime)
     return (
         update(follow_ups)
