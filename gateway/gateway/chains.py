@@ -26,6 +26,7 @@ linked one after the other.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,8 +92,6 @@ async def record_inbound(session: Session, seen: Sequence[Seen], now: datetime) 
             latest[item.address] = item
     if not latest:
         return
-    t = contact_chains
-    module: Any = postgresql if dialect_name(session) == "postgresql" else sqlite
     rows = [
         {
             "phone": item.address,
@@ -104,19 +103,25 @@ async def record_inbound(session: Session, seen: Sequence[Seen], now: datetime) 
         }
         for _, item in sorted(latest.items())
     ]
-    stmt = module.insert(t)
-    newer = stmt.excluded.last_inbound_at >= func.coalesce(t.c.last_inbound_at, stmt.excluded.last_inbound_at)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={
-            "provider": stmt.excluded.provider,
-            "chat_id": stmt.excluded.chat_id,
-            "last_inbound_at": stmt.excluded.last_inbound_at,
-            "updated_at": stmt.excluded.updated_at,
-        },
-        where=newer,  # a late message moves nothing back
-    )
+    stmt = _upsert(dialect_name(session), ("provider", "chat_id", "last_inbound_at"), newer_only=True)
     await session.execute(stmt, rows)
+
+
+@functools.cache
+def _upsert(dialect: str, columns: tuple[str, ...], *, newer_only: bool = False) -> Any:
+    """``INSERT ... ON CONFLICT (phone) DO UPDATE`` of ``columns`` and ``updated_at`` for rows given
+    as parameters, built once per dialect and columns. ``newer_only``: a row whose
+    ``last_inbound_at`` is older than the stored one moves nothing back."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(contact_chains)
+    newer = stmt.excluded.last_inbound_at >= func.coalesce(
+        contact_chains.c.last_inbound_at, stmt.excluded.last_inbound_at
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={name: stmt.excluded[name] for name in (*columns, "updated_at")},
+        where=newer if newer_only else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -162,11 +167,6 @@ async def remember_choices(session: Session, latest: Mapping[str, Choices | None
     one statement for all of them, in address order (the lock order of every batch)."""
     if not latest:
         return
-    module: Any = postgresql if dialect_name(session) == "postgresql" else sqlite
-    stmt = module.insert(contact_chains)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["phone"], set_={"choices": stmt.excluded.choices, "updated_at": stmt.excluded.updated_at}
-    )
     rows = [
         {
             "phone": address,
@@ -176,7 +176,7 @@ async def remember_choices(session: Session, latest: Mapping[str, Choices | None
         }
         for address, choices in sorted(latest.items())
     ]
-    await session.execute(stmt, rows)
+    await session.execute(_upsert(dialect_name(session), ("choices",)), rows)
 
 
 async def rekey(session: Session, old: str, new: str, now: datetime) -> bool:

@@ -10,8 +10,9 @@ Status life cycle::
 
 A row is created when the message's turn comes (:meth:`OutboundLog.claim`), already ``sending``
 where the message may go. ``sending`` is committed before the provider call, so a crash during
-the call leaves a row that a redelivery reports as ``unknown`` instead of sending again. Every terminal outcome stages a
-:class:`DeliveryStatus` for ``delivery_status`` in the same transaction (outbox).
+the call leaves a row that a redelivery reports as ``unknown`` instead of sending again. Every
+terminal outcome stages a :class:`DeliveryStatus` for ``delivery_status`` in the same
+transaction (outbox).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import time
 import zlib
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -205,11 +205,17 @@ def _insert_ignore_statement(
 
 def per_row(key: Any, count: int, value: str, *, key_param: str = "b_key", type_: Any = None) -> Any:
     """``CASE WHEN key = :{key_param}0 THEN :{value}0 ... END`` for ``count`` rows: the per-row
-    values of a multi-row ``UPDATE`` as parameters (``{key_param}{i}``, ``{value}{i}``), so that
+    values of a multi-row ``UPDATE`` as parameters (``{key_param}{i}``, ``{value}{i}``; see
+    :func:`per_row_params`), so that
     the statement is built and compiled once per row count (cache its builder by count) instead of
     on every call: with the values inside, building it cost more than running it."""
     whens = [(key == bindparam(f"{key_param}{i}"), bindparam(f"{value}{i}", type_=type_)) for i in range(count)]
     return case(*whens)
+
+
+def per_row_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of :func:`per_row` expressions: row ``i``'s value of ``name`` as ``{name}{i}``."""
+    return {f"{name}{i}": value for i, row in enumerate(rows) for name, value in row.items()}
 
 
 async def ping(engine: AsyncEngine) -> float:

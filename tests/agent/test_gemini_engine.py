@@ -58,13 +58,6 @@ def decision(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    server = await FakeGemini().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def engine(fake: FakeGemini) -> AsyncIterator[GeminiEngine]:
     settings = AgentSettings(gemini_api_key="test-key", gemini_base_url=fake.url)
     sleeps: list[float] = []

@@ -34,13 +34,6 @@ ANSWER = '{"reply": "89 900 ₸", "spin_stage": "problem", "outcome": "open"}'
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    server = await FakeGemini().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def client(fake: FakeGemini) -> AsyncIterator[Any]:
     gemini = make_client(CommonSettings(gemini_api_key="test-key", gemini_base_url=fake.url), timeout_s=5)
     yield gemini

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from parley_shared.db import per_row
+from parley_shared.db import per_row, per_row_params
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("label", String(20)))
@@ -24,14 +24,12 @@ async def test_per_row_sets_each_rows_own_value_and_leaves_others_alone() -> Non
             )
             # The same statement serves any three rows: only the parameters change.
             for chosen in ([1, 3, 5], [2, 4, 5]):
-                params = {"b_ids": chosen}
-                for i, key in enumerate(chosen):
-                    params[f"b_id{i}"] = key
-                    params[f"b_label{i}"] = f"{chosen[0]}:{key}"
-                await conn.execute(stmt, params)
+                values = per_row_params([{"b_id": key, "b_label": f"{chosen[0]}:{key}"} for key in chosen])
+                await conn.execute(stmt, {"b_ids": chosen, **values})
             rows = dict((await conn.execute(select(items.c.id, items.c.label))).all())
     finally:
         await engine.dispose()
     assert rows == {1: "1:1", 2: "2:2", 3: "1:3", 4: "2:4", 5: "2:5"}
     sql = str(per_row(items.c.id, 2, "v", key_param="k"))
     assert sql == "CASE WHEN (items.id = :k0) THEN :v0 WHEN (items.id = :k1) THEN :v1 END", sql
+    assert per_row_params([{"k": 7, "v": "a"}, {"k": 9, "v": "b"}]) == {"k0": 7, "v0": "a", "k1": 9, "v1": "b"}

@@ -20,7 +20,7 @@ from sqlalchemy.engine import RowMapping, ScalarResult
 
 from agent_service.db.tables import contacts, follow_ups, messages, outbox, scheduled_calls
 from agent_service.domain.kinds import EVENT_KINDS
-from parley_shared.db import Session, TupleRows, UtcDateTime, dialect_name, per_row
+from parley_shared.db import Session, TupleRows, UtcDateTime, dialect_name, per_row, per_row_params
 
 c = contacts.c
 m = messages.c
@@ -373,11 +373,8 @@ async def mark_turn_messages(session: Session, marks: Mapping[int, tuple[str, st
     for a batch of turns. Returns the ids that were still pending."""
     if not marks:
         return set()
-    params: dict[str, Any] = {"b_ids": sorted(marks)}
-    for i, (message_id, (status, turn_id)) in enumerate(marks.items()):
-        params[f"b_id{i}"] = message_id
-        params[f"b_status{i}"] = status
-        params[f"b_turn_id{i}"] = turn_id
+    rows = [{"b_id": i, "b_status": status, "b_turn_id": turn_id} for i, (status, turn_id) in marks.items()]
+    params = {"b_ids": sorted(marks), **per_row_params(rows)}
     still: ScalarResult[Any] = (await session.execute(_mark_turn_messages(len(marks)), params)).scalars()
     return {int(i) for i in still}
 
@@ -475,7 +472,7 @@ def _moves_from_below(status: str) -> int:
     return STATUS_RANK["delivered"] if status == "failed" else STATUS_RANK[status]
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def _apply_statuses(count: int) -> Any:
     """The UPDATE for ``count`` messages, one status each, with the values as parameters: built and
     compiled once per count (a statement built per call cost more than running it)."""
@@ -521,13 +518,16 @@ async def apply_delivery_statuses(session: Session, moves: Sequence[StatusMove])
     by_id = {move.message_id: move for move in moves}
     if len(by_id) != len(moves):
         raise ValueError("one status per message in a statement")
-    params: dict[str, Any] = {"b_ids": sorted(by_id)}
-    for i, move in enumerate(moves):
-        params[f"b_id{i}"] = move.message_id
-        params[f"b_status{i}"] = move.status
-        params[f"b_at{i}"] = move.occurred_at
-        params[f"b_below{i}"] = _moves_from_below(move.status)
-        params[f"b_error{i}"] = move.error[:500] if move.error else None
-    stmt = _apply_statuses(len(moves))
-    rows: TupleRows = await session.execute(stmt, params)
-    return {str(message_id): int(contact_id) for message_id, contact_id in rows}
+    values = [
+        {
+            "b_id": move.message_id,
+            "b_status": move.status,
+            "b_at": move.occurred_at,
+            "b_below": _moves_from_below(move.status),
+            "b_error": move.error[:500] if move.error else None,
+        }
+        for move in moves
+    ]
+    params = {"b_ids": sorted(by_id), **per_row_params(values)}
+    moved: TupleRows = await session.execute(_apply_statuses(len(moves)), params)
+    return {str(message_id): int(contact_id) for message_id, contact_id in moved}

@@ -56,7 +56,15 @@ from agent_service.followups.text import FollowUpText, FollowUpWriter, TouchCont
 from agent_service.live import LiveFeed
 from parley_shared.clock import Clock
 from parley_shared.contracts import OutgoingKind, OutgoingMessage, TemplateRef, stable_id
-from parley_shared.db import Session, SessionFactory, UtcDateTime, dialect_name, insert_ignore, per_row
+from parley_shared.db import (
+    Session,
+    SessionFactory,
+    UtcDateTime,
+    dialect_name,
+    insert_ignore,
+    per_row,
+    per_row_params,
+)
 from parley_shared.outbox import Outbox
 from parley_shared.topology import outgoing_queue
 
@@ -431,10 +439,9 @@ class FollowUpScheduler:
         later touches: one statement each for the whole batch."""
         if not sendable:
             return
-        params: dict[str, Any] = {"b_ids": [row.id for row, _, _ in sendable], "b_token": token, "b_now": now}
-        for i, (row, outgoing, _) in enumerate(sendable):
-            params[f"b_id{i}"] = row.id
-            params[f"b_message_id{i}"] = outgoing.message_id
+        touches = [{"b_id": row.id, "b_message_id": outgoing.message_id} for row, outgoing, _ in sendable]
+        params = {"b_ids": [row.id for row, _, _ in sendable], "b_token": token, "b_now": now}
+        params.update(per_row_params(touches))
         marked = await session.execute(_mark_sent(len(sendable)), params)
         marked_ids: set[int] = set(marked.scalars())
         sent = [touch for touch in sendable if touch[0].id in marked_ids]
