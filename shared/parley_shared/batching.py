@@ -65,11 +65,12 @@ def transactions(
     name: str,
     drains: Drains,
     max_size: int = BATCH_MAX_SIZE,
-    max_batches: int = 2,
+    max_batches: int = 1,
 ) -> GroupCommit[T, R]:
     """The group commit of a service's database writes: ``max_batches`` batches at most in flight
-    (two; one where commits must follow each other), each of at most ``max_size`` items (the
-    service's ``BATCH_MAX_SIZE``), and a batch that failed for a
+    (one: what arrives while a batch runs goes into the next, so on a busy machine batches grow
+    instead of transactions multiplying; pass one explicitly where commits must follow each other),
+    each of at most ``max_size`` items (the service's ``BATCH_MAX_SIZE``), and a batch that failed for a
     reason of its own re-run item by item -- not one that met the database or the broker away
     (:func:`~parley_shared.broker.is_transient`), which every item would meet alone too: those
     callers get the error and retry as they would have."""
