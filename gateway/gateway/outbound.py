@@ -130,7 +130,7 @@ _START_SENDING = (
 
 @dataclass(frozen=True)
 class _Outcome:
-    """A send's terminal outcome, as the finishing batch writes it."""
+    """A send's terminal outcome, as the writing batch records it."""
 
     params: dict[str, Any]
     payload: DeliveryStatus
@@ -139,78 +139,108 @@ class _Outcome:
     status: OutStatus
 
 
+@dataclass(frozen=True)
+class _ClaimOf:
+    """A message whose turn came: claim its send."""
+
+    message: OutgoingMessage
+
+
+@dataclass(frozen=True)
+class _StartOf:
+    """A retry: compare-and-set the message's row to ``sending``."""
+
+    message_id: str
+
+
+_Write = _Outcome | _ClaimOf | _StartOf
+
+
 class OutboundLog:
     def __init__(self, runtime: Runtime, provider: Provider) -> None:
         self.runtime = runtime
         self.provider = provider
-        batch = runtime.settings.batch_max_size
-        self.group_commit: GroupCommit[_Outcome, None] = transactions(
-            self._finish_batch, name="outbound_outcomes", drains=runtime.drains, max_size=batch
+        # The sender's writes -- claims, retries' starts, outcomes -- share one group commit: at a
+        # message rate where each kind alone would mostly get a transaction of its own, the claim
+        # of one message and the outcome of another made meanwhile share one.
+        self.writes: GroupCommit[_Write, Claim | bool | None] = transactions(
+            self._write_batch, name="outbound_writes", drains=runtime.drains, max_size=runtime.settings.batch_max_size
         )
-        self.starts: GroupCommit[str, bool] = transactions(
-            self._start_batch, name="outbound_starts", drains=runtime.drains, max_size=batch
-        )
-        self.claims: GroupCommit[OutgoingMessage, Claim] = transactions(
-            self._claim_batch, name="outbound_claims", drains=runtime.drains, max_size=batch
-        )
+
+    async def _write_batch(self, batch: list[_Write]) -> list[Claim | bool | None]:
+        """One transaction: the outcomes first (so a copy claimed in the same batch finds its message
+        done), then the claims, then the retries' starts; one statement of each kind."""
+        outcomes = [w for w in batch if isinstance(w, _Outcome)]
+        claims = [w.message for w in batch if isinstance(w, _ClaimOf)]
+        starts = [w.message_id for w in batch if isinstance(w, _StartOf)]
+        async with self.runtime.sessions() as session, session.begin():
+            if outcomes:
+                await self._finish(session, outcomes)
+            claimed = iter(await self._claim(session, claims) if claims else [])
+            started = iter(await self._start(session, starts) if starts else [])
+        return [
+            None if isinstance(w, _Outcome) else next(claimed) if isinstance(w, _ClaimOf) else next(started)
+            for w in batch
+        ]
 
     async def claim(self, message: OutgoingMessage) -> Claim:
         """Claim the send of ``message`` when its turn came: the row (created the first time) moves
         to ``sending`` -- committed before this returns, so before the provider call -- unless the
         message is done, being sent, or may not go (Meta's window; the row then stays ``queued``).
         Also what the gateway knows of the recipient (the chat to answer, the last inbound time).
-        The claims made at about the same time share a transaction (group commit); of two copies
-        of one message in a batch, the first owns the send."""
-        return await self.claims.submit(message)
+        The sender's writes made at about the same time share a transaction (group commit); of two
+        copies of one message in a batch, the first owns the send."""
+        claim = await self.writes.submit(_ClaimOf(message))
+        assert isinstance(claim, Claim)
+        return claim
 
-    async def _claim_batch(self, batch: list[OutgoingMessage]) -> list[Claim]:
+    async def _claim(self, session: Session, batch: list[OutgoingMessage]) -> list[Claim]:
         """One statement reads the recipients, one creates the rows of every first delivery (already
         ``sending`` where the message may go); for a message seen before, one locks its row and one
         starts those waiting to be (re)sent."""
         t = tables.message_logs
         now = self.runtime.clock.now()
         unique = {m.message_id: m for m in batch}
-        async with self.runtime.sessions() as session, session.begin():
-            recipients = await chains.known(session, [m.phone for m in batch])
-            refused: dict[str, str] = {}
-            for message_id, message in unique.items():
-                contact = recipients.get(message.phone)
-                reason = window.refusal(
-                    self.provider.value,
-                    template=message.template is not None,
-                    last_inbound_at=contact.last_inbound_at if contact else None,
-                    now=now,
-                )
-                if reason is not None:
-                    refused[message_id] = reason
-            rows = [
-                {
-                    "direction": OUTBOUND,
-                    "provider": self.provider.value,
-                    "provider_message_id": None,
-                    "message_id": message_id,
-                    "correlation_id": message.correlation_id,
-                    "phone": message.phone,
-                    "phone_masked": mask_phone(message.phone),
-                    "kind": message.kind.value,
-                    "status": (OutStatus.QUEUED if message_id in refused else OutStatus.SENDING).value,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for message_id, message in sorted(unique.items())  # one lock order for concurrent batches
-            ]
-            result = await insert_ignore(session, t, rows, ["direction", "message_id"], returning=["message_id"])
-            created: set[str] = set(result.scalars())
-            owned = created - refused.keys()
-            seen = sorted(unique.keys() - created)
-            before = dict.fromkeys(created, OutStatus.QUEUED)
-            if seen:
-                found = await session.execute(_LOCK_OUTBOUND_MANY, {"b_message_ids": seen})
-                before.update((row.message_id, OutStatus(row.status)) for row in found)
-                restart = [i for i in seen if before.get(i) in _STARTABLE and i not in refused]
-                if restart:
-                    await session.execute(_START_SENDING, {"b_message_ids": restart, "updated_at": now})
-                    owned.update(restart)
+        recipients = await chains.known(session, [m.phone for m in batch])
+        refused: dict[str, str] = {}
+        for message_id, message in unique.items():
+            contact = recipients.get(message.phone)
+            reason = window.refusal(
+                self.provider.value,
+                template=message.template is not None,
+                last_inbound_at=contact.last_inbound_at if contact else None,
+                now=now,
+            )
+            if reason is not None:
+                refused[message_id] = reason
+        rows = [
+            {
+                "direction": OUTBOUND,
+                "provider": self.provider.value,
+                "provider_message_id": None,
+                "message_id": message_id,
+                "correlation_id": message.correlation_id,
+                "phone": message.phone,
+                "phone_masked": mask_phone(message.phone),
+                "kind": message.kind.value,
+                "status": (OutStatus.QUEUED if message_id in refused else OutStatus.SENDING).value,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for message_id, message in sorted(unique.items())  # one lock order for concurrent batches
+        ]
+        result = await insert_ignore(session, t, rows, ["direction", "message_id"], returning=["message_id"])
+        created: set[str] = set(result.scalars())
+        owned = created - refused.keys()
+        seen = sorted(unique.keys() - created)
+        before = dict.fromkeys(created, OutStatus.QUEUED)
+        if seen:
+            found = await session.execute(_LOCK_OUTBOUND_MANY, {"b_message_ids": seen})
+            before.update((row.message_id, OutStatus(row.status)) for row in found)
+            restart = [i for i in seen if before.get(i) in _STARTABLE and i not in refused]
+            if restart:
+                await session.execute(_START_SENDING, {"b_message_ids": restart, "updated_at": now})
+                owned.update(restart)
         out: list[Claim] = []
         for message in batch:
             message_id = message.message_id
@@ -227,15 +257,16 @@ class OutboundLog:
 
     async def start_sending(self, message_id: str) -> bool:
         """Compare-and-set ``queued``/``retry_wait`` -> ``sending`` (a retry after a transient
-        failure), committed before it returns: True if this caller owns the send. Retries starting
-        at about the same time share the transaction (group commit); of two copies of one message
-        in a batch, the first owns it."""
-        return await self.starts.submit(message_id)
+        failure), committed before it returns: True if this caller owns the send. It shares the
+        transaction of the sender's writes made at about the same time (group commit); of two
+        copies of one message in a batch, the first owns it."""
+        started = await self.writes.submit(_StartOf(message_id))
+        assert isinstance(started, bool)
+        return started
 
-    async def _start_batch(self, message_ids: list[str]) -> list[bool]:
-        async with self.runtime.sessions() as session, session.begin():
-            params = {"b_message_ids": sorted(set(message_ids)), "updated_at": self.runtime.clock.now()}
-            started = set((await session.execute(_START_SENDING, params)).scalars())
+    async def _start(self, session: Session, message_ids: list[str]) -> list[bool]:
+        params = {"b_message_ids": sorted(set(message_ids)), "updated_at": self.runtime.clock.now()}
+        started = set((await session.execute(_START_SENDING, params)).scalars())
         owned: list[bool] = []
         for message_id in message_ids:
             owned.append(message_id in started)
@@ -282,24 +313,22 @@ class OutboundLog:
             "error": error,
             "updated_at": now,
         }
-        await self.group_commit.submit(_Outcome(params, payload, message.phone, message.choices, status))
+        await self.writes.submit(_Outcome(params, payload, message.phone, message.choices, status))
         metrics.DELIVERY_STATUSES.labels(self.provider.value, state.value).inc()
         return payload.message_id
 
-    async def _finish_batch(self, batch: list[_Outcome]) -> list[None]:
+    async def _finish(self, session: Session, batch: list[_Outcome]) -> None:
         """The outcomes, their delivery statuses and, for each contact sent to, the options of the
-        latest message sent (a number typed back picks one): one transaction, one statement of each
-        kind. Rows in message-id order: a concurrent batch (or a provider's status webhook) then
-        locks the same rows in the same order instead of deadlocking."""
+        latest message sent (a number typed back picks one): one statement of each kind. Rows in
+        message-id order: a concurrent batch (or a provider's status webhook) then locks the same
+        rows in the same order instead of deadlocking."""
         ordered = sorted(batch, key=lambda item: str(item.params["b_message_id"]))
         latest = {item.phone: item.choices for item in batch if item.status is OutStatus.SENT}  # in sending order
-        async with self.runtime.sessions() as session, session.begin():
-            await session.execute(_UPDATE_OUTBOUND, [item.params for item in ordered])
-            await self.runtime.outbox.add_many(
-                session, [(STATUS, item.payload, item.payload.outgoing_message_id) for item in ordered]
-            )
-            await chains.remember_choices(session, latest, self.runtime.clock.now())
-        return [None] * len(batch)
+        await session.execute(_UPDATE_OUTBOUND, [item.params for item in ordered])
+        await self.runtime.outbox.add_many(
+            session, [(STATUS, item.payload, item.payload.outgoing_message_id) for item in ordered]
+        )
+        await chains.remember_choices(session, latest, self.runtime.clock.now())
 
     async def apply_provider_statuses(self, session: Session, events: Sequence[StatusEvent]) -> list[str]:
         """Delivery statuses a provider reported (Meta webhook), in the caller's transaction."""

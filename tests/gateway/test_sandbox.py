@@ -462,7 +462,7 @@ async def test_claims_made_together_share_a_transaction_and_one_copy_owns_each_s
         assert [c.send for c in claims[1:4]] == [True, True, True], claims
         owner, copy = sorted([claims[0], claims[4]], key=lambda c: c.send, reverse=True)
         assert owner.send and not copy.send and copy.status is OutStatus.SENDING, claims
-        assert outbound.claims.batches < outbound.claims.items
+        assert outbound.writes.batches < outbound.writes.items
         assert {c.refused for c in claims} == {None} and claims[1].contact is None  # never wrote: no chat known
 
         # Committed as ``sending`` before any provider call.
@@ -490,6 +490,18 @@ async def test_claims_made_together_share_a_transaction_and_one_copy_owns_each_s
         await outbound.finish(messages[3], OutStatus.SENT, provider_message_id="sandbox-3")
         done = await outbound.claim(messages[3])
         assert not done.send and done.status is OutStatus.SENT
+
+        # Claims and outcomes made at about the same time share a transaction, outcomes first: a
+        # copy claimed in the batch that records its message's outcome finds it done.
+        batches = outbound.writes.batches
+        late = OutgoingMessage(message_id="s5", correlation_id="c", phone=PHONE, text="reply 5")
+        _, _, copy_of_sent = await asyncio.gather(
+            outbound.claim(late),  # starts a batch at once; the next two wait and go together
+            outbound.finish(messages[0], OutStatus.SENT, provider_message_id="sandbox-0"),
+            outbound.claim(messages[0]),
+        )
+        assert outbound.writes.batches == batches + 2
+        assert not copy_of_sent.send and copy_of_sent.status is OutStatus.SENT
 
 
 async def test_a_reader_paging_by_cursor_misses_nothing_while_sends_run_side_by_side(
