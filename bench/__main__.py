@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT, bench_vhost, drop_databases, ensure_services, load_average, machine
+from parley_shared.cli import new_event_loop
 
 ALL = ("pipeline", "slow_model", "knowledge", "scheduler", "reporting", "console_inbox", "console_live")
 
@@ -285,7 +286,11 @@ def cli() -> None:
     args = parser.parse_args()
     if not args.no_services:
         ensure_services()
-    results = asyncio.run(main(list(args.names) or list(ALL), args.quick, args.output))
+    # The services' event loop (uvloop): the scheduler benchmark runs the agent's scheduler in this
+    # process, and should run it as the agent does (the load generators run on it too, alike for
+    # Parley and the reference).
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        results = runner.run(main(list(args.names) or list(ALL), args.quick, args.output))
     print(table(results))
     print(f"\n(written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output})")
     if any("error" in o for o in results["benchmarks"].values()):
